@@ -1,0 +1,220 @@
+// zmqkit/envelope.hpp — the ZMK/1 envelope: one msgpack array per ZeroMQ frame.
+//
+//   struct order { std::string sku; int qty; MSGPACK_DEFINE_MAP(sku, qty); };
+//
+//   auto env = zmqkit::make_envelope("order.created", order{"book", 2});
+//   env.priority = 9;
+//   env.ttl = 5s;
+//   zmq::message_t frame = zmqkit::encode(env);
+//   ...
+//   auto got = zmqkit::decode(frame);        // throws zmqkit::error naming the field
+//   order o = got.body_as<order>();          // throws errc::bad_body if it does not convert
+//
+// Hot paths that only route (the queue device) use decode_view(), which
+// validates the whole frame but materialises nothing: strings and the body are
+// views into the frame, which must outlive the view.
+//
+// The wire format is specified in docs/protocol.md (ZMK/1).
+#pragma once
+
+#include <zmqkit/clock.hpp>
+#include <zmqkit/error.hpp>
+#include <zmqkit/message_id.hpp>
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace zmqkit {
+
+inline constexpr std::uint8_t protocol_version = 1;
+inline constexpr std::uint8_t default_priority = 4;
+inline constexpr std::uint8_t max_priority = 9;
+inline constexpr std::size_t max_type_bytes = 255;
+inline constexpr std::string_view error_type = "zmk.error";
+
+// Reserved header keys.
+namespace header {
+inline constexpr std::string_view error = "zmk.error";
+inline constexpr std::string_view reason = "zmk.reason";
+inline constexpr std::string_view publisher = "zmk.pub";
+inline constexpr std::string_view sequence = "zmk.seq";
+inline constexpr std::string_view attempt = "zmk.attempt";
+}  // namespace header
+
+// The toolkit's error reply codes (the value of the zmk.error header).
+// Handlers may reply with codes of their own; these are the ones zmqkit sends.
+enum class reply_error { expired, dead_letter, no_service, overloaded, bad_request, unavailable };
+std::string_view to_string(reply_error code) noexcept;
+std::optional<reply_error> parse_reply_error(std::string_view code) noexcept;
+
+using header_map = std::map<std::string, std::string, std::less<>>;
+
+// Limits applied to every decode. The defaults suit untrusted network input.
+struct decode_limits {
+  std::size_t max_frame_bytes = 1 << 20;  // 1 MiB, as the queue device's default
+  std::size_t max_headers = 64;
+  std::size_t max_body_unpack_depth = 32;  // for body_as<T>()
+};
+
+struct envelope {
+  std::string type;
+  std::uint8_t priority = default_priority;
+  wall_time timestamp{};
+  std::chrono::milliseconds ttl{0};  // 0 = never expires
+  message_id id{};
+  std::optional<message_id> correlation_id;
+  header_map headers;
+  std::string body;  // opaque bytes (msgpack by convention)
+
+  // Returns: the body unpacked and converted to T.
+  // Throws: zmqkit::error{errc::bad_body} when it is not msgpack or not a T.
+  template <class T>
+  T body_as(const decode_limits& limits = {}) const;
+
+  // Replaces the body with `value` packed as msgpack.
+  template <class T>
+  void set_body(const T& value);
+
+  std::optional<std::string_view> header(std::string_view key) const;
+  bool is_error() const noexcept { return type == error_type; }
+  // Returns: the zmk.error code of an error reply, else nullopt.
+  std::optional<std::string_view> error_code() const;
+
+  // Returns: timestamp + ttl, or nullopt when the envelope never expires.
+  std::optional<wall_time> expires_at() const;
+  bool expired(wall_time now) const;
+
+  friend bool operator==(const envelope&, const envelope&) = default;
+};
+
+// A validated envelope whose strings and body point into the frame it was
+// decoded from. Cheap to copy; valid only while that frame lives.
+struct envelope_view {
+  std::string_view type;
+  std::uint8_t priority = default_priority;
+  wall_time timestamp{};
+  std::chrono::milliseconds ttl{0};
+  message_id id{};
+  std::optional<message_id> correlation_id;
+  std::string_view headers_raw;  // the encoded header map, validated
+  std::size_t header_count = 0;
+  std::string_view body;
+
+  // Looks a header up in the raw map (linear scan; maps are small).
+  std::optional<std::string_view> header(std::string_view key) const;
+  std::optional<wall_time> expires_at() const;
+  bool expired(wall_time now) const;
+  envelope to_envelope() const;
+};
+
+// --- building ---------------------------------------------------------------
+
+// A value that can be a body: anything msgpack can pack, except a clock (so that
+// make_envelope(type, clock) is never read as a body).
+template <class T>
+concept body_value = !std::derived_from<std::remove_cvref_t<T>, clock>;
+
+// Returns: an envelope of `type` with a fresh id and the current timestamp
+// (from `clk`), default priority, no TTL and an empty body.
+envelope make_envelope(std::string type, const clock& clk = clock::real());
+
+// As above, with `body` packed as msgpack (any msgpack-adaptable type).
+template <body_value T>
+envelope make_envelope(std::string type, const T& body, const clock& clk = clock::real()) {
+  envelope env = make_envelope(std::move(type), clk);
+  env.set_body(body);
+  return env;
+}
+
+// Returns: a reply to `request`: correlation_id = request.id, same priority,
+// fresh id and timestamp, no TTL, empty body.
+envelope make_reply(const envelope& request, std::string type, const clock& clk = clock::real());
+envelope make_reply(const envelope_view& request, std::string type, const clock& clk = clock::real());
+
+template <body_value T>
+envelope make_reply(const envelope& request, std::string type, const T& body,
+                    const clock& clk = clock::real()) {
+  envelope env = make_reply(request, std::move(type), clk);
+  env.set_body(body);
+  return env;
+}
+
+// Returns: an error reply (type zmk.error, zmk.error = code, zmk.reason = reason,
+// empty body) answering the request with id `correlation` (nullopt when the
+// request's id could not be read).
+envelope make_error_reply(std::optional<message_id> correlation, std::string_view code,
+                          std::string_view reason, const clock& clk = clock::real());
+inline envelope make_error_reply(std::optional<message_id> correlation, reply_error code,
+                                 std::string_view reason, const clock& clk = clock::real()) {
+  return make_error_reply(correlation, to_string(code), reason, clk);
+}
+
+// --- encoding and decoding --------------------------------------------------
+
+// Returns: the exact number of bytes encode() will produce.
+std::size_t encoded_size(const envelope& env);
+
+// Encodes straight into the frame's buffer: one allocation, one copy of the body.
+// Throws: zmqkit::error{bad_envelope} when env itself breaks a rule (empty type, priority > 9).
+zmq::message_t encode(const envelope& env);
+
+// Validates every ZMK/1 rule; extra trailing array elements are ignored.
+// Throws: zmqkit::error{bad_envelope or frame_too_large}, field() naming the field.
+envelope decode(std::string_view frame, const decode_limits& limits = {});
+envelope_view decode_view(std::string_view frame, const decode_limits& limits = {});
+
+inline std::string_view as_string_view(const zmq::message_t& frame) noexcept {
+  return {static_cast<const char*>(frame.data()), frame.size()};
+}
+inline envelope decode(const zmq::message_t& frame, const decode_limits& limits = {}) {
+  return decode(as_string_view(frame), limits);
+}
+inline envelope_view decode_view(const zmq::message_t& frame, const decode_limits& limits = {}) {
+  return decode_view(as_string_view(frame), limits);
+}
+
+// Returns: true when `frame` starts a msgpack array. Anything else is a
+// "plain" body (a ZeroMQ guide client) that the request/reply patterns route untouched.
+bool looks_like_envelope(std::string_view frame) noexcept;
+
+// --- template definitions ---------------------------------------------------
+
+namespace detail {
+msgpack::unpack_limit body_unpack_limit(const decode_limits& limits, std::size_t size) noexcept;
+[[noreturn]] void throw_bad_body(const std::string& what);
+}  // namespace detail
+
+template <class T>
+T envelope::body_as(const decode_limits& limits) const {
+  try {
+    std::size_t offset = 0;
+    msgpack::object_handle handle =
+        msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr,
+                        detail::body_unpack_limit(limits, body.size()));
+    if (offset != body.size()) detail::throw_bad_body("trailing bytes after the msgpack value");
+    return handle.get().as<T>();
+  } catch (const zmqkit::error&) {
+    throw;
+  } catch (const std::exception& e) {
+    detail::throw_bad_body(e.what());
+  }
+}
+
+template <class T>
+void envelope::set_body(const T& value) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, value);
+  body.assign(buffer.data(), buffer.size());
+}
+
+}  // namespace zmqkit

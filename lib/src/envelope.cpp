@@ -1,0 +1,281 @@
+#include <zmqkit/envelope.hpp>
+
+#include "wire.hpp"
+
+#include <array>
+
+namespace zmqkit {
+
+using detail::throw_bad_envelope;
+
+namespace {
+
+constexpr std::array<std::string_view, 6> reply_error_names = {
+    "expired", "dead-letter", "no-service", "overloaded", "bad-request", "unavailable"};
+
+constexpr std::uint32_t envelope_fields = 9;
+constexpr int max_skip_depth = 32;
+
+void split_timestamp(wall_time t, std::int64_t& seconds, std::uint32_t& nanoseconds) {
+  const std::int64_t ns = t.time_since_epoch().count();
+  seconds = ns / 1'000'000'000;
+  std::int64_t rem = ns % 1'000'000'000;
+  if (rem < 0) {  // floor division, so nanoseconds stays in [0, 1e9)
+    rem += 1'000'000'000;
+    --seconds;
+  }
+  nanoseconds = static_cast<std::uint32_t>(rem);
+}
+
+std::optional<wall_time> expiry(wall_time timestamp, std::chrono::milliseconds ttl) {
+  if (ttl.count() <= 0) return std::nullopt;
+  // Saturate instead of overflowing for absurd TTLs.
+  const auto room = wall_time::max() - timestamp;
+  if (ttl >= room) return wall_time::max();
+  return timestamp + ttl;
+}
+
+std::optional<std::string_view> find_header(std::string_view raw, std::size_t count,
+                                            std::string_view key) {
+  detail::wire_reader r(raw);
+  r.read_map_header("headers");
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string_view k = r.read_str("headers");
+    const std::string_view v = r.read_str("headers");
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+void check_type(std::string_view type) {
+  if (type.empty()) throw_bad_envelope("type", "empty");
+  if (type.size() > max_type_bytes) throw_bad_envelope("type", "longer than 255 bytes");
+  if (!detail::is_valid_utf8(type)) throw_bad_envelope("type", "not valid UTF-8");
+}
+
+}  // namespace
+
+std::string_view to_string(reply_error code) noexcept {
+  return reply_error_names[static_cast<std::size_t>(code)];
+}
+
+std::optional<reply_error> parse_reply_error(std::string_view code) noexcept {
+  for (std::size_t i = 0; i < reply_error_names.size(); ++i)
+    if (reply_error_names[i] == code) return static_cast<reply_error>(i);
+  return std::nullopt;
+}
+
+// --- envelope ---------------------------------------------------------------
+
+std::optional<std::string_view> envelope::header(std::string_view key) const {
+  const auto it = headers.find(key);
+  if (it == headers.end()) return std::nullopt;
+  return std::string_view(it->second);
+}
+
+std::optional<std::string_view> envelope::error_code() const {
+  if (!is_error()) return std::nullopt;
+  return header(header::error);
+}
+
+std::optional<wall_time> envelope::expires_at() const { return expiry(timestamp, ttl); }
+bool envelope::expired(wall_time now) const {
+  const auto at = expires_at();
+  return at && now >= *at;
+}
+
+std::optional<std::string_view> envelope_view::header(std::string_view key) const {
+  return find_header(headers_raw, header_count, key);
+}
+std::optional<wall_time> envelope_view::expires_at() const { return expiry(timestamp, ttl); }
+bool envelope_view::expired(wall_time now) const {
+  const auto at = expires_at();
+  return at && now >= *at;
+}
+
+envelope envelope_view::to_envelope() const {
+  envelope env;
+  env.type = type;
+  env.priority = priority;
+  env.timestamp = timestamp;
+  env.ttl = ttl;
+  env.id = id;
+  env.correlation_id = correlation_id;
+  detail::wire_reader r(headers_raw);
+  r.read_map_header("headers");
+  for (std::size_t i = 0; i < header_count; ++i) {
+    std::string_view k = r.read_str("headers");
+    std::string_view v = r.read_str("headers");
+    env.headers.insert_or_assign(std::string(k), std::string(v));
+  }
+  env.body = body;
+  return env;
+}
+
+// --- building ---------------------------------------------------------------
+
+envelope make_envelope(std::string type, const clock& clk) {
+  envelope env;
+  env.type = std::move(type);
+  env.timestamp = clk.wall_now();
+  env.id = message_id::generate();
+  return env;
+}
+
+namespace {
+envelope reply_to(const message_id& request_id, std::uint8_t priority, std::string type,
+                  const clock& clk) {
+  envelope env = make_envelope(std::move(type), clk);
+  env.priority = priority;
+  env.correlation_id = request_id;
+  return env;
+}
+}  // namespace
+
+envelope make_reply(const envelope& request, std::string type, const clock& clk) {
+  return reply_to(request.id, request.priority, std::move(type), clk);
+}
+envelope make_reply(const envelope_view& request, std::string type, const clock& clk) {
+  return reply_to(request.id, request.priority, std::move(type), clk);
+}
+
+envelope make_error_reply(std::optional<message_id> correlation, std::string_view code,
+                          std::string_view reason, const clock& clk) {
+  envelope env = make_envelope(std::string(error_type), clk);
+  env.correlation_id = correlation;
+  env.headers.emplace(header::error, code);
+  env.headers.emplace(header::reason, reason);
+  return env;
+}
+
+// --- encoding ---------------------------------------------------------------
+
+std::size_t encoded_size(const envelope& env) {
+  std::int64_t seconds;
+  std::uint32_t nanoseconds;
+  split_timestamp(env.timestamp, seconds, nanoseconds);
+  std::size_t n = 1                                   // fixarray of 9
+                  + 1                                 // version
+                  + detail::size_str(env.type.size())  //
+                  + 1                                 // priority 0-9
+                  + detail::size_timestamp(seconds, nanoseconds) +
+                  detail::size_uint(static_cast<std::uint64_t>(env.ttl.count())) +
+                  detail::size_bin(16) + detail::size_bin(env.correlation_id ? 16 : 0) +
+                  detail::size_map_header(env.headers.size()) + detail::size_bin(env.body.size());
+  for (const auto& [k, v] : env.headers) n += detail::size_str(k.size()) + detail::size_str(v.size());
+  return n;
+}
+
+zmq::message_t encode(const envelope& env) {
+  check_type(env.type);
+  if (env.priority > max_priority) throw_bad_envelope("priority", "greater than 9");
+  if (env.ttl.count() < 0) throw_bad_envelope("ttl_ms", "negative");
+
+  std::int64_t seconds;
+  std::uint32_t nanoseconds;
+  split_timestamp(env.timestamp, seconds, nanoseconds);
+
+  zmq::message_t frame(encoded_size(env));
+  detail::wire_writer w(frame.data());
+  w.put_array_header(envelope_fields);
+  w.put_uint(protocol_version);
+  w.put_str(env.type);
+  w.put_uint(env.priority);
+  w.put_timestamp(seconds, nanoseconds);
+  w.put_uint(static_cast<std::uint64_t>(env.ttl.count()));
+  w.put_bin(env.id.as_bytes());
+  w.put_bin(env.correlation_id ? env.correlation_id->as_bytes() : std::string_view{});
+  w.put_map_header(static_cast<std::uint32_t>(env.headers.size()));
+  for (const auto& [k, v] : env.headers) {
+    w.put_str(k);
+    w.put_str(v);
+  }
+  w.put_bin(env.body);
+  return frame;
+}
+
+// --- decoding ---------------------------------------------------------------
+
+envelope_view decode_view(std::string_view frame, const decode_limits& limits) {
+  if (frame.size() > limits.max_frame_bytes)
+    throw error(errc::frame_too_large, "frame",
+                "ZMK/1 envelope: frame: " + std::to_string(frame.size()) + " bytes exceeds the maximum of " +
+                    std::to_string(limits.max_frame_bytes));
+
+  detail::wire_reader r(frame);
+  envelope_view v;
+
+  const std::uint32_t count = r.read_array_header("envelope");
+  if (count < envelope_fields)
+    throw_bad_envelope("envelope", "array has " + std::to_string(count) + " elements, expected at least 9");
+
+  if (r.read_uint("version") != protocol_version) throw_bad_envelope("version", "not 1");
+
+  v.type = r.read_str("type");
+  check_type(v.type);
+
+  const std::uint64_t priority = r.read_uint("priority");
+  if (priority > max_priority) throw_bad_envelope("priority", "greater than 9");
+  v.priority = static_cast<std::uint8_t>(priority);
+
+  std::int64_t seconds;
+  std::uint32_t nanoseconds;
+  r.read_timestamp("timestamp", seconds, nanoseconds);
+  v.timestamp = wall_time(std::chrono::seconds(seconds) + std::chrono::nanoseconds(nanoseconds));
+
+  const std::uint64_t ttl = r.read_uint("ttl_ms");
+  // Cap at ~292 years (nanosecond time_point range) rather than overflow.
+  constexpr std::uint64_t max_ttl_ms = 9'223'372'036'854ULL;
+  v.ttl = std::chrono::milliseconds(static_cast<std::int64_t>(std::min(ttl, max_ttl_ms)));
+
+  const std::string_view id = r.read_bin("id");
+  if (id.size() != 16) throw_bad_envelope("id", "not 16 bytes");
+  v.id = *message_id::from_bytes(id);
+
+  const std::string_view correlation = r.read_bin("correlation_id");
+  if (!correlation.empty()) {
+    if (correlation.size() != 16) throw_bad_envelope("correlation_id", "neither empty nor 16 bytes");
+    v.correlation_id = message_id::from_bytes(correlation);
+  }
+
+  const char* headers_start = r.position();
+  const std::uint32_t header_count = r.read_map_header("headers");
+  if (header_count > limits.max_headers)
+    throw_bad_envelope("headers", "more than " + std::to_string(limits.max_headers) + " entries");
+  for (std::uint32_t i = 0; i < header_count; ++i) {
+    r.read_str("headers");
+    r.read_str("headers");
+  }
+  v.headers_raw = std::string_view(headers_start, static_cast<std::size_t>(r.position() - headers_start));
+  v.header_count = header_count;
+
+  v.body = r.read_bin("body");
+
+  for (std::uint32_t i = envelope_fields; i < count; ++i) r.skip("envelope", max_skip_depth);
+  if (r.remaining() != 0) throw_bad_envelope("envelope", "trailing bytes after the array");
+  return v;
+}
+
+envelope decode(std::string_view frame, const decode_limits& limits) {
+  return decode_view(frame, limits).to_envelope();
+}
+
+bool looks_like_envelope(std::string_view frame) noexcept {
+  if (frame.empty()) return false;
+  const auto b = static_cast<std::uint8_t>(frame.front());
+  return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
+}
+
+namespace detail {
+msgpack::unpack_limit body_unpack_limit(const decode_limits& limits, std::size_t size) noexcept {
+  // No container can hold more elements than the body has bytes; strings and
+  // binaries no more bytes than the body. Depth is bounded explicitly.
+  return msgpack::unpack_limit(size, size, size, size, size, limits.max_body_unpack_depth);
+}
+
+void throw_bad_body(const std::string& what) {
+  throw error(errc::bad_body, "body", "ZMK/1 envelope: body: does not convert: " + what);
+}
+}  // namespace detail
+
+}  // namespace zmqkit

@@ -1,0 +1,368 @@
+#include <zmqkit/envelope.hpp>
+
+#include <doctest/doctest.h>
+
+#include <functional>
+
+using namespace std::chrono_literals;
+using zmqkit::envelope;
+using zmqkit::errc;
+
+namespace {
+
+struct order {
+  std::string sku;
+  int quantity = 0;
+  double price = 0;
+  MSGPACK_DEFINE_MAP(sku, quantity, price);
+  friend bool operator==(const order&, const order&) = default;
+};
+
+std::string frame_bytes(const zmq::message_t& m) { return std::string(zmqkit::as_string_view(m)); }
+
+// Packs a nine-field envelope by hand; `field` replaces element i's packing when it returns true.
+using packer_t = msgpack::packer<msgpack::sbuffer>;
+std::string pack_envelope(const std::function<bool(int, packer_t&)>& field = {}, int elements = 9) {
+  msgpack::sbuffer buf;
+  packer_t pk(buf);
+  pk.pack_array(static_cast<uint32_t>(elements));
+  const std::string id(16, '\x01');
+  for (int i = 0; i < elements; ++i) {
+    if (field && field(i, pk)) continue;
+    switch (i) {
+      case 0: pk.pack(1); break;
+      case 1: pk.pack(std::string("order.created")); break;
+      case 2: pk.pack(4); break;
+      case 3: pk.pack(msgpack::type::ext(-1, "\x00\x00\x00\x01", 4)); break;
+      case 4: pk.pack(0); break;
+      case 5: pk.pack_bin(16); pk.pack_bin_body(id.data(), 16); break;
+      case 6: pk.pack_bin(0); break;
+      case 7: pk.pack_map(0); break;
+      case 8: pk.pack_bin(0); break;
+      default: pk.pack(std::string("future field")); break;
+    }
+  }
+  return {buf.data(), buf.size()};
+}
+
+// Returns the field named by the error that decoding `bytes` throws (both decoders must agree).
+std::string rejected_field(const std::string& bytes, errc expected = errc::bad_envelope) {
+  std::string field;
+  try {
+    (void)zmqkit::decode_view(bytes);
+    FAIL("decode_view accepted an invalid envelope");
+  } catch (const zmqkit::error& e) {
+    CHECK(e.code() == expected);
+    field = e.field();
+  }
+  CHECK_THROWS_AS((void)zmqkit::decode(bytes), zmqkit::error);
+  return field;
+}
+
+}  // namespace
+
+TEST_CASE("an envelope round-trips every field") {
+  envelope env = zmqkit::make_envelope("order.created", order{"book-42", 3, 19.5});
+  env.priority = 9;
+  env.ttl = 2500ms;
+  env.timestamp = zmqkit::wall_time(1'732'000'000'123'456'789ns);
+  env.correlation_id = zmqkit::message_id::generate();
+  env.headers = {{"tenant", "acme"}, {"zmk.attempt", "2"}};
+
+  const zmq::message_t frame = zmqkit::encode(env);
+  CHECK(frame.size() == zmqkit::encoded_size(env));
+
+  const envelope back = zmqkit::decode(frame);
+  CHECK(back == env);
+  CHECK(back.body_as<order>() == order{"book-42", 3, 19.5});
+  CHECK(back.header("tenant") == "acme");
+  CHECK_FALSE(back.header("missing"));
+
+  SUBCASE("the view decoder sees the same fields without copying") {
+    const zmqkit::envelope_view view = zmqkit::decode_view(frame);
+    CHECK(view.type == "order.created");
+    CHECK(view.priority == 9);
+    CHECK(view.ttl == 2500ms);
+    CHECK(view.timestamp == env.timestamp);
+    CHECK(view.id == env.id);
+    CHECK(view.correlation_id == env.correlation_id);
+    CHECK(view.header("zmk.attempt") == "2");
+    CHECK(view.header_count == 2);
+    CHECK(view.body.data() >= static_cast<const char*>(frame.data()));
+    CHECK(view.body.data() < static_cast<const char*>(frame.data()) + frame.size());
+    CHECK(view.to_envelope() == env);
+  }
+}
+
+TEST_CASE("defaults: priority 4, no ttl, fresh id, current timestamp, no correlation") {
+  zmqkit::manual_clock clock;
+  const envelope env = zmqkit::make_envelope("course.subscribed", clock);
+  CHECK(env.priority == 4);
+  CHECK(env.ttl == 0ms);
+  CHECK(env.timestamp == clock.wall_now());
+  CHECK_FALSE(env.id.is_nil());
+  CHECK_FALSE(env.correlation_id);
+  CHECK(zmqkit::decode(zmqkit::encode(env)) == env);
+}
+
+TEST_CASE("every timestamp form decodes, and the encoder picks the smallest") {
+  for (auto t : {zmqkit::wall_time(0ns), zmqkit::wall_time(4'000'000'000s),  // 32-bit
+                 zmqkit::wall_time(1'700'000'000'500'000'000ns),               // 64-bit
+                 zmqkit::wall_time(-1'500'000'000ns)}) {  // before 1970: 96-bit
+    envelope env = zmqkit::make_envelope("t");
+    env.timestamp = t;
+    CHECK(zmqkit::decode(zmqkit::encode(env)).timestamp == t);
+  }
+}
+
+TEST_CASE("large fields use the wider msgpack forms and still round-trip") {
+  envelope env = zmqkit::make_envelope(std::string(255, 'x'));
+  env.body.assign(70'000, '\x7f');
+  for (int i = 0; i < 20; ++i) env.headers["h" + std::to_string(i)] = std::string(300, 'v');
+  env.ttl = std::chrono::milliseconds(5'000'000'000LL);
+  CHECK(zmqkit::decode(zmqkit::encode(env)) == env);
+}
+
+TEST_CASE("forward compatibility: elements after the ninth are ignored") {
+  const std::string bytes = pack_envelope(
+      [](int i, packer_t& pk) {
+        if (i != 10) return false;
+        pk.pack_map(1);  // a nested future field
+        pk.pack(std::string("k"));
+        pk.pack_array(2);
+        pk.pack(1);
+        pk.pack(2.5);
+        return true;
+      },
+      11);
+  const envelope env = zmqkit::decode(bytes);
+  CHECK(env.type == "order.created");
+}
+
+TEST_CASE("every envelope rule is enforced, naming the field") {
+  using pk_fn = std::function<bool(int, packer_t&)>;
+  auto replace = [](int index, std::function<void(packer_t&)> f) -> pk_fn {
+    return [=](int i, packer_t& pk) {
+      if (i != index) return false;
+      f(pk);
+      return true;
+    };
+  };
+
+  SUBCASE("not an array") {
+    msgpack::sbuffer buf;
+    msgpack::pack(buf, std::map<std::string, int>{{"a", 1}});
+    CHECK(rejected_field({buf.data(), buf.size()}) == "envelope");
+  }
+  SUBCASE("empty frame") { CHECK(rejected_field("") == "envelope"); }
+  SUBCASE("fewer than nine elements") { CHECK(rejected_field(pack_envelope({}, 8)) == "envelope"); }
+  SUBCASE("version is not 1") {
+    CHECK(rejected_field(pack_envelope(replace(0, [](packer_t& pk) { pk.pack(2); }))) == "version");
+  }
+  SUBCASE("version is a string") {
+    CHECK(rejected_field(pack_envelope(replace(0, [](packer_t& pk) { pk.pack(std::string("1")); }))) ==
+          "version");
+  }
+  SUBCASE("type is not a string") {
+    CHECK(rejected_field(pack_envelope(replace(1, [](packer_t& pk) { pk.pack(7); }))) == "type");
+  }
+  SUBCASE("type is empty") {
+    CHECK(rejected_field(pack_envelope(replace(1, [](packer_t& pk) { pk.pack(std::string()); }))) == "type");
+  }
+  SUBCASE("type is over 255 bytes") {
+    CHECK(rejected_field(pack_envelope(replace(1, [](packer_t& pk) { pk.pack(std::string(256, 'a')); }))) ==
+          "type");
+  }
+  SUBCASE("type is not UTF-8") {
+    CHECK(rejected_field(pack_envelope(replace(1, [](packer_t& pk) { pk.pack(std::string("a\xff")); }))) ==
+          "type");
+  }
+  SUBCASE("priority over 9") {
+    CHECK(rejected_field(pack_envelope(replace(2, [](packer_t& pk) { pk.pack(10); }))) == "priority");
+  }
+  SUBCASE("priority negative") {
+    CHECK(rejected_field(pack_envelope(replace(2, [](packer_t& pk) { pk.pack(-1); }))) == "priority");
+  }
+  SUBCASE("timestamp is an integer") {
+    CHECK(rejected_field(pack_envelope(replace(3, [](packer_t& pk) { pk.pack(1700000000); }))) ==
+          "timestamp");
+  }
+  SUBCASE("timestamp is another extension type") {
+    CHECK(rejected_field(pack_envelope(replace(
+              3, [](packer_t& pk) { pk.pack(msgpack::type::ext(5, "\0\0\0\1", 4)); }))) == "timestamp");
+  }
+  SUBCASE("timestamp nanoseconds out of range") {
+    // 96-bit form with nanoseconds = 1e9.
+    CHECK(rejected_field(pack_envelope(replace(3, [](packer_t& pk) {
+            pk.pack(msgpack::type::ext(-1, "\x3b\x9a\xca\x00\0\0\0\0\0\0\0\1", 12));
+          }))) == "timestamp");
+  }
+  SUBCASE("ttl negative") {
+    CHECK(rejected_field(pack_envelope(replace(4, [](packer_t& pk) { pk.pack(-5); }))) == "ttl_ms");
+  }
+  SUBCASE("ttl is a float") {
+    CHECK(rejected_field(pack_envelope(replace(4, [](packer_t& pk) { pk.pack(1.5); }))) == "ttl_ms");
+  }
+  SUBCASE("id not 16 bytes") {
+    CHECK(rejected_field(pack_envelope(replace(5, [](packer_t& pk) {
+            pk.pack_bin(15);
+            pk.pack_bin_body("123456789012345", 15);
+          }))) == "id");
+  }
+  SUBCASE("id is a string, not bin") {
+    CHECK(rejected_field(pack_envelope(replace(5, [](packer_t& pk) { pk.pack(std::string(16, 'a')); }))) ==
+          "id");
+  }
+  SUBCASE("correlation_id neither empty nor 16 bytes") {
+    CHECK(rejected_field(pack_envelope(replace(6, [](packer_t& pk) {
+            pk.pack_bin(4);
+            pk.pack_bin_body("abcd", 4);
+          }))) == "correlation_id");
+  }
+  SUBCASE("headers not a map") {
+    CHECK(rejected_field(pack_envelope(replace(7, [](packer_t& pk) { pk.pack_array(0); }))) == "headers");
+  }
+  SUBCASE("header value not a string") {
+    CHECK(rejected_field(pack_envelope(replace(7, [](packer_t& pk) {
+            pk.pack_map(1);
+            pk.pack(std::string("k"));
+            pk.pack(1);
+          }))) == "headers");
+  }
+  SUBCASE("too many headers") {
+    CHECK(rejected_field(pack_envelope(replace(7, [](packer_t& pk) {
+            pk.pack_map(65);
+            for (int i = 0; i < 65; ++i) {
+              pk.pack(std::to_string(i));
+              pk.pack(std::string("v"));
+            }
+          }))) == "headers");
+  }
+  SUBCASE("body is a string, not bin") {
+    CHECK(rejected_field(pack_envelope(replace(8, [](packer_t& pk) { pk.pack(std::string("x")); }))) ==
+          "body");
+  }
+  SUBCASE("trailing bytes after the array") {
+    CHECK(rejected_field(pack_envelope() + '\x00') == "envelope");
+  }
+  SUBCASE("truncated frame") {
+    const std::string full = pack_envelope();
+    for (std::size_t n = 1; n < full.size(); ++n) {
+      CAPTURE(n);
+      CHECK_THROWS_AS((void)zmqkit::decode_view(full.substr(0, n)), zmqkit::error);
+    }
+  }
+  SUBCASE("array count that lies about what follows") {
+    std::string bytes = "\xdd\xff\xff\xff\xff";  // 4 G elements, 5 bytes
+    CHECK(rejected_field(bytes + pack_envelope().substr(1)) == "envelope");
+  }
+  SUBCASE("frame over the configured maximum") {
+    envelope env = zmqkit::make_envelope("big");
+    env.body.assign(2000, 'b');
+    const zmq::message_t frame = zmqkit::encode(env);
+    try {
+      (void)zmqkit::decode_view(frame, {.max_frame_bytes = 1000});
+      FAIL("oversize frame accepted");
+    } catch (const zmqkit::error& e) {
+      CHECK(e.code() == errc::frame_too_large);
+      CHECK(e.field() == "frame");
+    }
+  }
+}
+
+TEST_CASE("encode refuses an envelope that breaks a rule") {
+  envelope env = zmqkit::make_envelope("ok");
+  SUBCASE("empty type") {
+    env.type.clear();
+    CHECK_THROWS_AS(zmqkit::encode(env), zmqkit::error);
+  }
+  SUBCASE("priority over 9") {
+    env.priority = 10;
+    CHECK_THROWS_AS(zmqkit::encode(env), zmqkit::error);
+  }
+}
+
+TEST_CASE("typed bodies") {
+  SUBCASE("any msgpack-adaptable value round-trips") {
+    const auto env = zmqkit::decode(zmqkit::encode(zmqkit::make_envelope("v", std::vector<int>{1, 2, 3})));
+    CHECK(env.body_as<std::vector<int>>() == std::vector<int>{1, 2, 3});
+  }
+  SUBCASE("a body of the wrong shape is a bad_body error") {
+    const auto env = zmqkit::make_envelope("v", std::string("not an order"));
+    try {
+      (void)env.body_as<order>();
+      FAIL("converted a string to an order");
+    } catch (const zmqkit::error& e) {
+      CHECK(e.code() == errc::bad_body);
+      CHECK(e.field() == "body");
+    }
+  }
+  SUBCASE("a body that is not msgpack is a bad_body error") {
+    envelope env = zmqkit::make_envelope("v");
+    env.body = "\xc1";
+    CHECK_THROWS_AS((void)env.body_as<int>(), zmqkit::error);
+  }
+  SUBCASE("a body claiming a huge array is refused without allocating it") {
+    envelope env = zmqkit::make_envelope("v");
+    env.body = "\xdd\xff\xff\xff\xff";
+    CHECK_THROWS_AS((void)env.body_as<std::vector<int>>(), zmqkit::error);
+  }
+  SUBCASE("trailing bytes after the body value are refused") {
+    envelope env = zmqkit::make_envelope("v", 5);
+    env.body += '\x01';
+    CHECK_THROWS_AS((void)env.body_as<int>(), zmqkit::error);
+  }
+}
+
+TEST_CASE("replies") {
+  zmqkit::manual_clock clock;
+  envelope request = zmqkit::make_envelope("payment.authorise", order{"x", 1, 2}, clock);
+  request.priority = 7;
+
+  SUBCASE("a reply carries the request's id as correlation id") {
+    const envelope reply = zmqkit::make_reply(request, "payment.authorised", std::string("ok"), clock);
+    CHECK(reply.correlation_id == request.id);
+    CHECK(reply.id != request.id);
+    CHECK(reply.priority == 7);
+    CHECK_FALSE(reply.is_error());
+  }
+  SUBCASE("an error reply carries zmk.error and zmk.reason and an empty body") {
+    const envelope reply = zmqkit::make_error_reply(request.id, zmqkit::reply_error::expired, "ttl passed");
+    const envelope back = zmqkit::decode(zmqkit::encode(reply));
+    CHECK(back.type == "zmk.error");
+    CHECK(back.is_error());
+    CHECK(back.error_code() == "expired");
+    CHECK(back.header("zmk.reason") == "ttl passed");
+    CHECK(back.correlation_id == request.id);
+    CHECK(back.body.empty());
+  }
+  SUBCASE("an error reply to an unreadable request has no correlation id") {
+    const envelope reply = zmqkit::make_error_reply(std::nullopt, "bad-request", "priority: greater than 9");
+    CHECK_FALSE(zmqkit::decode(zmqkit::encode(reply)).correlation_id);
+  }
+  SUBCASE("reply error codes have their wire names") {
+    using zmqkit::reply_error;
+    for (auto code : {reply_error::expired, reply_error::dead_letter, reply_error::no_service,
+                      reply_error::overloaded, reply_error::bad_request, reply_error::unavailable})
+      CHECK(zmqkit::parse_reply_error(zmqkit::to_string(code)) == code);
+    CHECK(zmqkit::to_string(reply_error::dead_letter) == "dead-letter");
+    CHECK_FALSE(zmqkit::parse_reply_error("nope"));
+  }
+}
+
+TEST_CASE("expiry follows timestamp + ttl") {
+  zmqkit::manual_clock clock;
+  envelope env = zmqkit::make_envelope("payment.authorise", clock);
+  CHECK_FALSE(env.expired(clock.wall_now() + 1000h));  // ttl 0 never expires
+  env.ttl = 100ms;
+  CHECK_FALSE(env.expired(clock.wall_now() + 99ms));
+  CHECK(env.expired(clock.wall_now() + 100ms));
+  const auto frame = zmqkit::encode(env);
+  CHECK(zmqkit::decode_view(frame).expired(clock.wall_now() + 100ms));
+}
+
+TEST_CASE("plain bodies are told apart from envelopes") {
+  CHECK(zmqkit::looks_like_envelope(frame_bytes(zmqkit::encode(zmqkit::make_envelope("a")))));
+  CHECK_FALSE(zmqkit::looks_like_envelope("HELLO"));
+  CHECK_FALSE(zmqkit::looks_like_envelope(""));
+}

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -557,7 +558,11 @@ struct device::impl {
                                  {backend.handle(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, wake.fds[0], ZMQ_POLLIN, 0},
                                  {admin ? admin->handle() : nullptr, admin ? 0 : -1, ZMQ_POLLIN, 0}};
-      zmq::poll(items, admin ? 4 : 3, timeout);
+      try {
+        zmq::poll(items, admin ? 4 : 3, timeout);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;  // a signal (stop()) interrupted the wait
+      }
 
       std::lock_guard lock(mu);
       if (items[2].revents & ZMQ_POLLIN) wake.drain();

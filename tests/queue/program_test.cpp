@@ -1,11 +1,15 @@
 // The zmqkit-queue program: flags, config file, exit codes and signals.
+#include <utility>  // support/process.hpp uses std::exchange without including it
+
+// clang-format off
+#include "queue_support.hpp"
+#include <support/process.hpp>
+// clang-format on
+
 #include <doctest/doctest.h>
 
 #include <cstdio>
 #include <fstream>
-#include <support/process.hpp>
-
-#include "queue_support.hpp"
 
 using namespace zmqkit;
 using namespace zmqkit::test;

@@ -124,12 +124,15 @@ inline client_result run_clients(zmq::context_t& ctx, const std::string& fronten
   return total;
 }
 
-// The shared execution log: id -> the pids that received it, in order.
-inline std::unordered_map<std::string, std::vector<std::string>> read_executions(const std::string& path) {
+// The shared execution log: id -> the pids that received it ('S' records,
+// kind = 'S') or completed it ('D' records, kind = 'D'), in order.
+inline std::unordered_map<std::string, std::vector<std::string>> read_executions(const std::string& path,
+                                                                                 char kind = 'S') {
   std::unordered_map<std::string, std::vector<std::string>> out;
   std::ifstream f(path);
-  std::string pid, id;
-  while (f >> pid >> id) out[id].push_back(pid);
+  std::string k, pid, id;
+  while (f >> k >> pid >> id)
+    if (k.size() == 1 && k[0] == kind) out[id].push_back(pid);
   return out;
 }
 

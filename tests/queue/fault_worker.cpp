@@ -1,7 +1,7 @@
 // A test-only queue worker process (raw cppzmq, the worker side of ZMK/1 by
 // hand): READY, heartbeats, reconnect + READY again after `liveness` silent
-// heartbeats (the device restarted), and one line "<pid> <id>" appended to a
-// shared log for every request it receives, before it works on it.
+// heartbeats (the device restarted), and lines appended to a shared log:
+// "S <pid> <id>" when a request arrives, "D <pid> <id>" once its reply is sent.
 //
 // usage: queue_fault_worker BACKEND LOG HEARTBEAT_MS LIVENESS DELAY_US
 #include <fcntl.h>
@@ -51,11 +51,13 @@ int main(int argc, char** argv) {
       liveness = liveness_max;
       if (frames.size() >= 3 && frames[frames.size() - 2].size() == 0) {
         const auto req = zmqkit::decode_view(frames.back());
-        const std::string line = pid + " " + req.id.to_string() + "\n";
-        if (::write(log_fd, line.data(), line.size()) < 0) return 1;
+        const std::string tail = " " + pid + " " + req.id.to_string() + "\n";
+        const std::string start = "S" + tail, done = "D" + tail;
+        if (::write(log_fd, start.data(), start.size()) < 0) return 1;
         if (delay.count() > 0) std::this_thread::sleep_for(delay);
         frames.back() = zmqkit::encode(zmqkit::make_reply(req, "fault.done"));
         zmq::send_multipart(sock, frames);
+        if (::write(log_fd, done.data(), done.size()) < 0) return 1;
       }
     } else if (steady_clock::now() >= next_heartbeat) {
       if (--liveness == 0) {  // the device is gone: a new socket, READY again

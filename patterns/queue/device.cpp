@@ -306,8 +306,8 @@ struct device::impl {
         continue;
       }
       if (!send_to_worker(w, r)) {
-        enqueue(*h, r, true);
-        remove_worker(w);
+        remove_worker(w);  // it held nothing: it was being released
+        place(*h, true);
         return;
       }
       ++r.deliveries;
@@ -473,10 +473,12 @@ struct device::impl {
       fail(ttl_index.begin()->second, reply_error::expired, "ttl passed while queued");
     // Dead workers.
     const auto silence = opts.heartbeat * opts.liveness;
-    for (detail::worker* w : workers.silent_since(now - silence)) {
-      log(log_level::info, "worker silent for " + std::to_string(silence.count()) + " ms, removed");
-      remove_worker(*w);
-    }
+    // By identity: removing one worker may remove others (a failed send while requeueing).
+    for (const std::string& id : workers.silent_since(now - silence))
+      if (detail::worker* w = workers.find(id)) {
+        log(log_level::info, "worker silent for " + std::to_string(silence.count()) + " ms, removed");
+        remove_worker(*w);
+      }
     // No worker serves the type: wait up to no_service.
     if (pending.size() > 0) {
       std::vector<handle> unserved;
@@ -496,7 +498,7 @@ struct device::impl {
     // Heartbeats to every live worker.
     if (now >= next_heartbeat) {
       next_heartbeat = now + opts.heartbeat;
-      std::vector<detail::worker*> gone;
+      std::vector<std::string> gone;
       workers.for_each([&](detail::worker& w) {
         try {
           if (!backend.send(zmq::message_t(w.identity.data(), w.identity.size()),
@@ -504,13 +506,14 @@ struct device::impl {
             return;  // its pipe is full: silence will decide
           backend.send(zmq::message_t(&heartbeat_byte, 1), zmq::send_flags::none);
         } catch (const zmq::error_t&) {
-          gone.push_back(&w);
+          gone.push_back(w.identity);
         }
       });
-      for (detail::worker* w : gone) {
-        log(log_level::info, "worker unreachable, removed");
-        remove_worker(*w);
-      }
+      for (const std::string& id : gone)
+        if (detail::worker* w = workers.find(id)) {
+          log(log_level::info, "worker unreachable, removed");
+          remove_worker(*w);
+        }
     }
   }
 

@@ -100,11 +100,11 @@ class worker_registry {
     for (auto& [id, w] : workers_) fn(*w);
   }
 
-  // Returns: every worker whose last message is older than `deadline`.
-  std::vector<worker*> silent_since(steady_time deadline) {
-    std::vector<worker*> out;
-    for (auto& [id, w] : workers_)
-      if (w->last_seen < deadline) out.push_back(w.get());
+  // Returns: the identities of every worker whose last message is older than `deadline`.
+  std::vector<std::string> silent_since(steady_time deadline) const {
+    std::vector<std::string> out;
+    for (const auto& [id, w] : workers_)
+      if (w->last_seen < deadline) out.push_back(id);
     return out;
   }
 

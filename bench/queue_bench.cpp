@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -159,6 +160,47 @@ run_result through_proxy(std::size_t per_client, int in_flight, int client_count
   return r;
 }
 
+// The ZeroMQ guide's load-balancing broker in raw libzmq: the same one request
+// per worker at a time as the device, without priority, TTL, heartbeats or
+// dedup. It shows what the device's own bookkeeping costs.
+run_result through_raw_lru(std::size_t per_client, int in_flight, int client_count) {
+  zmq::context_t ctx;
+  zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
+  front.bind("tcp://127.0.0.1:*");
+  back.bind("tcp://127.0.0.1:*");
+  const std::string fe = front.get(zmq::sockopt::last_endpoint), be = back.get(zmq::sockopt::last_endpoint);
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    std::deque<zmq::message_t> ready;
+    std::vector<zmq::message_t> frames;
+    while (!stop) {
+      zmq::pollitem_t items[] = {{back.handle(), 0, ZMQ_POLLIN, 0}, {front.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, ready.empty() ? 1 : 2, 50ms);
+      if (items[0].revents & ZMQ_POLLIN) {
+        frames.clear();
+        zmq::recv_multipart(back, std::back_inserter(frames));
+        if (frames.size() == 2 && frames[1].size() == 1 && *frames[1].data<char>() == 0x02) continue;
+        ready.push_back(std::move(frames[0]));
+        if (frames.size() > 2) {
+          frames.erase(frames.begin());
+          zmq::send_multipart(front, frames);
+        }
+      }
+      if (!ready.empty() && (items[1].revents & ZMQ_POLLIN)) {
+        frames.clear();
+        zmq::recv_multipart(front, std::back_inserter(frames));
+        frames.insert(frames.begin(), std::move(ready.front()));
+        ready.pop_front();
+        zmq::send_multipart(back, frames);
+      }
+    }
+  });
+  auto r = run(ctx, fe, be, true, per_client, in_flight, client_count);
+  stop = true;
+  t.join();
+  return r;
+}
+
 long rss_kb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -176,12 +218,14 @@ int main(int argc, char** argv) {
               clients, window, workers, per_client);
 
   // Alternate the two, best of three each, so neither gets a quieter machine.
-  double dev_tput = 0, raw_tput = 0, dev_lat = 1e18, raw_lat = 1e18;
+  double dev_tput = 0, raw_tput = 0, lru_tput = 0, dev_lat = 1e18, raw_lat = 1e18;
   for (int round = 0; round < 3; ++round) {
     raw_tput = std::max(raw_tput, through_proxy(per_client, window, clients).per_second);
     dev_tput = std::max(dev_tput, through_device(per_client, window, clients).per_second);
+    lru_tput = std::max(lru_tput, through_raw_lru(per_client, window, clients).per_second);
   }
   zmqkit::bench::report("throughput, 4 x 100 in flight x 4 workers", "req/s", dev_tput, raw_tput, 0.8, true);
+  zmqkit::bench::report("  same, raw guide LRU broker as baseline", "req/s", dev_tput, lru_tput, 0.8, true);
   const std::size_t latency_requests = std::max<std::size_t>(per_client / 5, 1000);
   for (int round = 0; round < 3; ++round) {
     raw_lat = std::min(raw_lat, through_proxy(latency_requests, 1, 1).mean_latency_us);

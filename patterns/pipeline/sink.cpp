@@ -1,0 +1,240 @@
+#include <algorithm>
+#include <map>
+#include <unordered_set>
+#include <zmqkit/pipeline/protocol.hpp>
+#include <zmqkit/pipeline/sink.hpp>
+
+#include "detail.hpp"
+
+namespace zmqkit::pipeline {
+
+namespace {
+
+struct batch_track {
+  std::optional<std::size_t> expected;
+  std::unordered_set<message_id> received;
+  std::optional<std::vector<message_id>> ids;  // the ventilator's list, in its order
+  std::unordered_set<message_id> id_set;
+  steady_time deadline{};
+  int reports = 0;
+  batch_state state = batch_state::open;
+};
+
+}  // namespace
+
+struct sink::impl {
+  sink_options opts;
+  zmq::socket_t results;
+  zmq::socket_t control;
+  bool has_control;
+  std::map<message_id, batch_track> batches;  // time-ordered ids: begin() is the oldest
+  std::optional<steady_time> next_deadline;
+  sink_counters counters;
+
+  impl(zmq::context_t& ctx, const std::string& endpoint, sink_options o)
+      : opts(std::move(o)),
+        results(ctx, zmq::socket_type::pull),
+        control(ctx, zmq::socket_type::dealer),
+        has_control(!opts.ventilator_endpoint.empty()) {
+    apply(results, opts.socket);
+    apply(control, opts.control_socket);
+    results.bind(endpoint);
+    if (has_control) {
+      control.connect(opts.ventilator_endpoint);
+      send_control(make_envelope(std::string(type::sink_hello), *opts.clock));
+    }
+  }
+
+  void send_control(const envelope& env) {
+    if (has_control) detail::send_control(control, env);
+  }
+
+  envelope batch_message(std::string_view type, const message_id& batch) {
+    envelope env = make_envelope(std::string(type), *opts.clock);
+    env.headers.emplace(header::batch, batch.to_string());
+    return env;
+  }
+
+  batch_report report_of(const message_id& id, const batch_track& t) const {
+    batch_report r{.batch = id,
+                   .state = t.state,
+                   .expected = t.expected.value_or(0),
+                   .received = t.received.size(),
+                   .missing = {},
+                   .ids_known = t.ids.has_value()};
+    if (t.ids)
+      for (const auto& task : *t.ids)
+        if (!t.received.contains(task)) r.missing.push_back(task);
+    return r;
+  }
+
+  void notify(const message_id& id, const batch_track& t) {
+    if (opts.on_report) opts.on_report(report_of(id, t));
+  }
+
+  void arm(steady_time deadline) {
+    if (!next_deadline || deadline < *next_deadline) next_deadline = deadline;
+  }
+
+  batch_track& track(const message_id& id, bool* created = nullptr) {
+    auto [it, inserted] = batches.try_emplace(id);
+    if (inserted) {
+      it->second.deadline = opts.clock->now() + opts.batch_deadline;
+      arm(it->second.deadline);
+      if (batches.size() > opts.max_batches) batches.erase(batches.begin());
+    }
+    if (created) *created = inserted;
+    return it->second;
+  }
+
+  void check_complete(const message_id& id, batch_track& t) {
+    if (t.state == batch_state::complete || !t.expected || t.received.size() < *t.expected) return;
+    t.state = batch_state::complete;
+    ++counters.batches_complete;
+    send_control(batch_message(type::batch_done, id));
+    notify(id, t);
+  }
+
+  void run_deadlines() {
+    if (!next_deadline) return;
+    const steady_time now = opts.clock->now();
+    if (now < *next_deadline) return;
+    next_deadline.reset();
+    for (auto& [id, t] : batches) {
+      if (t.state == batch_state::complete || t.state == batch_state::abandoned) continue;
+      if (t.deadline > now) {
+        arm(t.deadline);
+        continue;
+      }
+      ++t.reports;
+      ++counters.missing_reports;
+      t.state = t.reports >= opts.max_reports ? batch_state::abandoned : batch_state::missing;
+      const batch_report r = report_of(id, t);
+      if (!t.ids) {
+        send_control(batch_message(type::batch_query, id));  // perhaps the list got lost: ask again
+      } else if (!r.missing.empty()) {
+        envelope env = batch_message(type::batch_missing, id);
+        env.body = detail::pack_ids(r.missing);
+        send_control(env);
+      }
+      if (t.state == batch_state::missing) {
+        t.deadline = now + opts.batch_deadline;
+        arm(t.deadline);
+      }
+      if (opts.on_report) opts.on_report(r);
+    }
+  }
+
+  void handle_control(const zmq::message_t& frame) {
+    envelope_view env;
+    try {
+      env = decode_view(frame, opts.limits);
+    } catch (const zmqkit::error&) {
+      ++counters.bad_frames;
+      return;
+    }
+    const auto batch_text = env.header(header::batch);
+    const auto batch = batch_text ? message_id::parse(*batch_text) : std::nullopt;
+    auto ids = env.type == type::batch_begin && batch
+                   ? detail::unpack_ids(env.body, opts.limits.max_frame_bytes / 16)
+                   : std::nullopt;
+    if (!ids) {
+      ++counters.bad_frames;
+      return;
+    }
+    batch_track& t = track(*batch);
+    if (t.ids) return;  // announced twice (hello and query): the first list stands
+    t.id_set.insert(ids->begin(), ids->end());
+    t.expected = t.id_set.size();
+    t.ids = std::move(*ids);
+    check_complete(*batch, t);
+  }
+
+  // Returns: the result when it is one to hand out (valid, not a duplicate).
+  std::optional<envelope> accept(const zmq::message_t& frame) {
+    if (frame.more()) {
+      zmq::message_t rest;
+      do {
+        if (!results.recv(rest, zmq::recv_flags::dontwait)) break;
+      } while (rest.more());
+      ++counters.bad_frames;
+      return std::nullopt;
+    }
+    envelope result;
+    try {
+      result = decode(frame, opts.limits);
+    } catch (const zmqkit::error&) {
+      ++counters.bad_frames;
+      return std::nullopt;
+    }
+    const auto batch_text = result.header(header::batch);
+    if (!batch_text) {  // outside any batch: nothing to track
+      ++counters.results;
+      return result;
+    }
+    const auto batch = message_id::parse(*batch_text);
+    const auto size = detail::parse_count(result.header(header::batch_size));
+    if (!batch || !size || !result.correlation_id) {
+      ++counters.bad_frames;
+      return std::nullopt;
+    }
+    bool created = false;
+    batch_track& t = track(*batch, &created);
+    if (created) send_control(batch_message(type::batch_query, *batch));
+    if (!t.expected) t.expected = static_cast<std::size_t>(*size);
+    if (t.ids && !t.id_set.contains(*result.correlation_id)) {
+      ++counters.bad_frames;  // not a task of this batch
+      return std::nullopt;
+    }
+    if (!t.received.insert(*result.correlation_id).second) {
+      ++counters.duplicates;
+      return std::nullopt;
+    }
+    ++counters.results;
+    check_complete(*batch, t);
+    return result;
+  }
+
+  std::optional<envelope> receive(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      run_deadlines();
+      if (has_control) {
+        zmq::message_t frame;
+        while (control.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+      }
+      zmq::message_t frame;
+      while (results.recv(frame, zmq::recv_flags::dontwait))
+        if (auto result = accept(frame)) return result;
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds(0)) return std::nullopt;
+      if (next_deadline) {
+        const auto to_deadline =
+            std::chrono::ceil<std::chrono::milliseconds>(*next_deadline - opts.clock->now());
+        left = std::clamp(to_deadline, std::chrono::milliseconds(0), left);
+      }
+      zmq::pollitem_t items[] = {{results.handle(), 0, ZMQ_POLLIN, 0}, {control.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, has_control ? 2 : 1, left);
+    }
+  }
+};
+
+sink::sink(zmq::context_t& ctx, const std::string& endpoint, sink_options opts)
+    : impl_(std::make_unique<impl>(ctx, endpoint, std::move(opts))) {}
+sink::sink(sink&&) noexcept = default;
+sink& sink::operator=(sink&&) noexcept = default;
+sink::~sink() = default;
+
+std::string sink::endpoint() const { return impl_->results.get(zmq::sockopt::last_endpoint); }
+
+std::optional<envelope> sink::receive(std::chrono::milliseconds timeout) { return impl_->receive(timeout); }
+
+std::optional<batch_report> sink::status(const message_id& batch) const {
+  const auto it = impl_->batches.find(batch);
+  if (it == impl_->batches.end()) return std::nullopt;
+  return impl_->report_of(it->first, it->second);
+}
+
+const sink_counters& sink::counters() const noexcept { return impl_->counters; }
+
+}  // namespace zmqkit::pipeline

@@ -1,0 +1,186 @@
+#include <algorithm>
+#include <vector>
+#include <zmqkit/pipeline/protocol.hpp>
+#include <zmqkit/pipeline/worker.hpp>
+
+#include "detail.hpp"
+
+namespace zmqkit::pipeline {
+
+namespace {
+
+struct held_task {
+  std::uint64_t seq;  // FIFO within a priority
+  envelope task;
+};
+
+bool less_urgent(const held_task& a, const held_task& b) {
+  if (a.task.priority != b.task.priority) return a.task.priority < b.task.priority;
+  return a.seq > b.seq;
+}
+
+struct current_task {
+  message_id id;
+  std::optional<std::string> batch;
+  std::optional<std::string> batch_size;
+};
+
+}  // namespace
+
+struct worker::impl {
+  worker_options opts;
+  zmq::socket_t tasks;
+  zmq::socket_t results;
+  bool has_sink;
+  std::vector<held_task> heap;
+  std::uint64_t next_seq = 0;
+  std::optional<current_task> current;
+  bool current_holds_slot = false;
+  std::int64_t outstanding = 0;  // credit granted that no task has used yet
+  steady_time last_heard{};      // last task arrival or credit message
+  worker_counters counters;
+
+  impl(zmq::context_t& ctx, const std::string& vent, const std::string& sink, worker_options o)
+      : opts(std::move(o)),
+        tasks(ctx, zmq::socket_type::dealer),
+        results(ctx, zmq::socket_type::push),
+        has_sink(!sink.empty()) {
+    if (opts.credit == 0) throw error(errc::bad_config, "credit", "worker credit must be at least 1");
+    apply(tasks, opts.socket);
+    apply(results, opts.socket);
+    tasks.connect(vent);
+    if (has_sink) results.connect(sink);
+    heap.reserve(opts.credit);
+    grant(static_cast<std::int64_t>(opts.credit), false);
+  }
+
+  ~impl() {
+    if (!tasks) return;  // moved from
+    envelope bye = make_envelope(std::string(type::bye), *opts.clock);
+    detail::send_control(tasks, bye);
+  }
+
+  std::int64_t window() const { return static_cast<std::int64_t>(opts.credit); }
+  std::int64_t held() const { return static_cast<std::int64_t>(heap.size()) + (current_holds_slot ? 1 : 0); }
+
+  void grant(std::int64_t n, bool reset) {
+    envelope env = make_envelope(std::string(type::credit), *opts.clock);
+    env.headers.emplace(reset ? header::credit_reset : header::credit, std::to_string(n));
+    if (detail::send_control(tasks, env)) {
+      outstanding = reset ? n : outstanding + n;
+      ++counters.credit_grants;
+    }
+    last_heard = opts.clock->now();
+  }
+
+  // Grants the free slots once there are enough of them to be worth a message:
+  // half the window, so a fast worker never runs dry waiting for the round trip.
+  void grant_if_due() {
+    const std::int64_t free = window() - held() - outstanding;
+    if (free > 0 && free >= std::max<std::int64_t>(1, window() / 2)) grant(free, false);
+  }
+
+  void refresh_if_due() {
+    if (held() > 0 || outstanding <= 0) return;
+    if (opts.clock->now() - last_heard >= opts.credit_refresh) grant(window(), true);
+  }
+
+  void pump() {
+    for (;;) {
+      zmq::message_t frame;
+      if (!tasks.recv(frame, zmq::recv_flags::dontwait)) break;
+      if (frame.more()) {  // tasks are one frame: drop the whole message
+        while (frame.more() && tasks.recv(frame, zmq::recv_flags::dontwait)) {
+        }
+        ++counters.bad_frames;
+        continue;
+      }
+      outstanding = std::max<std::int64_t>(0, outstanding - 1);
+      last_heard = opts.clock->now();
+      try {
+        heap.push_back({next_seq++, decode(frame, opts.limits)});
+      } catch (const zmqkit::error&) {
+        ++counters.bad_frames;
+        continue;
+      }
+      std::push_heap(heap.begin(), heap.end(), less_urgent);
+      ++counters.received;
+    }
+    grant_if_due();
+  }
+
+  std::optional<envelope> take() {
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), less_urgent);
+      envelope task = std::move(heap.back().task);
+      heap.pop_back();
+      if (task.expired(opts.clock->wall_now())) {
+        ++counters.expired;
+        continue;
+      }
+      current = current_task{task.id, std::nullopt, std::nullopt};
+      if (auto b = task.header(header::batch)) current->batch = std::string(*b);
+      if (auto s = task.header(header::batch_size)) current->batch_size = std::string(*s);
+      current_holds_slot = true;
+      return task;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<envelope> receive(std::chrono::milliseconds timeout) {
+    current_holds_slot = false;  // the previous task is done: its slot is free
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      pump();
+      if (auto task = take()) {
+        grant_if_due();
+        return task;
+      }
+      grant_if_due();
+      refresh_if_due();
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds(0)) return std::nullopt;
+      left = std::min(left, opts.credit_refresh);
+      zmq::pollitem_t item{tasks.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+    }
+  }
+
+  bool send_result(envelope result) {
+    if (!current) throw error(errc::protocol, "send_result", "send_result() before any task was received");
+    if (!result.correlation_id) result.correlation_id = current->id;
+    if (current->batch) result.headers.insert_or_assign(std::string(header::batch), *current->batch);
+    if (current->batch_size)
+      result.headers.insert_or_assign(std::string(header::batch_size), *current->batch_size);
+    if (!has_sink) return false;
+    zmq::message_t frame = encode(result);
+    const auto end = std::chrono::steady_clock::now() + opts.send_timeout;
+    for (;;) {
+      if (results.send(frame, zmq::send_flags::dontwait)) {
+        ++counters.results;
+        return true;
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds(0)) break;
+      zmq::pollitem_t item{results.handle(), 0, ZMQ_POLLOUT, 0};
+      zmq::poll(&item, 1, left);
+    }
+    ++counters.send_failures;
+    return false;
+  }
+};
+
+worker::worker(zmq::context_t& ctx, const std::string& ventilator_endpoint, const std::string& sink_endpoint,
+               worker_options opts)
+    : impl_(std::make_unique<impl>(ctx, ventilator_endpoint, sink_endpoint, std::move(opts))) {}
+worker::worker(worker&&) noexcept = default;
+worker& worker::operator=(worker&&) noexcept = default;
+worker::~worker() = default;
+
+std::optional<envelope> worker::receive(std::chrono::milliseconds timeout) { return impl_->receive(timeout); }
+bool worker::send_result(envelope result) { return impl_->send_result(std::move(result)); }
+std::size_t worker::buffered() const noexcept { return impl_->heap.size(); }
+void worker::pump() { impl_->pump(); }
+const worker_counters& worker::counters() const noexcept { return impl_->counters; }
+
+}  // namespace zmqkit::pipeline

@@ -1,8 +1,10 @@
 // Internals shared by the pipeline roles: control-message bodies and header values.
 #pragma once
 
+#include <array>
 #include <charconv>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <span>
 #include <string>
@@ -77,5 +79,37 @@ inline bool send_control(zmq::socket_t& socket, const envelope& env, const std::
   zmq::message_t frame = encode(env);
   return send_frame(socket, frame, identity);
 }
+
+// Tasks by urgency: one FIFO per priority, so push and pop are O(1).
+template <class T>
+class priority_queue {
+ public:
+  void push_back(std::uint8_t priority, T item) {
+    levels_[std::min<std::uint8_t>(priority, max_priority)].push_back(std::move(item));
+    ++size_;
+  }
+  // Ahead of everything of the same priority (resends).
+  void push_front(std::uint8_t priority, T item) {
+    levels_[std::min<std::uint8_t>(priority, max_priority)].push_front(std::move(item));
+    ++size_;
+  }
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept { return size_; }
+  // The most urgent, oldest item. Precondition: !empty().
+  T& front() { return top_level().front(); }
+  void pop() {
+    top_level().pop_front();
+    --size_;
+  }
+
+ private:
+  std::deque<T>& top_level() {
+    for (int p = max_priority; p > 0; --p)
+      if (!levels_[p].empty()) return levels_[p];
+    return levels_[0];
+  }
+  std::array<std::deque<T>, max_priority + 1> levels_;
+  std::size_t size_ = 0;
+};
 
 }  // namespace zmqkit::pipeline::detail

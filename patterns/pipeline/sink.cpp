@@ -13,8 +13,9 @@ namespace {
 struct batch_track {
   std::optional<std::size_t> expected;
   std::unordered_set<message_id> received;
-  std::optional<std::vector<message_id>> ids;  // the ventilator's list, in its order
+  std::vector<message_id> ids;  // the ventilator's list, in its order (it may come in parts)
   std::unordered_set<message_id> id_set;
+  bool ids_known = false;  // the whole list has arrived
   steady_time deadline{};
   int reports = 0;
   batch_state state = batch_state::open;
@@ -29,6 +30,8 @@ struct sink::impl {
   bool has_control;
   std::map<message_id, batch_track> batches;  // time-ordered ids: begin() is the oldest
   std::optional<steady_time> next_deadline;
+  bool control_due = true;
+  std::size_t results_since_control = 0;
   sink_counters counters;
 
   impl(zmq::context_t& ctx, const std::string& endpoint, sink_options o)
@@ -61,9 +64,9 @@ struct sink::impl {
                    .expected = t.expected.value_or(0),
                    .received = t.received.size(),
                    .missing = {},
-                   .ids_known = t.ids.has_value()};
-    if (t.ids)
-      for (const auto& task : *t.ids)
+                   .ids_known = t.ids_known};
+    if (t.ids_known)
+      for (const auto& task : t.ids)
         if (!t.received.contains(task)) r.missing.push_back(task);
     return r;
   }
@@ -110,7 +113,7 @@ struct sink::impl {
       ++counters.missing_reports;
       t.state = t.reports >= opts.max_reports ? batch_state::abandoned : batch_state::missing;
       const batch_report r = report_of(id, t);
-      if (!t.ids) {
+      if (!t.ids_known) {
         send_control(batch_message(type::batch_query, id));  // perhaps the list got lost: ask again
       } else if (!r.missing.empty()) {
         envelope env = batch_message(type::batch_missing, id);
@@ -135,7 +138,8 @@ struct sink::impl {
     }
     const auto batch_text = env.header(header::batch);
     const auto batch = batch_text ? message_id::parse(*batch_text) : std::nullopt;
-    auto ids = env.type == type::batch_begin && batch
+    const auto size = detail::parse_count(env.header(header::batch_size));
+    auto ids = env.type == type::batch_begin && batch && size
                    ? detail::unpack_ids(env.body, opts.limits.max_frame_bytes / 16)
                    : std::nullopt;
     if (!ids) {
@@ -143,10 +147,11 @@ struct sink::impl {
       return;
     }
     batch_track& t = track(*batch);
-    if (t.ids) return;  // announced twice (hello and query): the first list stands
-    t.id_set.insert(ids->begin(), ids->end());
-    t.expected = t.id_set.size();
-    t.ids = std::move(*ids);
+    if (t.ids_known) return;  // announced twice (hello and query): the first list stands
+    if (!t.expected) t.expected = static_cast<std::size_t>(*size);
+    for (const auto& id : *ids)
+      if (t.id_set.size() < *t.expected && t.id_set.insert(id).second) t.ids.push_back(id);
+    t.ids_known = t.id_set.size() == *t.expected;
     check_complete(*batch, t);
   }
 
@@ -182,7 +187,7 @@ struct sink::impl {
     batch_track& t = track(*batch, &created);
     if (created) send_control(batch_message(type::batch_query, *batch));
     if (!t.expected) t.expected = static_cast<std::size_t>(*size);
-    if (t.ids && !t.id_set.contains(*result.correlation_id)) {
+    if (t.ids_known && !t.id_set.contains(*result.correlation_id)) {
       ++counters.bad_frames;  // not a task of this batch
       return std::nullopt;
     }
@@ -199,13 +204,19 @@ struct sink::impl {
     const auto end = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       run_deadlines();
-      if (has_control) {
+      // A recv that finds nothing costs libzmq a system call, so the control
+      // socket is read when poll says so, or every so many results.
+      if (has_control && (control_due || results_since_control >= 256)) {
         zmq::message_t frame;
         while (control.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+        control_due = false;
+        results_since_control = 0;
       }
       zmq::message_t frame;
-      while (results.recv(frame, zmq::recv_flags::dontwait))
+      while (results.recv(frame, zmq::recv_flags::dontwait)) {
+        ++results_since_control;
         if (auto result = accept(frame)) return result;
+      }
       auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
       if (left <= std::chrono::milliseconds(0)) return std::nullopt;
       if (next_deadline) {
@@ -215,6 +226,7 @@ struct sink::impl {
       }
       zmq::pollitem_t items[] = {{results.handle(), 0, ZMQ_POLLIN, 0}, {control.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, has_control ? 2 : 1, left);
+      control_due = (items[1].revents & ZMQ_POLLIN) != 0 || items[0].revents == 0;
     }
   }
 };

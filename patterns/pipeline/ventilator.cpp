@@ -8,21 +8,10 @@ namespace zmqkit::pipeline {
 
 namespace {
 
-struct queued_task {
-  std::uint8_t priority;
-  std::int64_t seq;  // FIFO within a priority; resends get negative numbers, so they go first
-  zmq::message_t frame;
-};
-
-// Heap order: the top is the most urgent, then the oldest.
-bool less_urgent(const queued_task& a, const queued_task& b) {
-  if (a.priority != b.priority) return a.priority < b.priority;
-  return a.seq > b.seq;
-}
-
 struct worker_state {
   std::string identity;
   std::int64_t credit = 0;
+  bool blocked = false;  // its queue was full this round (send HWM): retry after the next poll
 };
 
 struct retained_task {
@@ -42,9 +31,7 @@ struct batch_state {
 struct ventilator::impl {
   ventilator_options opts;
   zmq::socket_t socket;
-  std::vector<queued_task> queue;  // a heap (less_urgent)
-  std::int64_t next_seq = 0;
-  std::int64_t next_resend_seq = -1;
+  detail::priority_queue<zmq::message_t> queue;
   std::vector<worker_state> workers;
   std::vector<std::string> sinks;
   std::map<message_id, batch_state> batches;  // ids are time-ordered: begin() is the oldest
@@ -58,14 +45,16 @@ struct ventilator::impl {
   }
 
   void enqueue(std::uint8_t priority, zmq::message_t frame, bool resend) {
-    queue.push_back({priority, resend ? next_resend_seq-- : next_seq++, std::move(frame)});
-    std::push_heap(queue.begin(), queue.end(), less_urgent);
+    if (resend)
+      queue.push_front(priority, std::move(frame));
+    else
+      queue.push_back(priority, std::move(frame));
   }
 
   worker_state* pick_worker() {
     worker_state* best = nullptr;
     for (auto& w : workers)
-      if (w.credit > 0 && (!best || w.credit > best->credit)) best = &w;
+      if (w.credit > 0 && !w.blocked && (!best || w.credit > best->credit)) best = &w;
     return best;
   }
 
@@ -81,34 +70,42 @@ struct ventilator::impl {
     while (!queue.empty()) {
       worker_state* w = pick_worker();
       if (!w) return;
-      std::pop_heap(queue.begin(), queue.end(), less_urgent);
-      zmq::message_t& frame = queue.back().frame;
+      zmq::message_t& frame = queue.front();
       bool sent = false;
       try {
         sent = socket.send(zmq::buffer(w->identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)
                    .has_value();
         if (sent) sent = socket.send(frame, zmq::send_flags::dontwait).has_value();
-        if (!sent) w->credit = 0;  // its queue is full: wait for it to ask again
+        if (!sent) {
+          w->blocked = true;  // its queue is full (HWM below its credit): keep the credit
+          ++counters.hwm_blocked;
+        }
       } catch (const zmq::error_t& e) {
         if (e.num() != EHOSTUNREACH) throw;
         remove_worker(std::string(w->identity));
       }
-      if (!sent) {
-        std::push_heap(queue.begin(), queue.end(), less_urgent);
-        continue;
-      }
-      queue.pop_back();
+      if (!sent) continue;
+      queue.pop();
       --w->credit;
       ++counters.dispatched;
     }
   }
 
+  // The id list goes in parts, so that a large batch stays under the frame size limit.
   void announce(const message_id& id, const batch_state& b, const std::string& sink) {
-    envelope env = make_envelope(std::string(type::batch_begin), *opts.clock);
-    env.headers.emplace(header::batch, id.to_string());
-    env.headers.emplace(header::batch_size, std::to_string(b.ids.size()));
-    env.body = detail::pack_ids(b.ids);
-    detail::send_control(socket, env, &sink);
+    constexpr std::size_t ids_per_message = 16384;  // ~300 KB
+    const std::string id_text = id.to_string();
+    const std::string size_text = std::to_string(b.ids.size());
+    std::size_t first = 0;
+    do {
+      const std::size_t n = std::min(ids_per_message, b.ids.size() - first);
+      envelope env = make_envelope(std::string(type::batch_begin), *opts.clock);
+      env.headers.emplace(header::batch, id_text);
+      env.headers.emplace(header::batch_size, size_text);
+      env.body = detail::pack_ids(std::span(b.ids).subspan(first, n));
+      if (!detail::send_control(socket, env, &sink)) return;  // the sink asks again when it needs it
+      first += n;
+    } while (first < b.ids.size());
   }
 
   void forget_oldest_batches() {
@@ -222,6 +219,10 @@ struct ventilator::impl {
 
   void poll(std::chrono::milliseconds timeout) {
     dispatch();
+    bool blocked = false;
+    for (auto& w : workers) blocked = std::exchange(w.blocked, false) || blocked;
+    // A worker blocked by the HWM frees up without telling us: look again soon.
+    if (blocked && !queue.empty()) timeout = std::min(timeout, std::chrono::milliseconds(1));
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(to_zmq_ms(timeout)));
     receive_all();

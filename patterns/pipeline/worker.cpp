@@ -9,16 +9,6 @@ namespace zmqkit::pipeline {
 
 namespace {
 
-struct held_task {
-  std::uint64_t seq;  // FIFO within a priority
-  envelope task;
-};
-
-bool less_urgent(const held_task& a, const held_task& b) {
-  if (a.task.priority != b.task.priority) return a.task.priority < b.task.priority;
-  return a.seq > b.seq;
-}
-
 struct current_task {
   message_id id;
   std::optional<std::string> batch;
@@ -32,8 +22,9 @@ struct worker::impl {
   zmq::socket_t tasks;
   zmq::socket_t results;
   bool has_sink;
-  std::vector<held_task> heap;
-  std::uint64_t next_seq = 0;
+  static constexpr int pump_every = 8;
+  int taken_since_pump = 0;
+  detail::priority_queue<zmq::message_t> held_tasks;  // validated on arrival, decoded when handed out
   std::optional<current_task> current;
   bool current_holds_slot = false;
   std::int64_t outstanding = 0;  // credit granted that no task has used yet
@@ -50,7 +41,6 @@ struct worker::impl {
     apply(results, opts.socket);
     tasks.connect(vent);
     if (has_sink) results.connect(sink);
-    heap.reserve(opts.credit);
     grant(static_cast<std::int64_t>(opts.credit), false);
   }
 
@@ -61,7 +51,9 @@ struct worker::impl {
   }
 
   std::int64_t window() const { return static_cast<std::int64_t>(opts.credit); }
-  std::int64_t held() const { return static_cast<std::int64_t>(heap.size()) + (current_holds_slot ? 1 : 0); }
+  std::int64_t held() const {
+    return static_cast<std::int64_t>(held_tasks.size()) + (current_holds_slot ? 1 : 0);
+  }
 
   void grant(std::int64_t n, bool reset) {
     envelope env = make_envelope(std::string(type::credit), *opts.clock);
@@ -97,23 +89,23 @@ struct worker::impl {
       }
       outstanding = std::max<std::int64_t>(0, outstanding - 1);
       last_heard = opts.clock->now();
+      std::uint8_t priority = 0;
       try {
-        heap.push_back({next_seq++, decode(frame, opts.limits)});
+        priority = decode_view(frame, opts.limits).priority;
       } catch (const zmqkit::error&) {
         ++counters.bad_frames;
         continue;
       }
-      std::push_heap(heap.begin(), heap.end(), less_urgent);
+      held_tasks.push_back(priority, std::move(frame));
       ++counters.received;
     }
     grant_if_due();
   }
 
   std::optional<envelope> take() {
-    while (!heap.empty()) {
-      std::pop_heap(heap.begin(), heap.end(), less_urgent);
-      envelope task = std::move(heap.back().task);
-      heap.pop_back();
+    while (!held_tasks.empty()) {
+      envelope task = decode(held_tasks.front(), opts.limits);
+      held_tasks.pop();
       if (task.expired(opts.clock->wall_now())) {
         ++counters.expired;
         continue;
@@ -131,7 +123,12 @@ struct worker::impl {
     current_holds_slot = false;  // the previous task is done: its slot is free
     const auto end = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-      pump();
+      // A recv that finds nothing costs libzmq a system call: with tasks in
+      // hand, look for newer (perhaps more urgent) ones every few tasks only.
+      if (held_tasks.empty() || ++taken_since_pump >= pump_every) {
+        pump();
+        taken_since_pump = 0;
+      }
       if (auto task = take()) {
         grant_if_due();
         return task;
@@ -179,7 +176,7 @@ worker::~worker() = default;
 
 std::optional<envelope> worker::receive(std::chrono::milliseconds timeout) { return impl_->receive(timeout); }
 bool worker::send_result(envelope result) { return impl_->send_result(std::move(result)); }
-std::size_t worker::buffered() const noexcept { return impl_->heap.size(); }
+std::size_t worker::buffered() const noexcept { return impl_->held_tasks.size(); }
 void worker::pump() { impl_->pump(); }
 const worker_counters& worker::counters() const noexcept { return impl_->counters; }
 

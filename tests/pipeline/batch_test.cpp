@@ -1,11 +1,10 @@
-#include "pipeline_support.hpp"
-
-#include <support/sockets.hpp>
-
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <set>
+#include <support/sockets.hpp>
+
+#include "pipeline_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -34,7 +33,8 @@ TEST_CASE("after the deadline the sink names exactly the tasks it has no result 
   const auto batch = vent.submit_batch(std::move(tasks));
   REQUIRE(batch);
   // No worker: nothing is done. The sink learns the id list from the ventilator.
-  REQUIRE(drive(vent, sink, [&] { return !reports.empty(); }, 5s));
+  REQUIRE(drive(
+      vent, sink, [&] { return !reports.empty(); }, 5s));
   CHECK(reports[0].state == pipeline::batch_state::missing);
   CHECK(reports[0].ids_known);
   CHECK(reports[0].expected == 5);
@@ -68,13 +68,15 @@ TEST_CASE("a worker that stops mid-batch loses no task in at-least-once mode") {
   REQUIRE(batch);
   std::multiset<message_id> answered;
   const auto record = [&](const envelope& r) { answered.insert(*r.correlation_id); };
-  REQUIRE(drive(vent, sink, [&] { return doomed->stopped(); }, 10s, record));
+  REQUIRE(drive(
+      vent, sink, [&] { return doomed->stopped(); }, 10s, record));
   REQUIRE(doomed->taken().size() == 3);
   const std::vector<message_id> lost{doomed->taken().back()};
   doomed.reset();
 
   worker_thread healthy(ctx, vent.endpoint(), sink.endpoint(), {.credit = 4});
-  REQUIRE(drive(vent, sink, [&] { return vent.batch_done(*batch); }, 20s, record));
+  REQUIRE(drive(
+      vent, sink, [&] { return vent.batch_done(*batch); }, 20s, record));
 
   const auto missing_report = std::find_if(reports.begin(), reports.end(), [](const auto& r) {
     return r.state == pipeline::batch_state::missing;

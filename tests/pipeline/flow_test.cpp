@@ -1,10 +1,9 @@
-#include "pipeline_support.hpp"
-
-#include <support/sockets.hpp>
-
 #include <doctest/doctest.h>
 
 #include <set>
+#include <support/sockets.hpp>
+
+#include "pipeline_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -73,7 +72,8 @@ TEST_CASE("tasks outside a batch are delivered as they are") {
   task.headers.emplace("n", "0");
   REQUIRE(vent.submit(task));
   std::optional<envelope> got;
-  REQUIRE(drive(vent, sink, [&] { return got.has_value(); }, 5s, [&](const envelope& r) { got = r; }));
+  REQUIRE(drive(
+      vent, sink, [&] { return got.has_value(); }, 5s, [&](const envelope& r) { got = r; }));
   CHECK(got->correlation_id == task.id);
   CHECK(got->body == task.body);
 }

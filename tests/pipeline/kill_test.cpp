@@ -1,14 +1,13 @@
 // Fault: a worker process is SIGKILLed mid-batch. The sink reports the tasks it
 // held missing, the ventilator (at-least-once) resends them, the batch completes.
-#include "pipeline_support.hpp"
-
-#include <support/process.hpp>
-#include <support/sockets.hpp>
-
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <set>
+#include <support/process.hpp>
+#include <support/sockets.hpp>
+
+#include "pipeline_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -34,7 +33,8 @@ TEST_CASE("a SIGKILLed worker process loses no task of an at-least-once batch") 
   REQUIRE(batch);
   std::multiset<message_id> answered;
   const auto record = [&](const envelope& r) { answered.insert(*r.correlation_id); };
-  REQUIRE(drive(vent, sink, [&] { return answered.size() >= 5; }, 10s, record));
+  REQUIRE(drive(
+      vent, sink, [&] { return answered.size() >= 5; }, 10s, record));
 
   child.signal(SIGKILL);
   REQUIRE(child.wait(5s));
@@ -42,9 +42,10 @@ TEST_CASE("a SIGKILLed worker process loses no task of an at-least-once batch") 
   const std::size_t before_kill = answered.size();
 
   worker_thread healthy(ctx, vent.endpoint(), sink.endpoint(), {.credit = 8});
-  REQUIRE(drive(vent, sink, [&] { return vent.batch_done(*batch); }, 60s, record));
-  const auto recovery = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - killed_at);
+  REQUIRE(drive(
+      vent, sink, [&] { return vent.batch_done(*batch); }, 60s, record));
+  const auto recovery =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
 
   std::size_t reported_missing = 0;
   for (const auto& r : reports)

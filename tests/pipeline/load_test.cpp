@@ -1,10 +1,9 @@
-#include "pipeline_support.hpp"
-
-#include <support/sockets.hpp>
-
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <support/sockets.hpp>
+
+#include "pipeline_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -35,7 +34,8 @@ TEST_CASE("a slow worker beside fast ones gets a share matching its speed, not 1
 
   const auto batch = vent.submit_batch(make_tasks(task_count));
   REQUIRE(batch);
-  REQUIRE(drive(vent, sink, [&] { return vent.batch_done(*batch); }, 60s));
+  REQUIRE(drive(
+      vent, sink, [&] { return vent.batch_done(*batch); }, 60s));
 
   const double n = static_cast<double>(task_count);
   const double slow_share = static_cast<double>(slow.done()) / n;

@@ -2,16 +2,15 @@
 // drives a ventilator and a sink from the test thread.
 #pragma once
 
-#include <zmqkit/pipeline/sink.hpp>
-#include <zmqkit/pipeline/ventilator.hpp>
-#include <zmqkit/pipeline/worker.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+#include <zmqkit/pipeline/sink.hpp>
+#include <zmqkit/pipeline/ventilator.hpp>
+#include <zmqkit/pipeline/worker.hpp>
 
 namespace zmqkit::test {
 

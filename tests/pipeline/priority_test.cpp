@@ -1,10 +1,9 @@
-#include "pipeline_support.hpp"
-
-#include <support/sockets.hpp>
-
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <support/sockets.hpp>
+
+#include "pipeline_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;

@@ -1,8 +1,8 @@
-#include "pipeline_support.hpp"
+#include <doctest/doctest.h>
 
 #include <support/sockets.hpp>
 
-#include <doctest/doctest.h>
+#include "pipeline_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -69,9 +69,7 @@ TEST_CASE("every role shuts down promptly with undelivered messages") {
     while (sent < 100'000 && w->send_result(make_reply(*task, "t.done"))) ++sent;
     CHECK(sent < 100'000);
     CHECK(w->counters().send_failures == 1);
-    const auto took = time_of([&] {
-      w.reset();
-    });
+    const auto took = time_of([&] { w.reset(); });
     CHECK(took < 2s);
   }
   SUBCASE("sink with control messages for a ventilator that is not there") {

@@ -1,16 +1,14 @@
 // A pipeline worker as a separate process, for the SIGKILL fault test.
 // Usage: pipeline_worker_child VENTILATOR SINK WORK_MS CREDIT
-#include <zmqkit/pipeline/worker.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <thread>
+#include <zmqkit/pipeline/worker.hpp>
 
 int main(int argc, char** argv) {
   if (argc != 5) return 2;
   zmq::context_t ctx;
-  zmqkit::pipeline::worker w(ctx, argv[1], argv[2],
-                             {.credit = static_cast<std::size_t>(std::atoi(argv[4]))});
+  zmqkit::pipeline::worker w(ctx, argv[1], argv[2], {.credit = static_cast<std::size_t>(std::atoi(argv[4]))});
   const auto work = std::chrono::milliseconds(std::atoi(argv[3]));
   for (;;) {  // runs until killed
     auto task = w.receive(std::chrono::milliseconds(100));

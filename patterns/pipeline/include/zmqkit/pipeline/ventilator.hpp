@@ -51,6 +51,7 @@ struct ventilator_counters {
       0;                         // ids reported missing and not resent (at-most-once, unknown, max attempts)
   std::uint64_t bad_frames = 0;  // control frames dropped: undecodable or unknown
   std::uint64_t workers_lost = 0;  // workers removed (bye, or unreachable on send)
+  std::uint64_t hwm_blocked = 0;   // sends refused by a worker's full queue (retried after the next poll)
 };
 
 class ventilator {

@@ -6,9 +6,13 @@
 // Usage: pipeline_bench [messages=200000] [credit=1000]
 #include <pthread.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <zmqkit/pipeline/sink.hpp>
@@ -27,6 +31,33 @@ double thread_cpu() {
   getrusage(RUSAGE_THREAD, &u);
   return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
 }
+// CPU seconds of every thread named `name` in this process (for the phases printout).
+double threads_cpu(const std::string& name) {
+  double total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string c;
+    std::getline(comm, c);
+    if (c != name) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::stol(field);
+      if (i == 15) stime = std::stol(field);
+    }
+    total += static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
+long switches() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return u.ru_nvcsw + u.ru_nivcsw;
+}
 double seconds_since(bench_clock::time_point start) {
   return std::chrono::duration<double>(bench_clock::now() - start).count();
 }
@@ -40,6 +71,7 @@ double run_zmqkit(std::size_t count, std::size_t credit, std::size_t batch_size 
   const std::string vent_ep = vent.endpoint(), sink_ep = sink.endpoint();
   std::atomic<bool> stop{false};
   std::atomic<double> worker_cpu{0};
+  std::atomic<long> worker_switches{0};
   std::thread worker_thread([&] {
     pthread_setname_np(pthread_self(), "kit-worker");
     zmqkit::pipeline::worker w(ctx, vent_ep, sink_ep, {.credit = credit});
@@ -51,12 +83,14 @@ double run_zmqkit(std::size_t count, std::size_t credit, std::size_t batch_size 
       w.send_result(std::move(result));
     }
     worker_cpu = thread_cpu();
+    worker_switches = switches();
   });
   while (vent.workers() == 0) vent.poll(1ms);  // the worker is connected before the clock starts
 
   const std::string body(64, 'x');
   std::atomic<std::size_t> received{0};
   double sink_cpu = 0;
+  long sink_switches = 0;
   const auto start = bench_clock::now();
   std::thread sink_thread([&] {
     pthread_setname_np(pthread_self(), "kit-sink");
@@ -66,6 +100,7 @@ double run_zmqkit(std::size_t count, std::size_t credit, std::size_t batch_size 
         ++received;
       }
     sink_cpu = thread_cpu();
+    sink_switches = switches();
   });
   // Batches of `batch_size` are submitted while earlier ones are on their way,
   // as a service streaming work would; the sink tracks every batch.
@@ -89,12 +124,15 @@ double run_zmqkit(std::size_t count, std::size_t credit, std::size_t batch_size 
   }
   while (received < count) vent.poll(1ms);
   sink_thread.join();
-  if (std::getenv("PIPELINE_BENCH_PHASES"))
-    std::printf("  vent cpu %.3f s, sink cpu %.3f s, worker cpu %.3f s, wall %.3f s\n", thread_cpu(),
-                sink_cpu, worker_cpu.load(), seconds_since(start));
   const double elapsed = seconds_since(start);
   stop = true;
   worker_thread.join();
+  if (std::getenv("PIPELINE_BENCH_PHASES"))
+    std::printf("  context switches: vent %ld sink %ld worker %ld; io thread cpu %.3f s\n", switches(),
+                sink_switches, worker_switches.load(), threads_cpu("ZMQbg/IO/0"));
+  if (std::getenv("PIPELINE_BENCH_PHASES"))
+    std::printf("  vent cpu %.3f s, sink cpu %.3f s, worker cpu %.3f s, wall %.3f s\n", thread_cpu(),
+                sink_cpu, worker_cpu.load(), elapsed);
   return static_cast<double>(count) / elapsed;
 }
 
@@ -147,6 +185,9 @@ double run_raw(std::size_t count, bool envelopes = false) {
   sink_thread.join();
   const double elapsed = seconds_since(start);
   worker_thread.join();
+  if (std::getenv("PIPELINE_BENCH_PHASES"))
+    std::printf("  raw: main cpu %.3f s, io thread cpu %.3f s, all threads cpu %.3f s, wall %.3f s\n",
+                thread_cpu(), threads_cpu("ZMQbg/IO/0"), threads_cpu("pipeline_bench"), elapsed);
   return static_cast<double>(count) / elapsed;
 }
 
@@ -157,6 +198,10 @@ int main(int argc, char** argv) {
   const std::size_t credit = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000;
   std::printf("pipeline: %zu tasks, 64-byte bodies, tcp loopback, worker credit %zu\n", count, credit);
   // Alternate the two, best of three each, so a noisy neighbour hurts both alike.
+  if (argc > 3 && std::string(argv[3]) == "codec-only") {  // for profiling
+    std::printf("raw + codec only: %.1f msg/s\n", run_raw(count, true));
+    return 0;
+  }
   if (argc > 3 && std::string(argv[3]) == "kit-only") {  // for profiling
     std::printf("zmqkit only: %.1f msg/s\n", run_zmqkit(count, credit));
     return 0;

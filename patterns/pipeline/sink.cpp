@@ -31,6 +31,9 @@ struct sink::impl {
   std::map<message_id, batch_track> batches;  // time-ordered ids: begin() is the oldest
   std::optional<steady_time> next_deadline;
   bool control_due = true;
+  batch_track* cached = nullptr;  // the batch of the last result
+  message_id cached_id{};
+  std::string cached_text;
   std::size_t results_since_control = 0;
   sink_counters counters;
 
@@ -84,7 +87,12 @@ struct sink::impl {
     if (inserted) {
       it->second.deadline = opts.clock->now() + opts.batch_deadline;
       arm(it->second.deadline);
-      if (batches.size() > opts.max_batches) batches.erase(batches.begin());
+      if (batches.size() > opts.max_batches) {  // forget the oldest other batch
+        auto victim = batches.begin();
+        if (victim == it) ++victim;
+        if (cached == &victim->second) cached = nullptr;
+        batches.erase(victim);
+      }
     }
     if (created) *created = inserted;
     return it->second;
@@ -177,16 +185,32 @@ struct sink::impl {
       ++counters.results;
       return result;
     }
-    const auto batch = message_id::parse(*batch_text);
     const auto size = detail::parse_count(result.header(header::batch_size));
-    if (!batch || !size || !result.correlation_id) {
+    if (!size || !result.correlation_id) {
       ++counters.bad_frames;
       return std::nullopt;
     }
-    bool created = false;
-    batch_track& t = track(*batch, &created);
-    if (created) send_control(batch_message(type::batch_query, *batch));
-    if (!t.expected) t.expected = static_cast<std::size_t>(*size);
+    // Results come in runs of one batch: remember the last one looked up.
+    if (!cached || *batch_text != cached_text) {
+      const auto batch = message_id::parse(*batch_text);
+      if (!batch) {
+        ++counters.bad_frames;
+        return std::nullopt;
+      }
+      bool created = false;
+      batch_track& found = track(*batch, &created);
+      if (created) send_control(batch_message(type::batch_query, *batch));
+      cached = &found;
+      cached_id = *batch;
+      cached_text.assign(*batch_text);
+    }
+    batch_track& t = *cached;
+    const message_id batch_id = cached_id;
+    const message_id* batch = &batch_id;
+    if (!t.expected) {
+      t.expected = static_cast<std::size_t>(*size);
+      t.received.reserve(std::min<std::size_t>(*t.expected, 1 << 16));  // the size is not trusted
+    }
     if (t.ids_known && !t.id_set.contains(*result.correlation_id)) {
       ++counters.bad_frames;  // not a task of this batch
       return std::nullopt;

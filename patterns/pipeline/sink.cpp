@@ -35,6 +35,7 @@ struct sink::impl {
   message_id cached_id{};
   std::string cached_text;
   std::size_t results_since_control = 0;
+  std::size_t results_since_timers = 0;
   sink_counters counters;
 
   impl(zmq::context_t& ctx, const std::string& endpoint, sink_options o)
@@ -225,9 +226,12 @@ struct sink::impl {
   }
 
   std::optional<envelope> receive(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
+    std::optional<std::chrono::steady_clock::time_point> end;  // read the clock only to wait
     for (;;) {
-      run_deadlines();
+      if (results_since_timers >= 256) {  // deadlines are coarse: no clock read per result
+        run_deadlines();
+        results_since_timers = 0;
+      }
       // A recv that finds nothing costs libzmq a system call, so the control
       // socket is read when poll says so, or every so many results.
       if (has_control && (control_due || results_since_control >= 256)) {
@@ -239,9 +243,14 @@ struct sink::impl {
       zmq::message_t frame;
       while (results.recv(frame, zmq::recv_flags::dontwait)) {
         ++results_since_control;
+        ++results_since_timers;
         if (auto result = accept(frame)) return result;
       }
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      run_deadlines();
+      results_since_timers = 0;
+      const auto now = std::chrono::steady_clock::now();
+      if (!end) end = now + timeout;
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*end - now);
       if (left <= std::chrono::milliseconds(0)) return std::nullopt;
       if (next_deadline) {
         const auto to_deadline =

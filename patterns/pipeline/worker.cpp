@@ -78,6 +78,7 @@ struct worker::impl {
   }
 
   void pump() {
+    std::uint64_t arrived = 0;
     for (;;) {
       zmq::message_t frame;
       if (!tasks.recv(frame, zmq::recv_flags::dontwait)) break;
@@ -88,7 +89,7 @@ struct worker::impl {
         continue;
       }
       outstanding = std::max<std::int64_t>(0, outstanding - 1);
-      last_heard = opts.clock->now();
+      ++arrived;
       std::uint8_t priority = 0;
       try {
         priority = decode_view(frame, opts.limits).priority;
@@ -99,6 +100,7 @@ struct worker::impl {
       held_tasks.push_back(priority, std::move(frame));
       ++counters.received;
     }
+    if (arrived > 0) last_heard = opts.clock->now();
     grant_if_due();
   }
 
@@ -120,8 +122,8 @@ struct worker::impl {
   }
 
   std::optional<envelope> receive(std::chrono::milliseconds timeout) {
-    current_holds_slot = false;  // the previous task is done: its slot is free
-    const auto end = std::chrono::steady_clock::now() + timeout;
+    current_holds_slot = false;                                // the previous task is done: its slot is free
+    std::optional<std::chrono::steady_clock::time_point> end;  // read the clock only to wait
     for (;;) {
       // A recv that finds nothing costs libzmq a system call: with tasks in
       // hand, look for newer (perhaps more urgent) ones every few tasks only.
@@ -135,7 +137,9 @@ struct worker::impl {
       }
       grant_if_due();
       refresh_if_due();
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      const auto now = std::chrono::steady_clock::now();
+      if (!end) end = now + timeout;
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*end - now);
       if (left <= std::chrono::milliseconds(0)) return std::nullopt;
       left = std::min(left, opts.credit_refresh);
       zmq::pollitem_t item{tasks.handle(), 0, ZMQ_POLLIN, 0};

@@ -162,3 +162,27 @@ TEST_CASE("bad frames are counted and dropped by every role") {
     CHECK(sink.counters().bad_frames == 3);
   }
 }
+
+TEST_CASE("an idle worker re-states its credit, so a restarted ventilator can use it") {
+  zmq::context_t ctx;
+  auto vent_ctx = std::make_unique<zmq::context_t>();  // closing it frees the port at once
+  auto vent = std::make_unique<pipeline::ventilator>(*vent_ctx, "tcp://127.0.0.1:*");
+  const std::string endpoint = vent->endpoint();
+  pipeline::worker w(ctx, endpoint, "", {.credit = 2, .credit_refresh = 100ms});
+  REQUIRE(wait_until([&] {
+    vent->poll(1ms);
+    return vent->credit() == 2;
+  }));
+  vent.reset();  // the ventilator restarts: the new one knows nothing of the worker
+  vent_ctx.reset();
+  vent = std::make_unique<pipeline::ventilator>(ctx, endpoint);
+  REQUIRE(vent->submit(make_envelope("after.restart")));
+  std::optional<envelope> task;
+  REQUIRE(wait_until([&] {
+    vent->poll(1ms);
+    task = w.receive(1ms);
+    return task.has_value();
+  }));
+  CHECK(task->type == "after.restart");
+  CHECK(w.counters().credit_grants >= 2);
+}

@@ -50,6 +50,29 @@ TEST_CASE("a slow worker beside fast ones gets a share matching its speed, not 1
   CHECK(slow.done() >= 1);
 }
 
+// The same race with a large window shows what the credit limit buys: the slow
+// worker takes a full window at the start and sits on it (the hoarding of plain PUSH).
+TEST_CASE("with a large credit window the slow worker hoards its window") {
+  zmq::context_t ctx;
+  pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*");
+  pipeline::sink sink(ctx, "tcp://127.0.0.1:*", {.ventilator_endpoint = vent.endpoint()});
+  const pipeline::worker_options opts{.credit = 25};
+  worker_thread slow(ctx, vent.endpoint(), sink.endpoint(), opts, 40ms);
+  std::vector<std::unique_ptr<worker_thread>> fast;
+  for (int i = 0; i < 3; ++i)
+    fast.push_back(std::make_unique<worker_thread>(ctx, vent.endpoint(), sink.endpoint(), opts, 2ms));
+  REQUIRE(wait_until([&] {
+    vent.poll(1ms);
+    return vent.workers() == 4 && vent.credit() == 100;
+  }));
+  const auto batch = vent.submit_batch(make_tasks(150));
+  REQUIRE(batch);
+  REQUIRE(drive(
+      vent, sink, [&] { return vent.batch_done(*batch); }, 60s));
+  MESSAGE("with credit 25 the slow worker took " << slow.done() << " of 150 tasks");
+  CHECK(slow.done() >= 25);  // its whole first window, however fast the others are
+}
+
 TEST_CASE("a worker never holds more tasks than its credit") {
   zmq::context_t ctx;
   pipeline::ventilator vent(ctx, "inproc://vent");

@@ -3,7 +3,8 @@
 // tracking the batch (each id counted once). Beside it, raw PUSH → PULL/PUSH →
 // PULL relaying the same count of 64-byte messages through the same topology.
 //
-// Usage: pipeline_bench [messages=200000] [credit=1000]
+// Usage: pipeline_bench [messages=200000] [credit=1000] [kit-only|codec-only]
+// PIPELINE_BENCH_PHASES=1 prints per-thread CPU and context switches.
 #include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -197,7 +198,6 @@ int main(int argc, char** argv) {
   const std::size_t count = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200'000;
   const std::size_t credit = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000;
   std::printf("pipeline: %zu tasks, 64-byte bodies, tcp loopback, worker credit %zu\n", count, credit);
-  // Alternate the two, best of three each, so a noisy neighbour hurts both alike.
   if (argc > 3 && std::string(argv[3]) == "codec-only") {  // for profiling
     std::printf("raw + codec only: %.1f msg/s\n", run_raw(count, true));
     return 0;
@@ -206,6 +206,7 @@ int main(int argc, char** argv) {
     std::printf("zmqkit only: %.1f msg/s\n", run_zmqkit(count, credit));
     return 0;
   }
+  // Alternate the runs, best of three each, so a noisy neighbour hurts all alike.
   double best_kit = 0, best_raw = 0, best_codec = 0;
   for (int round = 0; round < 3; ++round) {
     best_raw = std::max(best_raw, run_raw(count));

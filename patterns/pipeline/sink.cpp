@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <map>
-#include <unordered_set>
 #include <zmqkit/pipeline/protocol.hpp>
 #include <zmqkit/pipeline/sink.hpp>
 
@@ -12,9 +11,9 @@ namespace {
 
 struct batch_track {
   std::optional<std::size_t> expected;
-  std::unordered_set<message_id> received;
+  detail::id_set received;
   std::vector<message_id> ids;  // the ventilator's list, in its order (it may come in parts)
-  std::unordered_set<message_id> id_set;
+  detail::id_set id_set;
   bool ids_known = false;  // the whole list has arrived
   steady_time deadline{};
   int reports = 0;
@@ -158,8 +157,9 @@ struct sink::impl {
     batch_track& t = track(*batch);
     if (t.ids_known) return;  // announced twice (hello and query): the first list stands
     if (!t.expected) t.expected = static_cast<std::size_t>(*size);
+    t.id_set.reserve(std::min(*t.expected, t.id_set.size() + ids->size()));
     for (const auto& id : *ids)
-      if (t.id_set.size() < *t.expected && t.id_set.insert(id).second) t.ids.push_back(id);
+      if (t.id_set.size() < *t.expected && t.id_set.insert(id)) t.ids.push_back(id);
     t.ids_known = t.id_set.size() == *t.expected;
     check_complete(*batch, t);
   }
@@ -216,7 +216,7 @@ struct sink::impl {
       ++counters.bad_frames;  // not a task of this batch
       return std::nullopt;
     }
-    if (!t.received.insert(*result.correlation_id).second) {
+    if (!t.received.insert(*result.correlation_id)) {
       ++counters.duplicates;
       return std::nullopt;
     }

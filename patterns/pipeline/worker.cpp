@@ -11,8 +11,9 @@ namespace {
 
 struct current_task {
   message_id id;
-  std::optional<std::string> batch;
-  std::optional<std::string> batch_size;
+  bool in_batch = false;
+  std::string batch;  // reused from task to task: no allocation per task
+  std::string batch_size;
 };
 
 }  // namespace
@@ -22,8 +23,11 @@ struct worker::impl {
   zmq::socket_t tasks;
   zmq::socket_t results;
   bool has_sink;
-  static constexpr int pump_every = 8;
-  int taken_since_pump = 0;
+  // How often (in tasks handed out) a worker holding tasks looks for newer ones:
+  // every task for small windows (exact priority order), every credit/8 tasks
+  // (at most 64) for large ones, where each empty look costs a system call.
+  std::size_t pump_every = 1;
+  std::size_t taken_since_pump = 0;
   detail::priority_queue<zmq::message_t> held_tasks;  // validated on arrival, decoded when handed out
   std::optional<current_task> current;
   bool current_holds_slot = false;
@@ -37,6 +41,7 @@ struct worker::impl {
         results(ctx, zmq::socket_type::push),
         has_sink(!sink.empty()) {
     if (opts.credit == 0) throw error(errc::bad_config, "credit", "worker credit must be at least 1");
+    pump_every = std::clamp<std::size_t>(opts.credit / 8, 1, 64);
     apply(tasks, opts.socket);
     apply(results, opts.socket);
     tasks.connect(vent);
@@ -108,13 +113,19 @@ struct worker::impl {
     while (!held_tasks.empty()) {
       envelope task = decode(held_tasks.front(), opts.limits);
       held_tasks.pop();
-      if (task.expired(opts.clock->wall_now())) {
+      if (task.ttl.count() != 0 && task.expired(opts.clock->wall_now())) {
         ++counters.expired;
         continue;
       }
-      current = current_task{task.id, std::nullopt, std::nullopt};
-      if (auto b = task.header(header::batch)) current->batch = std::string(*b);
-      if (auto s = task.header(header::batch_size)) current->batch_size = std::string(*s);
+      if (!current) current.emplace();
+      current->id = task.id;
+      const auto batch = task.header(header::batch);
+      const auto batch_size = task.header(header::batch_size);
+      current->in_batch = batch && batch_size;
+      if (current->in_batch) {
+        current->batch.assign(*batch);
+        current->batch_size.assign(*batch_size);
+      }
       current_holds_slot = true;
       return task;
     }
@@ -125,8 +136,6 @@ struct worker::impl {
     current_holds_slot = false;                                // the previous task is done: its slot is free
     std::optional<std::chrono::steady_clock::time_point> end;  // read the clock only to wait
     for (;;) {
-      // A recv that finds nothing costs libzmq a system call: with tasks in
-      // hand, look for newer (perhaps more urgent) ones every few tasks only.
       if (held_tasks.empty() || ++taken_since_pump >= pump_every) {
         pump();
         taken_since_pump = 0;
@@ -150,9 +159,10 @@ struct worker::impl {
   bool send_result(envelope result) {
     if (!current) throw error(errc::protocol, "send_result", "send_result() before any task was received");
     if (!result.correlation_id) result.correlation_id = current->id;
-    if (current->batch) result.headers.insert_or_assign(std::string(header::batch), *current->batch);
-    if (current->batch_size)
-      result.headers.insert_or_assign(std::string(header::batch_size), *current->batch_size);
+    if (current->in_batch) {
+      result.headers.insert_or_assign(std::string(header::batch), current->batch);
+      result.headers.insert_or_assign(std::string(header::batch_size), current->batch_size);
+    }
     if (!has_sink) return false;
     zmq::message_t frame = encode(result);
     const auto end = std::chrono::steady_clock::now() + opts.send_timeout;

@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <unordered_set>
 #include <zmqkit/pipeline/ventilator.hpp>
 
 #include "detail.hpp"
@@ -17,7 +16,15 @@ struct worker_state {
 struct retained_task {
   std::uint8_t priority;
   int attempts;
+  bool queued;           // waiting here for credit: not lost, so not resent
   zmq::message_t frame;  // shares the encoded buffer with the frame sent (refcounted)
+};
+
+struct queued_task {
+  zmq::message_t frame;
+  bool retained = false;  // at-least-once: batch and task find its retained_task
+  message_id batch{};
+  message_id task{};
 };
 
 struct batch_state {
@@ -31,7 +38,7 @@ struct batch_state {
 struct ventilator::impl {
   ventilator_options opts;
   zmq::socket_t socket;
-  detail::priority_queue<zmq::message_t> queue;
+  detail::priority_queue<queued_task> queue;
   std::vector<worker_state> workers;
   std::vector<std::string> sinks;
   std::map<message_id, batch_state> batches;  // ids are time-ordered: begin() is the oldest
@@ -44,11 +51,18 @@ struct ventilator::impl {
     socket.bind(endpoint);
   }
 
-  void enqueue(std::uint8_t priority, zmq::message_t frame, bool resend) {
+  void enqueue(std::uint8_t priority, queued_task task, bool resend) {
     if (resend)
-      queue.push_front(priority, std::move(frame));
+      queue.push_front(priority, std::move(task));
     else
-      queue.push_back(priority, std::move(frame));
+      queue.push_back(priority, std::move(task));
+  }
+
+  void sent_retained(const queued_task& task) {
+    const auto b = batches.find(task.batch);
+    if (b == batches.end()) return;
+    const auto t = b->second.tasks.find(task.task);
+    if (t != b->second.tasks.end()) t->second.queued = false;
   }
 
   worker_state* pick_worker() {
@@ -70,12 +84,12 @@ struct ventilator::impl {
     while (!queue.empty()) {
       worker_state* w = pick_worker();
       if (!w) return;
-      zmq::message_t& frame = queue.front();
+      queued_task& task = queue.front();
       bool sent = false;
       try {
         sent = socket.send(zmq::buffer(w->identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)
                    .has_value();
-        if (sent) sent = socket.send(frame, zmq::send_flags::dontwait).has_value();
+        if (sent) sent = socket.send(task.frame, zmq::send_flags::dontwait).has_value();
         if (!sent) {
           w->blocked = true;  // its queue is full (HWM below its credit): keep the credit
           ++counters.hwm_blocked;
@@ -85,6 +99,7 @@ struct ventilator::impl {
         remove_worker(std::string(w->identity));
       }
       if (!sent) continue;
+      if (task.retained) sent_retained(task);
       queue.pop();
       --w->credit;
       ++counters.dispatched;
@@ -125,13 +140,15 @@ struct ventilator::impl {
     std::size_t queued = 0;
     for (const auto& id : ids) {
       const auto t = it->second.tasks.find(id);
+      if (t != it->second.tasks.end() && t->second.queued) continue;  // still waiting for credit
       if (t == it->second.tasks.end() || t->second.attempts >= opts.max_attempts) {
         ++counters.missing_ignored;
         continue;
       }
       ++t->second.attempts;
-      zmq::message_t copy;
-      copy.copy(t->second.frame);
+      t->second.queued = true;
+      queued_task copy{.retained = true, .batch = batch, .task = id};
+      copy.frame.copy(t->second.frame);
       enqueue(t->second.priority, std::move(copy), true);
       ++counters.resent;
       ++queued;
@@ -243,7 +260,7 @@ bool ventilator::submit(const envelope& task) {
     ++impl_->counters.refused;
     return false;
   }
-  impl_->enqueue(task.priority, encode(task), false);
+  impl_->enqueue(task.priority, queued_task{.frame = encode(task)}, false);
   ++impl_->counters.submitted;
   return true;
 }
@@ -267,13 +284,15 @@ std::optional<message_id> ventilator::submit_batch(std::vector<envelope> tasks) 
     frames.push_back(encode(t));
     b.ids.push_back(t.id);
   }
+  const bool retain = d.opts.delivery == delivery::at_least_once;
   for (std::size_t i = 0; i < tasks.size(); ++i) {
-    if (d.opts.delivery == delivery::at_least_once) {
+    queued_task queued{.frame = std::move(frames[i]), .retained = retain, .batch = id, .task = tasks[i].id};
+    if (retain) {
       zmq::message_t copy;
-      copy.copy(frames[i]);
-      b.tasks.emplace(tasks[i].id, retained_task{tasks[i].priority, 1, std::move(copy)});
+      copy.copy(queued.frame);
+      b.tasks.emplace(tasks[i].id, retained_task{tasks[i].priority, 1, true, std::move(copy)});
     }
-    d.enqueue(tasks[i].priority, std::move(frames[i]), false);
+    d.enqueue(tasks[i].priority, std::move(queued), false);
   }
   d.counters.submitted += tasks.size();
   for (const auto& sink : d.sinks) d.announce(id, b, sink);

@@ -38,8 +38,8 @@ class worker_thread {
             if (work > 0us) std::this_thread::sleep_for(work);
             envelope result = make_reply(*task, "test.done");
             result.body = task->body;
+            ++done_;  // before sending, so that a test seeing the result sees the count
             w.send_result(std::move(result));
-            ++done_;
           }
           stopped_ = true;
         }) {}

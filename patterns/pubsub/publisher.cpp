@@ -1,0 +1,203 @@
+#include <zmqkit/pubsub/publisher.hpp>
+
+#include <zmq_addon.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace zmqkit::pubsub {
+
+namespace {
+
+constexpr std::size_t max_snapshot_prefixes = 256;
+
+std::string random_id() {
+  std::random_device rd;
+  const std::uint64_t bits = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id(12, '0');
+  for (std::size_t i = 0; i < id.size(); ++i) id[i] = hex[(bits >> (4 * i)) & 0xf];
+  return id;
+}
+
+std::string_view view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
+
+std::string unique_control_endpoint() {
+  static std::atomic<std::uint64_t> counter{0};
+  return "inproc://zmqkit-pubsub-publisher-" + std::to_string(counter++);
+}
+
+}  // namespace
+
+struct publisher::impl {
+  struct cached {
+    zmq::message_t frame;  // shares the sent frame's buffer (zmq_msg_copy), no byte copy
+    std::optional<wall_time> expires_at;
+  };
+
+  publisher_options opts;
+  std::string id;
+  zmq::socket_t pub;
+  std::uint64_t seq = 0;
+  char seq_text[24];
+
+  // Shared with the snapshot thread, under `mutex`.
+  mutable std::mutex mutex;
+  std::map<std::string, cached, std::less<>> last_values;
+  std::uint64_t snapshot_seq = 0;
+
+  std::atomic<std::uint64_t> published{0}, snapshots_served{0}, bad_requests{0}, uncached{0};
+
+  // Snapshot thread: owns router_ and the far end of the control pipe.
+  std::string snapshot_bound;
+  zmq::socket_t router;
+  zmq::socket_t control;       // ours: a message on it stops the thread
+  zmq::socket_t control_peer;  // the thread's
+  std::thread thread;
+
+  impl(zmq::context_t& ctx, publisher_options o)
+      : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::pub) {
+    if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
+    if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
+    apply(pub, opts.socket);
+    if (!opts.snapshot_endpoint.empty()) {
+      router = zmq::socket_t(ctx, zmq::socket_type::router);
+      apply(router, opts.socket);
+      router.bind(opts.snapshot_endpoint);
+      snapshot_bound = router.get(zmq::sockopt::last_endpoint);
+      // An internal inproc pipe: not a network socket, so no socket_options.
+      const std::string ep = unique_control_endpoint();
+      control_peer = zmq::socket_t(ctx, zmq::socket_type::pair);
+      control_peer.set(zmq::sockopt::linger, 0);
+      control_peer.bind(ep);
+      control = zmq::socket_t(ctx, zmq::socket_type::pair);
+      control.set(zmq::sockopt::linger, 0);
+      control.connect(ep);
+      thread = std::thread([this] { serve(); });
+    }
+  }
+
+  ~impl() {
+    if (thread.joinable()) {
+      control.send(zmq::str_buffer("stop"), zmq::send_flags::none);
+      thread.join();
+    }
+  }
+
+  void serve() {
+    for (;;) {
+      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                                 {control_peer.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      if (items[1].revents & ZMQ_POLLIN) return;
+      if (items[0].revents & ZMQ_POLLIN) answer();
+    }
+  }
+
+  void answer() {
+    std::vector<zmq::message_t> request;
+    if (!zmq::recv_multipart(router, std::back_inserter(request), zmq::recv_flags::dontwait)) return;
+    // [identity, "zmk.snapshot", prefix...]
+    if (request.size() < 2 || view(request[1]) != snapshot_command ||
+        request.size() - 2 > max_snapshot_prefixes) {
+      ++bad_requests;
+      return;
+    }
+    std::vector<std::string_view> prefixes;
+    for (std::size_t i = 2; i < request.size(); ++i) prefixes.push_back(view(request[i]));
+    if (prefixes.empty()) prefixes.emplace_back();  // no prefix = everything
+
+    std::vector<zmq::message_t> reply;
+    reply.push_back(std::move(request[0]));
+    reply.emplace_back(snapshot_command.data(), snapshot_command.size());
+    reply.emplace_back();  // the {publisher: seq} map, filled below
+    std::uint64_t seq_now;
+    {
+      const wall_time now = opts.clock->wall_now();
+      std::lock_guard lock(mutex);
+      seq_now = snapshot_seq;
+      for (const auto& [type, value] : last_values) {
+        if (value.expires_at && now >= *value.expires_at) continue;
+        for (std::string_view p : prefixes)
+          if (std::string_view(type).starts_with(p)) {
+            reply.emplace_back().copy(const_cast<zmq::message_t&>(value.frame));
+            break;
+          }
+      }
+    }
+    msgpack::sbuffer map;
+    msgpack::packer<msgpack::sbuffer> pk(map);
+    if (seq_now == 0) {
+      pk.pack_map(0);
+    } else {
+      pk.pack_map(1);
+      pk.pack(id);
+      pk.pack(seq_now);
+    }
+    reply[2].rebuild(map.data(), map.size());
+    // ROUTER drops a reply to a peer that is gone or full: the subscriber times out.
+    zmq::send_multipart(router, reply, zmq::send_flags::dontwait);
+    ++snapshots_served;
+  }
+};
+
+publisher::publisher(zmq::context_t& ctx, publisher_options options)
+    : impl_(std::make_unique<impl>(ctx, std::move(options))), clock_(impl_->opts.clock) {}
+publisher::~publisher() = default;
+publisher::publisher(publisher&&) noexcept = default;
+publisher& publisher::operator=(publisher&&) noexcept = default;
+
+std::string publisher::bind(const std::string& endpoint) {
+  impl_->pub.bind(endpoint);
+  return impl_->pub.get(zmq::sockopt::last_endpoint);
+}
+
+void publisher::connect(const std::string& endpoint) { impl_->pub.connect(endpoint); }
+
+std::uint64_t publisher::publish(envelope env) {
+  impl& s = *impl_;
+  if (env.id.is_nil()) env.id = message_id::generate();
+  if (env.timestamp == wall_time{}) env.timestamp = clock_->wall_now();
+  const std::uint64_t seq = s.seq + 1;
+  const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
+  env.headers.insert_or_assign(std::string(header::publisher), s.id);
+  env.headers.insert_or_assign(std::string(header::sequence), std::string(s.seq_text, end));
+
+  zmq::message_t frame = encode(env);  // throws before the sequence number is used
+  s.seq = seq;
+  if (s.thread.joinable()) {
+    zmq::message_t keep;
+    keep.copy(frame);
+    std::lock_guard lock(s.mutex);
+    s.snapshot_seq = seq;
+    if (auto it = s.last_values.find(env.type); it != s.last_values.end()) {
+      it->second = {std::move(keep), env.expires_at()};
+    } else if (s.last_values.size() < s.opts.max_cached_types) {
+      s.last_values.emplace(env.type, impl::cached{std::move(keep), env.expires_at()});
+    } else {
+      ++s.uncached;
+    }
+  }
+  s.pub.send(zmq::buffer(env.type), zmq::send_flags::sndmore);
+  s.pub.send(frame, zmq::send_flags::none);
+  s.published.fetch_add(1, std::memory_order_relaxed);
+  return seq;
+}
+
+const std::string& publisher::id() const noexcept { return impl_->id; }
+std::string publisher::snapshot_endpoint() const { return impl_->snapshot_bound; }
+
+publisher_stats publisher::stats() const {
+  return {.published = impl_->published.load(),
+          .snapshots_served = impl_->snapshots_served.load(),
+          .bad_snapshot_requests = impl_->bad_requests.load(),
+          .uncached_types = impl_->uncached.load()};
+}
+
+}  // namespace zmqkit::pubsub

@@ -1,0 +1,319 @@
+#include <zmqkit/pubsub/publisher.hpp>  // snapshot_command
+#include <zmqkit/pubsub/subscriber.hpp>
+
+#include <zmq_addon.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+#include <unordered_map>
+
+namespace zmqkit::pubsub {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+std::string_view view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
+
+std::optional<std::uint64_t> parse_seq(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value == 0) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+struct subscriber::impl {
+  struct publisher_state {
+    std::uint64_t expected = 0;  // next sequence number; 0 = no baseline yet
+    std::uint64_t covered = 0;   // snapshot sequence; live messages <= it are stale
+    std::uint64_t last_heard = 0;
+  };
+
+  zmq::context_t* ctx;
+  subscriber_options opts;
+  zmq::socket_t sub;
+  std::vector<std::string> endpoints;
+  std::vector<std::string> prefixes;
+  std::deque<notification> pending;  // snapshot values not yet delivered
+  std::unordered_map<std::string, publisher_state, string_hash, std::equal_to<>> publishers;
+  std::uint64_t heard = 0;  // message ordinal, orders publishers by recency
+  subscriber_stats st;
+  bool lagging = false;
+  zmq::message_t topic, body;
+
+  impl(zmq::context_t& c, subscriber_options o) : ctx(&c), opts(std::move(o)) {
+    if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "subscriber clock is null");
+    if (opts.max_publishers == 0) throw error(errc::bad_config, "max_publishers", "must be at least 1");
+    open();
+  }
+
+  void open() {
+    sub = zmq::socket_t(*ctx, zmq::socket_type::sub);
+    apply(sub, opts.socket);
+    for (const auto& p : prefixes) sub.set(zmq::sockopt::subscribe, p);
+    for (const auto& e : endpoints) sub.connect(e);
+  }
+
+  publisher_state& state(std::string_view id) {
+    auto it = publishers.find(id);
+    if (it == publishers.end()) {
+      if (publishers.size() >= opts.max_publishers) {
+        auto oldest = std::min_element(publishers.begin(), publishers.end(), [](const auto& a, const auto& b) {
+          return a.second.last_heard < b.second.last_heard;
+        });
+        publishers.erase(oldest);
+      }
+      it = publishers.emplace(std::string(id), publisher_state{}).first;
+    }
+    it->second.last_heard = ++heard;
+    return it->second;
+  }
+
+  // Returns: whether a live message numbered `seq` from `id` is to be delivered.
+  bool track(std::string_view id, std::uint64_t seq) {
+    publisher_state& p = state(id);
+    if (p.covered != 0) {
+      if (seq <= p.covered) {
+        ++st.stale;
+        return false;
+      }
+      p.covered = 0;  // in-order stream: nothing older can follow
+    }
+    if (p.expected != 0 && seq > p.expected) {
+      const gap g{std::string(id), p.expected, seq - p.expected};
+      ++st.gaps;
+      st.missed += g.count;
+      if (opts.on_gap) opts.on_gap(g);
+    } else if (p.expected != 0 && seq < p.expected) {
+      ++st.restarts;  // same id, numbering restarted: a new incarnation
+    }
+    p.expected = seq + 1;
+    return true;
+  }
+
+  bool subscribed(std::string_view type) const {
+    return std::any_of(prefixes.begin(), prefixes.end(),
+                       [&](const std::string& p) { return type.starts_with(p); });
+  }
+
+  // Reads one snapshot reply ["zmk.snapshot", {pub: seq}, envelope...].
+  // Returns: whether it was well-formed (values are queued).
+  bool take_snapshot(std::vector<zmq::message_t>& reply, std::size_t& values) {
+    if (reply.size() < 2 || view(reply[0]) != snapshot_command) return false;
+    std::vector<std::pair<std::string, std::uint64_t>> seqs;
+    try {
+      const std::string_view raw = view(reply[1]);
+      std::size_t offset = 0;
+      const auto handle = msgpack::unpack(raw.data(), raw.size(), offset, nullptr, nullptr,
+                                          msgpack::unpack_limit(0, 1 << 16, 256, 0, 0, 2));
+      if (offset != raw.size()) return false;
+      const msgpack::object& map = handle.get();
+      if (map.type != msgpack::type::MAP) return false;
+      for (const auto& kv : std::span(map.via.map.ptr, map.via.map.size)) {
+        if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::POSITIVE_INTEGER) return false;
+        seqs.emplace_back(kv.key.as<std::string>(), kv.val.as<std::uint64_t>());
+      }
+    } catch (const std::exception&) {
+      return false;
+    }
+    for (std::size_t i = 2; i < reply.size(); ++i) {
+      try {
+        const envelope_view v = decode_view(reply[i], opts.limits);
+        const auto seq = v.header(header::sequence);
+        const auto parsed = seq ? parse_seq(*seq) : std::nullopt;
+        if (!parsed || !v.header(header::publisher) || !subscribed(v.type)) {
+          ++st.bad_frames;
+          continue;
+        }
+        pending.push_back({v.to_envelope(), *parsed, true});
+        ++values;
+      } catch (const zmqkit::error&) {
+        ++st.bad_frames;
+      }
+    }
+    for (const auto& [id, seq] : seqs) {
+      publisher_state& p = state(id);
+      p.expected = std::max(p.expected, seq + 1);
+      p.covered = seq;
+    }
+    ++st.snapshots;
+    return true;
+  }
+
+  std::optional<std::size_t> request_snapshot(std::chrono::milliseconds timeout) {
+    if (opts.snapshot_endpoints.empty() || prefixes.empty()) return 0;
+    // A fresh DEALER per request: a late answer to an earlier, timed-out
+    // request can never be mistaken for this one.
+    std::vector<zmq::socket_t> dealers;
+    for (const auto& e : opts.snapshot_endpoints) {
+      auto& d = dealers.emplace_back(*ctx, zmq::socket_type::dealer);
+      apply(d, opts.socket);
+      d.set(zmq::sockopt::linger, 0);  // an unanswered request is worthless after we return
+      d.connect(e);
+      std::vector<zmq::const_buffer> request{zmq::buffer(snapshot_command)};
+      for (const auto& p : prefixes) request.push_back(zmq::buffer(p));
+      zmq::send_multipart(d, request, zmq::send_flags::dontwait);
+    }
+    std::size_t values = 0;
+    std::size_t open_requests = dealers.size();
+    std::vector<bool> answered(dealers.size(), false);
+    const auto deadline = steady::now() + timeout;
+    while (open_requests > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+      if (left.count() <= 0) break;
+      std::vector<zmq::pollitem_t> items;
+      for (auto& d : dealers) items.push_back({d.handle(), 0, ZMQ_POLLIN, 0});
+      zmq::poll(items, left);
+      for (std::size_t i = 0; i < dealers.size(); ++i) {
+        if (answered[i] || !(items[i].revents & ZMQ_POLLIN)) continue;
+        std::vector<zmq::message_t> reply;
+        if (!zmq::recv_multipart(dealers[i], std::back_inserter(reply), zmq::recv_flags::dontwait)) continue;
+        if (take_snapshot(reply, values)) {
+          answered[i] = true;
+          --open_requests;
+        } else {
+          ++st.bad_frames;
+        }
+      }
+    }
+    if (open_requests > 0) return std::nullopt;
+    return values;
+  }
+
+  std::optional<std::size_t> resync(std::chrono::milliseconds timeout) {
+    open();  // closing the old socket discards everything it had queued
+    pending.clear();
+    publishers.clear();
+    lagging = false;
+    ++st.resyncs;
+    return request_snapshot(timeout);
+  }
+
+  enum class frames { none, two, bad };
+
+  // Reads one message into topic/body. Returns: none on timeout, bad unless exactly two frames.
+  frames receive_frames(std::chrono::milliseconds timeout) {
+    const auto deadline = steady::now() + timeout;
+    for (;;) {
+      if (sub.recv(topic, zmq::recv_flags::dontwait)) break;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+      if (left.count() <= 0) return frames::none;
+      zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+    }
+    if (!topic.more()) return frames::bad;
+    (void)sub.recv(body, zmq::recv_flags::dontwait);  // the rest of a multipart message is already here
+    if (!body.more()) return frames::two;
+    while (body.more()) (void)sub.recv(body, zmq::recv_flags::dontwait);
+    return frames::bad;
+  }
+
+  std::optional<notification> receive(std::chrono::milliseconds timeout) {
+    const auto deadline = steady::now() + timeout;
+    for (;;) {
+      if (!pending.empty()) {
+        notification n = std::move(pending.front());
+        pending.pop_front();
+        ++st.from_snapshot;
+        return n;
+      }
+      const auto left = std::max(std::chrono::milliseconds(0),
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()));
+      const frames got = receive_frames(left);
+      if (got == frames::none) return std::nullopt;
+      if (got == frames::bad) {
+        ++st.bad_frames;
+        continue;
+      }
+      envelope_view v;
+      try {
+        v = decode_view(body, opts.limits);
+      } catch (const zmqkit::error&) {
+        ++st.bad_frames;
+        continue;
+      }
+      if (v.type != view(topic)) {  // the topic must be the type, or prefix filtering lies
+        ++st.bad_frames;
+        continue;
+      }
+      const auto pub = v.header(header::publisher);
+      const auto seq_text = v.header(header::sequence);
+      if (!pub && !seq_text) {
+        ++st.untracked;
+        ++st.received;
+        return notification{v.to_envelope(), 0, false};
+      }
+      const auto seq = seq_text ? parse_seq(*seq_text) : std::nullopt;
+      if (!pub || pub->empty() || !seq) {
+        ++st.bad_frames;
+        continue;
+      }
+      if (opts.max_lag.count() > 0) {
+        const auto behind = opts.clock->wall_now() - v.timestamp;
+        if (behind > opts.max_lag) {
+          if (!lagging) {
+            lagging = true;
+            ++st.lag_reports;
+            const lag_action action =
+                opts.on_lag ? opts.on_lag(lag{std::string(*pub), *seq, behind}) : lag_action::keep_going;
+            if (action == lag_action::resync) {
+              resync(opts.resync_timeout);
+              continue;
+            }
+          }
+        } else {
+          lagging = false;
+        }
+      }
+      if (!track(*pub, *seq)) continue;
+      ++st.received;
+      return notification{v.to_envelope(), *seq, false};
+    }
+  }
+};
+
+subscriber::subscriber(zmq::context_t& ctx, subscriber_options options)
+    : impl_(std::make_unique<impl>(ctx, std::move(options))) {}
+subscriber::~subscriber() = default;
+subscriber::subscriber(subscriber&&) noexcept = default;
+subscriber& subscriber::operator=(subscriber&&) noexcept = default;
+
+void subscriber::connect(const std::string& endpoint) {
+  impl_->sub.connect(endpoint);
+  impl_->endpoints.push_back(endpoint);
+}
+
+void subscriber::subscribe(const std::string& prefix) {
+  impl_->sub.set(zmq::sockopt::subscribe, prefix);
+  impl_->prefixes.push_back(prefix);
+}
+
+void subscriber::unsubscribe(const std::string& prefix) {
+  impl_->sub.set(zmq::sockopt::unsubscribe, prefix);
+  auto& p = impl_->prefixes;
+  if (auto it = std::find(p.begin(), p.end(), prefix); it != p.end()) p.erase(it);
+}
+
+std::optional<std::size_t> subscriber::request_snapshot(std::chrono::milliseconds timeout) {
+  return impl_->request_snapshot(timeout);
+}
+
+std::optional<std::size_t> subscriber::resync(std::chrono::milliseconds timeout) {
+  return impl_->resync(timeout);
+}
+
+std::optional<notification> subscriber::receive(std::chrono::milliseconds timeout) {
+  return impl_->receive(timeout);
+}
+
+const subscriber_stats& subscriber::stats() const noexcept { return impl_->st; }
+
+}  // namespace zmqkit::pubsub

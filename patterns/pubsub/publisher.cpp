@@ -2,9 +2,11 @@
 
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <map>
+#include <list>
+#include <unordered_map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -35,24 +37,31 @@ std::string unique_control_endpoint() {
 
 }  // namespace
 
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 struct publisher::impl {
-  struct cached {
-    zmq::message_t frame;  // shares the sent frame's buffer (zmq_msg_copy), no byte copy
+  // Per type: its sequence counter and (with a snapshot endpoint) its last value.
+  struct type_state {
+    std::uint64_t seq = 0;
+    zmq::message_t last;  // shares the sent frame's buffer (zmq_msg_copy), no byte copy
     std::optional<wall_time> expires_at;
+    std::list<const std::string*>::iterator lru;
   };
 
   publisher_options opts;
   std::string id;
   zmq::socket_t pub;
-  std::uint64_t seq = 0;
   char seq_text[24];
 
-  // Shared with the snapshot thread, under `mutex`.
+  // Shared with the snapshot thread (under `mutex` when it runs).
   mutable std::mutex mutex;
-  std::map<std::string, cached, std::less<>> last_values;
-  std::uint64_t snapshot_seq = 0;
+  std::unordered_map<std::string, type_state, string_hash, std::equal_to<>> types;
+  std::list<const std::string*> lru;  // most recently published type first
 
-  std::atomic<std::uint64_t> published{0}, snapshots_served{0}, bad_requests{0}, uncached{0};
+  std::atomic<std::uint64_t> published{0}, snapshots_served{0}, bad_requests{0}, evicted{0};
 
   // Snapshot thread: owns router_ and the far end of the control pipe.
   std::string snapshot_bound;
@@ -65,6 +74,7 @@ struct publisher::impl {
       : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::pub) {
     if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
+    if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
     apply(pub, opts.socket);
     if (!opts.snapshot_endpoint.empty()) {
       router = zmq::socket_t(ctx, zmq::socket_type::router);
@@ -116,29 +126,29 @@ struct publisher::impl {
     std::vector<zmq::message_t> reply;
     reply.push_back(std::move(request[0]));
     reply.emplace_back(snapshot_command.data(), snapshot_command.size());
-    reply.emplace_back();  // the {publisher: seq} map, filled below
-    std::uint64_t seq_now;
+    reply.emplace_back();  // {publisher: {type: seq}}, filled below
+    std::vector<std::pair<std::string, std::uint64_t>> seqs;
     {
       const wall_time now = opts.clock->wall_now();
       std::lock_guard lock(mutex);
-      seq_now = snapshot_seq;
-      for (const auto& [type, value] : last_values) {
-        if (value.expires_at && now >= *value.expires_at) continue;
-        for (std::string_view p : prefixes)
-          if (std::string_view(type).starts_with(p)) {
-            reply.emplace_back().copy(const_cast<zmq::message_t&>(value.frame));
-            break;
-          }
+      for (const auto& [type, state] : types) {
+        const bool wanted = std::any_of(prefixes.begin(), prefixes.end(),
+                                        [&](std::string_view p) { return std::string_view(type).starts_with(p); });
+        if (!wanted) continue;
+        seqs.emplace_back(type, state.seq);
+        // An expired value is withheld, but its sequence number still counts.
+        if (state.expires_at && now >= *state.expires_at) continue;
+        reply.emplace_back().copy(const_cast<zmq::message_t&>(state.last));
       }
     }
     msgpack::sbuffer map;
     msgpack::packer<msgpack::sbuffer> pk(map);
-    if (seq_now == 0) {
-      pk.pack_map(0);
-    } else {
-      pk.pack_map(1);
-      pk.pack(id);
-      pk.pack(seq_now);
+    pk.pack_map(1);
+    pk.pack(id);
+    pk.pack_map(static_cast<std::uint32_t>(seqs.size()));
+    for (const auto& [type, seq] : seqs) {
+      pk.pack(type);
+      pk.pack(seq);
     }
     reply[2].rebuild(map.data(), map.size());
     // ROUTER drops a reply to a peer that is gone or full: the subscriber times out.
@@ -164,25 +174,34 @@ std::uint64_t publisher::publish(envelope env) {
   impl& s = *impl_;
   if (env.id.is_nil()) env.id = message_id::generate();
   if (env.timestamp == wall_time{}) env.timestamp = clock_->wall_now();
-  const std::uint64_t seq = s.seq + 1;
-  const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
   env.headers.insert_or_assign(std::string(header::publisher), s.id);
-  env.headers.insert_or_assign(std::string(header::sequence), std::string(s.seq_text, end));
 
-  zmq::message_t frame = encode(env);  // throws before the sequence number is used
-  s.seq = seq;
-  if (s.thread.joinable()) {
-    zmq::message_t keep;
-    keep.copy(frame);
-    std::lock_guard lock(s.mutex);
-    s.snapshot_seq = seq;
-    if (auto it = s.last_values.find(env.type); it != s.last_values.end()) {
-      it->second = {std::move(keep), env.expires_at()};
-    } else if (s.last_values.size() < s.opts.max_cached_types) {
-      s.last_values.emplace(env.type, impl::cached{std::move(keep), env.expires_at()});
-    } else {
-      ++s.uncached;
+  const bool caching = s.thread.joinable();
+  std::unique_lock lock(s.mutex, std::defer_lock);
+  if (caching) lock.lock();
+  auto it = s.types.find(env.type);
+  const std::uint64_t seq = (it == s.types.end() ? 0 : it->second.seq) + 1;
+  const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
+  env.headers.insert_or_assign(std::string(header::sequence), std::string(s.seq_text, end));
+  zmq::message_t frame = encode(env);  // throws before anything is committed
+
+  if (it == s.types.end()) {
+    if (s.types.size() >= s.opts.max_types) {  // forget the least recently published type
+      s.types.erase(s.types.find(*s.lru.back()));
+      s.lru.pop_back();
+      ++s.evicted;
     }
+    it = s.types.emplace(env.type, impl::type_state{}).first;
+    s.lru.push_front(&it->first);
+    it->second.lru = s.lru.begin();
+  } else if (it->second.lru != s.lru.begin()) {
+    s.lru.splice(s.lru.begin(), s.lru, it->second.lru);
+  }
+  it->second.seq = seq;
+  if (caching) {
+    it->second.last.copy(frame);
+    it->second.expires_at = env.expires_at();
+    lock.unlock();
   }
   s.pub.send(zmq::buffer(env.type), zmq::send_flags::sndmore);
   s.pub.send(frame, zmq::send_flags::none);
@@ -197,7 +216,7 @@ publisher_stats publisher::stats() const {
   return {.published = impl_->published.load(),
           .snapshots_served = impl_->snapshots_served.load(),
           .bad_snapshot_requests = impl_->bad_requests.load(),
-          .uncached_types = impl_->uncached.load()};
+          .evicted_types = impl_->evicted.load()};
 }
 
 }  // namespace zmqkit::pubsub

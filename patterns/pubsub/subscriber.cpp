@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <charconv>
 #include <deque>
+#include <span>
+#include <tuple>
 #include <unordered_map>
 
 namespace zmqkit::pubsub {
@@ -14,9 +16,29 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-struct string_hash {
+// A stream is what one publisher sends of one type: the unit of numbering.
+struct stream_key {
+  std::string publisher, type;
+};
+struct stream_view {
+  std::string_view publisher, type;
+};
+struct stream_hash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(stream_view k) const noexcept {
+    const std::size_t a = std::hash<std::string_view>{}(k.publisher);
+    return a ^ (std::hash<std::string_view>{}(k.type) + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+  }
+  std::size_t operator()(const stream_key& k) const noexcept { return (*this)(stream_view{k.publisher, k.type}); }
+};
+struct stream_equal {
+  using is_transparent = void;
+  static stream_view v(const stream_key& k) { return {k.publisher, k.type}; }
+  static stream_view v(stream_view k) { return k; }
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return v(a).publisher == v(b).publisher && v(a).type == v(b).type;
+  }
 };
 
 std::string_view view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
@@ -31,7 +53,7 @@ std::optional<std::uint64_t> parse_seq(std::string_view text) {
 }  // namespace
 
 struct subscriber::impl {
-  struct publisher_state {
+  struct stream_state {
     std::uint64_t expected = 0;  // next sequence number; 0 = no baseline yet
     std::uint64_t covered = 0;   // snapshot sequence; live messages <= it are stale
     std::uint64_t last_heard = 0;
@@ -43,15 +65,15 @@ struct subscriber::impl {
   std::vector<std::string> endpoints;
   std::vector<std::string> prefixes;
   std::deque<notification> pending;  // snapshot values not yet delivered
-  std::unordered_map<std::string, publisher_state, string_hash, std::equal_to<>> publishers;
-  std::uint64_t heard = 0;  // message ordinal, orders publishers by recency
+  std::unordered_map<stream_key, stream_state, stream_hash, stream_equal> streams;
+  std::uint64_t heard = 0;  // message ordinal, orders streams by recency
   subscriber_stats st;
   bool lagging = false;
   zmq::message_t topic, body;
 
   impl(zmq::context_t& c, subscriber_options o) : ctx(&c), opts(std::move(o)) {
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "subscriber clock is null");
-    if (opts.max_publishers == 0) throw error(errc::bad_config, "max_publishers", "must be at least 1");
+    if (opts.max_streams == 0) throw error(errc::bad_config, "max_streams", "must be at least 1");
     open();
   }
 
@@ -62,38 +84,38 @@ struct subscriber::impl {
     for (const auto& e : endpoints) sub.connect(e);
   }
 
-  publisher_state& state(std::string_view id) {
-    auto it = publishers.find(id);
-    if (it == publishers.end()) {
-      if (publishers.size() >= opts.max_publishers) {
-        auto oldest = std::min_element(publishers.begin(), publishers.end(), [](const auto& a, const auto& b) {
+  stream_state& state(stream_view key) {
+    auto it = streams.find(key);
+    if (it == streams.end()) {
+      if (streams.size() >= opts.max_streams) {
+        auto oldest = std::min_element(streams.begin(), streams.end(), [](const auto& a, const auto& b) {
           return a.second.last_heard < b.second.last_heard;
         });
-        publishers.erase(oldest);
+        streams.erase(oldest);
       }
-      it = publishers.emplace(std::string(id), publisher_state{}).first;
+      it = streams.emplace(stream_key{std::string(key.publisher), std::string(key.type)}, stream_state{}).first;
     }
     it->second.last_heard = ++heard;
     return it->second;
   }
 
-  // Returns: whether a live message numbered `seq` from `id` is to be delivered.
-  bool track(std::string_view id, std::uint64_t seq) {
-    publisher_state& p = state(id);
+  // Returns: whether a live message numbered `seq` in stream `key` is to be delivered.
+  bool track(stream_view key, std::uint64_t seq) {
+    stream_state& p = state(key);
     if (p.covered != 0) {
       if (seq <= p.covered) {
         ++st.stale;
         return false;
       }
-      p.covered = 0;  // in-order stream: nothing older can follow
+      p.covered = 0;  // a stream arrives in order: nothing older can follow
     }
     if (p.expected != 0 && seq > p.expected) {
-      const gap g{std::string(id), p.expected, seq - p.expected};
+      const gap g{std::string(key.publisher), std::string(key.type), p.expected, seq - p.expected};
       ++st.gaps;
       st.missed += g.count;
       if (opts.on_gap) opts.on_gap(g);
     } else if (p.expected != 0 && seq < p.expected) {
-      ++st.restarts;  // same id, numbering restarted: a new incarnation
+      ++st.restarts;  // numbering restarted: a new incarnation, or the publisher forgot the type
     }
     p.expected = seq + 1;
     return true;
@@ -104,22 +126,25 @@ struct subscriber::impl {
                        [&](const std::string& p) { return type.starts_with(p); });
   }
 
-  // Reads one snapshot reply ["zmk.snapshot", {pub: seq}, envelope...].
-  // Returns: whether it was well-formed (values are queued).
+  // Reads one snapshot reply ["zmk.snapshot", {publisher: {type: seq}}, envelope...].
+  // Returns: whether it was well-formed (its values are then queued).
   bool take_snapshot(std::vector<zmq::message_t>& reply, std::size_t& values) {
     if (reply.size() < 2 || view(reply[0]) != snapshot_command) return false;
-    std::vector<std::pair<std::string, std::uint64_t>> seqs;
+    std::vector<std::tuple<std::string, std::string, std::uint64_t>> seqs;
     try {
       const std::string_view raw = view(reply[1]);
       std::size_t offset = 0;
       const auto handle = msgpack::unpack(raw.data(), raw.size(), offset, nullptr, nullptr,
-                                          msgpack::unpack_limit(0, 1 << 16, 256, 0, 0, 2));
+                                          msgpack::unpack_limit(0, 1 << 20, 1 << 20, 0, 0, 3));
       if (offset != raw.size()) return false;
       const msgpack::object& map = handle.get();
       if (map.type != msgpack::type::MAP) return false;
-      for (const auto& kv : std::span(map.via.map.ptr, map.via.map.size)) {
-        if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::POSITIVE_INTEGER) return false;
-        seqs.emplace_back(kv.key.as<std::string>(), kv.val.as<std::uint64_t>());
+      for (const auto& pub : std::span(map.via.map.ptr, map.via.map.size)) {
+        if (pub.key.type != msgpack::type::STR || pub.val.type != msgpack::type::MAP) return false;
+        for (const auto& kv : std::span(pub.val.via.map.ptr, pub.val.via.map.size)) {
+          if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::POSITIVE_INTEGER) return false;
+          seqs.emplace_back(pub.key.as<std::string>(), kv.key.as<std::string>(), kv.val.as<std::uint64_t>());
+        }
       }
     } catch (const std::exception&) {
       return false;
@@ -139,8 +164,9 @@ struct subscriber::impl {
         ++st.bad_frames;
       }
     }
-    for (const auto& [id, seq] : seqs) {
-      publisher_state& p = state(id);
+    for (const auto& [pub, type, seq] : seqs) {
+      if (!subscribed(type)) continue;
+      stream_state& p = state(stream_view{pub, type});
       p.expected = std::max(p.expected, seq + 1);
       p.covered = seq;
     }
@@ -167,7 +193,7 @@ struct subscriber::impl {
     std::vector<bool> answered(dealers.size(), false);
     const auto deadline = steady::now() + timeout;
     while (open_requests > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now());
       if (left.count() <= 0) break;
       std::vector<zmq::pollitem_t> items;
       for (auto& d : dealers) items.push_back({d.handle(), 0, ZMQ_POLLIN, 0});
@@ -191,7 +217,7 @@ struct subscriber::impl {
   std::optional<std::size_t> resync(std::chrono::milliseconds timeout) {
     open();  // closing the old socket discards everything it had queued
     pending.clear();
-    publishers.clear();
+    streams.clear();
     lagging = false;
     ++st.resyncs;
     return request_snapshot(timeout);
@@ -204,7 +230,7 @@ struct subscriber::impl {
     const auto deadline = steady::now() + timeout;
     for (;;) {
       if (sub.recv(topic, zmq::recv_flags::dontwait)) break;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now());
       if (left.count() <= 0) return frames::none;
       zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, left);
@@ -226,7 +252,7 @@ struct subscriber::impl {
         return n;
       }
       const auto left = std::max(std::chrono::milliseconds(0),
-                                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()));
+                                 std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now()));
       const frames got = receive_frames(left);
       if (got == frames::none) return std::nullopt;
       if (got == frames::bad) {
@@ -273,7 +299,7 @@ struct subscriber::impl {
           lagging = false;
         }
       }
-      if (!track(*pub, *seq)) continue;
+      if (!track(stream_view{*pub, v.type}, *seq)) continue;
       ++st.received;
       return notification{v.to_envelope(), *seq, false};
     }

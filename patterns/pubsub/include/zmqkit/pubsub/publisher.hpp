@@ -8,14 +8,14 @@
 //
 // Wire: PUB -> SUB, two frames [topic, envelope] with topic = envelope type,
 // so a subscription to "course." receives "course.subscribed". Every envelope
-// carries zmk.pub (this publisher's id) and zmk.seq (1, 2, 3, ... in decimal).
+// carries zmk.pub (this publisher's id) and zmk.seq (decimal, 1, 2, 3, ...
+// counted per type, since subscribers receive whole types).
 //
 // Snapshot (ZeroMQ guide "Clone" style): a ROUTER socket answers
-// ["zmk.snapshot", prefix...] with ["zmk.snapshot", {publisher id: last seq}
-// (msgpack map), envelope...]: the last envelope of every type matching a
-// prefix, and the sequence number of the last message published when the
-// snapshot was taken. A subscriber treats every live message with a sequence
-// at or below that number as already covered.
+// ["zmk.snapshot", prefix...] with ["zmk.snapshot", {publisher id: {type: seq}}
+// (msgpack map), envelope...]: for every type matching a prefix, its last
+// sequence number and (unless its TTL has passed) its last envelope. A
+// subscriber treats every live message at or below that number as covered.
 //
 // Threading: publish() and the other members are called from one thread. When
 // a snapshot endpoint is set, a background thread owned by the publisher
@@ -44,8 +44,10 @@ struct publisher_options {
   // A ROUTER endpoint to bind for late-joiner snapshots. Empty = no snapshot
   // and no last-value cache.
   std::string snapshot_endpoint{};
-  // Bounds the last-value cache; types beyond it are published but not cached.
-  std::size_t max_cached_types = 10000;
+  // Types remembered (sequence counter, cached last value). Beyond it the least
+  // recently published type is forgotten: its numbering restarts at 1, which
+  // subscribers count as a restart, not a gap.
+  std::size_t max_types = 65536;
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
@@ -54,7 +56,7 @@ struct publisher_stats {
   std::uint64_t published = 0;
   std::uint64_t snapshots_served = 0;
   std::uint64_t bad_snapshot_requests = 0;  // counted and dropped
-  std::uint64_t uncached_types = 0;         // publishes not cached because the cache was full
+  std::uint64_t evicted_types = 0;          // types forgotten because of max_types
 };
 
 class publisher {
@@ -75,7 +77,7 @@ class publisher {
   // Stamps zmk.pub and zmk.seq (a fresh id and timestamp if env has none),
   // then sends [type, envelope]. Never blocks: PUB drops the message for a
   // subscriber whose queue is at its high-water mark (that subscriber sees a gap).
-  // Returns: the sequence number given to the message.
+  // Returns: the sequence number given to the message (within its type).
   // Throws: zmqkit::error{bad_envelope} when env breaks an envelope rule.
   std::uint64_t publish(envelope env);
 

@@ -11,16 +11,20 @@
 //   sub.request_snapshot(2s);                  // last value of each course.* type
 //   while (auto n = sub.receive(1s)) handle(n->env);
 //
-// Gap detection: each publisher numbers its messages 1, 2, 3, ... (zmk.seq).
-// The subscriber expects the next number per publisher (zmk.pub); a jump from
-// expected E to S > E reports S - E missed messages (callback + counter).
-// Before the first message (or snapshot) from a publisher nothing is expected,
-// so what was published before the subscriber joined is never a gap.
+// Gap detection: each publisher numbers the messages of each type 1, 2, 3, ...
+// (zmk.seq). Numbering is per (publisher, type) -- a "stream" -- because prefix
+// filtering hands a subscriber whole types, never part of one: per-publisher
+// numbering would show every message of an unsubscribed type as a gap. The
+// subscriber expects the next number per stream; a jump from expected E to
+// S > E reports S - E missed messages (callback + counter). Before the first
+// message (or snapshot) of a stream nothing is expected, so what was published
+// before the subscriber joined is never a gap.
 //
-// Snapshot and sequence numbers: a snapshot reply carries, per publisher, the
-// sequence number S of the last message published when it was taken. The
-// subscriber then expects S + 1, and drops live messages numbered <= S from
-// that publisher (counted as `stale`): the snapshot already reflects them.
+// Snapshot and sequence numbers: a snapshot reply carries, per stream, the
+// sequence number S of the last message published when it was taken (the
+// cached last value is that very message). The subscriber then expects S + 1,
+// and drops live messages numbered <= S of that stream (counted as `stale`):
+// the snapshot already reflects them.
 //
 // Threading: used from one thread; callbacks run inside receive().
 #pragma once
@@ -41,9 +45,10 @@
 
 namespace zmqkit::pubsub {
 
-// A run of messages from one publisher that never arrived.
+// A run of messages of one type from one publisher that never arrived.
 struct gap {
   std::string publisher;
+  std::string type;
   std::uint64_t first_missing = 0;  // sequence number of the first missed message
   std::uint64_t count = 0;          // how many in a row
 };
@@ -74,9 +79,9 @@ struct subscriber_options {
   std::function<lag_action(const lag&)> on_lag{};
   // How long a resync waits for the snapshot.
   std::chrono::milliseconds resync_timeout{2000};
-  // Publishers remembered for gap detection; the least recently heard is
-  // forgotten beyond this (it then restarts without a baseline).
-  std::size_t max_publishers = 10000;
+  // Streams (publisher, type) remembered for gap detection; beyond it the least
+  // recently heard is forgotten (it then restarts without a baseline).
+  std::size_t max_streams = 65536;
   decode_limits limits{};
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();

@@ -6,16 +6,35 @@
 #include <zmqkit/pubsub/subscriber.hpp>
 
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
 
 namespace {
 
-// A loopback TCP port that was free a moment ago.
-std::string free_endpoint(zmq::context_t& ctx) {
-  auto s = test::test_socket(ctx, zmq::socket_type::router);
-  return test::bind_ephemeral(s);  // closed when s goes out of scope
+// Two distinct loopback TCP ports that were free a moment ago. Plain sockets,
+// because a ZeroMQ socket closes its listener asynchronously (the port may
+// still be taken); both are held until both are known, so they differ.
+std::pair<std::string, std::string> free_endpoints() {
+  int fds[2];
+  std::string eps[2];
+  for (int i = 0; i < 2; ++i) {
+    fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fds[i] >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fds[i], reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fds[i], reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    eps[i] = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
+  return {eps[0], eps[1]};
 }
 
 int exit_code(std::optional<int> status) {
@@ -37,7 +56,7 @@ TEST_CASE("zmqkit-forwarder answers --help and --version") {
 
 TEST_CASE("zmqkit-forwarder passes subscriptions and messages through and exits 0 on SIGTERM") {
   zmq::context_t ctx;
-  const std::string frontend = free_endpoint(ctx), backend = free_endpoint(ctx);
+  const auto [frontend, backend] = free_endpoints();
   test::child_process fwd({ZMQKIT_FORWARDER_PATH, "--frontend", frontend, "--backend", backend});
 
   pubsub::publisher pub(ctx);

@@ -55,6 +55,10 @@ struct publisher::impl {
   std::string id;
   zmq::socket_t pub;
   char seq_text[24];
+  // The two stamped headers, lent to envelopes that have none, so the common
+  // case allocates no map nodes; seq_value points at zmk.seq's value.
+  header_map stamp;
+  std::string* seq_value;
 
   // Shared with the snapshot thread (under `mutex` when it runs).
   mutable std::mutex mutex;
@@ -75,6 +79,8 @@ struct publisher::impl {
     if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
     if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
+    stamp.emplace(header::publisher, id);
+    seq_value = &stamp.emplace(header::sequence, std::string()).first->second;
     apply(pub, opts.socket);
     if (!opts.snapshot_endpoint.empty()) {
       router = zmq::socket_t(ctx, zmq::socket_type::router);
@@ -174,7 +180,23 @@ std::uint64_t publisher::publish(envelope env) {
   impl& s = *impl_;
   if (env.id.is_nil()) env.id = message_id::generate();
   if (env.timestamp == wall_time{}) env.timestamp = clock_->wall_now();
-  env.headers.insert_or_assign(std::string(header::publisher), s.id);
+  // Lend the stamp map when env has no headers (map nodes survive a swap).
+  struct lend_stamp {
+    header_map* a = nullptr;
+    header_map* b = nullptr;
+    ~lend_stamp() {
+      if (a != nullptr) a->swap(*b);
+    }
+  } lend;
+  std::string* seq_value;
+  if (env.headers.empty()) {
+    env.headers.swap(s.stamp);
+    lend = {&env.headers, &s.stamp};
+    seq_value = s.seq_value;
+  } else {
+    env.headers.insert_or_assign(std::string(header::publisher), s.id);
+    seq_value = &env.headers.insert_or_assign(std::string(header::sequence), std::string()).first->second;
+  }
 
   const bool caching = s.thread.joinable();
   std::unique_lock lock(s.mutex, std::defer_lock);
@@ -182,7 +204,7 @@ std::uint64_t publisher::publish(envelope env) {
   auto it = s.types.find(env.type);
   const std::uint64_t seq = (it == s.types.end() ? 0 : it->second.seq) + 1;
   const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
-  env.headers.insert_or_assign(std::string(header::sequence), std::string(s.seq_text, end));
+  seq_value->assign(s.seq_text, end);
   zmq::message_t frame = encode(env);  // throws before anything is committed
 
   if (it == s.types.end()) {

@@ -64,7 +64,10 @@ struct subscriber::impl {
   zmq::socket_t sub;
   std::vector<std::string> endpoints;
   std::vector<std::string> prefixes;
-  std::deque<notification> pending;  // snapshot values not yet delivered
+  std::deque<std::pair<zmq::message_t, std::uint64_t>> pending;  // snapshot values not yet delivered
+  zmq::message_t current;  // the frame the last notification_view points into
+  stream_state* last_stream = nullptr;  // the previous message's stream: usually the next one's too
+  std::string last_publisher, last_type;
   std::unordered_map<stream_key, stream_state, stream_hash, stream_equal> streams;
   std::uint64_t heard = 0;  // message ordinal, orders streams by recency
   subscriber_stats st;
@@ -85,6 +88,10 @@ struct subscriber::impl {
   }
 
   stream_state& state(stream_view key) {
+    if (last_stream != nullptr && key.publisher == last_publisher && key.type == last_type) {
+      last_stream->last_heard = ++heard;
+      return *last_stream;
+    }
     auto it = streams.find(key);
     if (it == streams.end()) {
       if (streams.size() >= opts.max_streams) {
@@ -92,10 +99,14 @@ struct subscriber::impl {
           return a.second.last_heard < b.second.last_heard;
         });
         streams.erase(oldest);
+        last_stream = nullptr;
       }
       it = streams.emplace(stream_key{std::string(key.publisher), std::string(key.type)}, stream_state{}).first;
     }
     it->second.last_heard = ++heard;
+    last_stream = &it->second;
+    last_publisher.assign(key.publisher);
+    last_type.assign(key.type);
     return it->second;
   }
 
@@ -158,7 +169,7 @@ struct subscriber::impl {
           ++st.bad_frames;
           continue;
         }
-        pending.push_back({v.to_envelope(), *parsed, true});
+        pending.emplace_back(std::move(reply[i]), *parsed);
         ++values;
       } catch (const zmqkit::error&) {
         ++st.bad_frames;
@@ -218,6 +229,7 @@ struct subscriber::impl {
     open();  // closing the old socket discards everything it had queued
     pending.clear();
     streams.clear();
+    last_stream = nullptr;
     lagging = false;
     ++st.resyncs;
     return request_snapshot(timeout);
@@ -226,11 +238,11 @@ struct subscriber::impl {
   enum class frames { none, two, bad };
 
   // Reads one message into topic/body. Returns: none on timeout, bad unless exactly two frames.
-  frames receive_frames(std::chrono::milliseconds timeout) {
-    const auto deadline = steady::now() + timeout;
-    for (;;) {
-      if (sub.recv(topic, zmq::recv_flags::dontwait)) break;
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now());
+  frames receive_frames(std::optional<steady::time_point>& deadline, std::chrono::milliseconds timeout) {
+    // Try first: the clock is read only when there is something to wait for.
+    while (!sub.recv(topic, zmq::recv_flags::dontwait)) {
+      if (!deadline) deadline = steady::now() + timeout;
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - steady::now());
       if (left.count() <= 0) return frames::none;
       zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, left);
@@ -242,26 +254,28 @@ struct subscriber::impl {
     return frames::bad;
   }
 
-  std::optional<notification> receive(std::chrono::milliseconds timeout) {
-    const auto deadline = steady::now() + timeout;
+  std::optional<notification_view> receive_view(std::chrono::milliseconds timeout) {
+    std::optional<steady::time_point> deadline;
     for (;;) {
       if (!pending.empty()) {
-        notification n = std::move(pending.front());
+        current = std::move(pending.front().first);
+        const std::uint64_t seq = pending.front().second;
         pending.pop_front();
         ++st.from_snapshot;
-        return n;
+        return notification_view{decode_view(current, opts.limits), seq, true};  // validated on arrival
       }
-      const auto left = std::max(std::chrono::milliseconds(0),
-                                 std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now()));
-      const frames got = receive_frames(left);
+      const frames got = receive_frames(deadline, timeout);
       if (got == frames::none) return std::nullopt;
       if (got == frames::bad) {
         ++st.bad_frames;
         continue;
       }
+      // The view points into `current` from here on (a small frame keeps its
+      // bytes inside the message object, so decode only after the swap).
+      current.swap(body);
       envelope_view v;
       try {
-        v = decode_view(body, opts.limits);
+        v = decode_view(current, opts.limits);
       } catch (const zmqkit::error&) {
         ++st.bad_frames;
         continue;
@@ -275,7 +289,7 @@ struct subscriber::impl {
       if (!pub && !seq_text) {
         ++st.untracked;
         ++st.received;
-        return notification{v.to_envelope(), 0, false};
+        return notification_view{v, 0, false};
       }
       const auto seq = seq_text ? parse_seq(*seq_text) : std::nullopt;
       if (!pub || pub->empty() || !seq) {
@@ -301,7 +315,7 @@ struct subscriber::impl {
       }
       if (!track(stream_view{*pub, v.type}, *seq)) continue;
       ++st.received;
-      return notification{v.to_envelope(), *seq, false};
+      return notification_view{v, *seq, false};
     }
   }
 };
@@ -337,7 +351,13 @@ std::optional<std::size_t> subscriber::resync(std::chrono::milliseconds timeout)
 }
 
 std::optional<notification> subscriber::receive(std::chrono::milliseconds timeout) {
-  return impl_->receive(timeout);
+  auto v = impl_->receive_view(timeout);
+  if (!v) return std::nullopt;
+  return notification{v->env.to_envelope(), v->sequence, v->from_snapshot};
+}
+
+std::optional<notification_view> subscriber::receive_view(std::chrono::milliseconds timeout) {
+  return impl_->receive_view(timeout);
 }
 
 const subscriber_stats& subscriber::stats() const noexcept { return impl_->st; }

@@ -107,6 +107,14 @@ struct notification {
   bool from_snapshot = false;
 };
 
+// The same without copies: env points into a frame the subscriber keeps until
+// the next receive, receive_view or resync call.
+struct notification_view {
+  envelope_view env;
+  std::uint64_t sequence = 0;
+  bool from_snapshot = false;
+};
+
 class subscriber {
  public:
   subscriber(zmq::context_t& ctx, subscriber_options options = {});
@@ -138,6 +146,8 @@ class subscriber {
   // none arrives within `timeout`. Bad frames and stale messages are dropped
   // and counted without ending the wait.
   std::optional<notification> receive(std::chrono::milliseconds timeout);
+  // As receive(), without materialising the envelope: for hot paths.
+  std::optional<notification_view> receive_view(std::chrono::milliseconds timeout);
 
   const subscriber_stats& stats() const noexcept;
 

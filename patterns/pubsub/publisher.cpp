@@ -65,7 +65,10 @@ struct publisher::impl {
   std::unordered_map<std::string, type_state, string_hash, std::equal_to<>> types;
   std::list<const std::string*> lru;  // most recently published type first
 
-  std::atomic<std::uint64_t> published{0}, snapshots_served{0}, bad_requests{0}, evicted{0};
+  std::uint64_t published = 0, evicted = 0;  // owner thread only
+  std::atomic<std::uint64_t> snapshots_served{0}, bad_requests{0};
+  type_state* last_state = nullptr;  // the previous publish's type: usually the next one's too
+  std::string last_type;
 
   // Snapshot thread: owns router_ and the far end of the control pipe.
   std::string snapshot_bound;
@@ -201,33 +204,44 @@ std::uint64_t publisher::publish(envelope env) {
   const bool caching = s.thread.joinable();
   std::unique_lock lock(s.mutex, std::defer_lock);
   if (caching) lock.lock();
-  auto it = s.types.find(env.type);
-  const std::uint64_t seq = (it == s.types.end() ? 0 : it->second.seq) + 1;
+  impl::type_state* state = (s.last_state != nullptr && s.last_type == env.type) ? s.last_state : nullptr;
+  auto it = s.types.end();
+  if (state == nullptr) {
+    it = s.types.find(env.type);
+    if (it != s.types.end()) state = &it->second;
+  }
+  const std::uint64_t seq = (state == nullptr ? 0 : state->seq) + 1;
   const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
   seq_value->assign(s.seq_text, end);
   zmq::message_t frame = encode(env);  // throws before anything is committed
 
-  if (it == s.types.end()) {
+  if (state == nullptr) {
     if (s.types.size() >= s.opts.max_types) {  // forget the least recently published type
       s.types.erase(s.types.find(*s.lru.back()));
       s.lru.pop_back();
       ++s.evicted;
+      s.last_state = nullptr;
     }
     it = s.types.emplace(env.type, impl::type_state{}).first;
+    state = &it->second;
     s.lru.push_front(&it->first);
-    it->second.lru = s.lru.begin();
-  } else if (it->second.lru != s.lru.begin()) {
-    s.lru.splice(s.lru.begin(), s.lru, it->second.lru);
+    state->lru = s.lru.begin();
+  } else if (state->lru != s.lru.begin()) {
+    s.lru.splice(s.lru.begin(), s.lru, state->lru);
   }
-  it->second.seq = seq;
+  state->seq = seq;
+  if (state != s.last_state) {
+    s.last_state = state;
+    s.last_type = env.type;
+  }
   if (caching) {
-    it->second.last.copy(frame);
-    it->second.expires_at = env.expires_at();
+    state->last.copy(frame);
+    state->expires_at = env.expires_at();
     lock.unlock();
   }
   s.pub.send(zmq::buffer(env.type), zmq::send_flags::sndmore);
   s.pub.send(frame, zmq::send_flags::none);
-  s.published.fetch_add(1, std::memory_order_relaxed);
+  ++s.published;
   return seq;
 }
 
@@ -235,10 +249,10 @@ const std::string& publisher::id() const noexcept { return impl_->id; }
 std::string publisher::snapshot_endpoint() const { return impl_->snapshot_bound; }
 
 publisher_stats publisher::stats() const {
-  return {.published = impl_->published.load(),
+  return {.published = impl_->published,
           .snapshots_served = impl_->snapshots_served.load(),
           .bad_snapshot_requests = impl_->bad_requests.load(),
-          .evicted_types = impl_->evicted.load()};
+          .evicted_types = impl_->evicted};
 }
 
 }  // namespace zmqkit::pubsub

@@ -43,6 +43,43 @@ struct stream_equal {
 
 std::string_view view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
+// Reads a msgpack str at p (already validated by decode_view) and advances p.
+std::string_view read_validated_str(const std::uint8_t*& p) {
+  std::size_t n;
+  const std::uint8_t b = *p++;
+  if ((b & 0xe0) == 0xa0) {
+    n = b & 0x1f;
+  } else if (b == 0xd9) {
+    n = *p++;
+  } else if (b == 0xda) {
+    n = (std::size_t{p[0]} << 8) | p[1];
+    p += 2;
+  } else {  // 0xdb
+    n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3];
+    p += 4;
+  }
+  const std::string_view s(reinterpret_cast<const char*>(p), n);
+  p += n;
+  return s;
+}
+
+// Returns: zmk.pub and zmk.seq in one pass over the (validated) header map.
+std::pair<std::optional<std::string_view>, std::optional<std::string_view>> stamp_headers(
+    const envelope_view& v) {
+  std::pair<std::optional<std::string_view>, std::optional<std::string_view>> found;
+  const auto* p = reinterpret_cast<const std::uint8_t*>(v.headers_raw.data());
+  const std::uint8_t b = *p++;
+  if (b == 0xde) p += 2;  // map16 (a fixmap has its count in b)
+  else if (b == 0xdf) p += 4;  // map32
+  for (std::size_t i = 0; i < v.header_count; ++i) {
+    const std::string_view key = read_validated_str(p);
+    const std::string_view value = read_validated_str(p);
+    if (key == header::publisher) found.first = value;
+    else if (key == header::sequence) found.second = value;
+  }
+  return found;
+}
+
 std::optional<std::uint64_t> parse_seq(std::string_view text) {
   std::uint64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -73,6 +110,7 @@ struct subscriber::impl {
   subscriber_stats st;
   bool lagging = false;
   zmq::message_t topic, body;
+  int receive_timeout_ms = -1;  // the SUB socket's current ZMQ_RCVTIMEO
 
   impl(zmq::context_t& c, subscriber_options o) : ctx(&c), opts(std::move(o)) {
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "subscriber clock is null");
@@ -82,6 +120,7 @@ struct subscriber::impl {
 
   void open() {
     sub = zmq::socket_t(*ctx, zmq::socket_type::sub);
+    receive_timeout_ms = -1;
     apply(sub, opts.socket);
     for (const auto& p : prefixes) sub.set(zmq::sockopt::subscribe, p);
     for (const auto& e : endpoints) sub.connect(e);
@@ -244,8 +283,10 @@ struct subscriber::impl {
       if (!deadline) deadline = steady::now() + timeout;
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - steady::now());
       if (left.count() <= 0) return frames::none;
-      zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, left);
+      // A blocking receive with a timeout wakes up cheaper than zmq::poll.
+      const int ms = to_zmq_ms(left);
+      if (ms != receive_timeout_ms) sub.set(zmq::sockopt::rcvtimeo, receive_timeout_ms = ms);
+      if (sub.recv(topic)) break;
     }
     if (!topic.more()) return frames::bad;
     (void)sub.recv(body, zmq::recv_flags::dontwait);  // the rest of a multipart message is already here
@@ -284,8 +325,7 @@ struct subscriber::impl {
         ++st.bad_frames;
         continue;
       }
-      const auto pub = v.header(header::publisher);
-      const auto seq_text = v.header(header::sequence);
+      const auto [pub, seq_text] = stamp_headers(v);
       if (!pub && !seq_text) {
         ++st.untracked;
         ++st.received;

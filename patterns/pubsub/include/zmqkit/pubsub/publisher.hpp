@@ -89,7 +89,6 @@ class publisher {
   const std::string& id() const noexcept;
   // Returns: the bound snapshot endpoint (resolved), or empty.
   std::string snapshot_endpoint() const;
-  // Safe to call while the snapshot thread runs.
   publisher_stats stats() const;
 
  private:

@@ -148,3 +148,85 @@ TEST_CASE("an envelope without zmk.pub and zmk.seq is delivered untracked") {
   CHECK(sub.stats().untracked == before + 1);
   CHECK(sub.stats().gaps == 0);
 }
+
+TEST_CASE("user headers travel beside the stamp; a user's own zmk.pub and zmk.seq are overwritten") {
+  zmq::context_t ctx;
+  pubsub::publisher pub(ctx, {.id = "real"});
+  const std::string ep = pub.bind("tcp://127.0.0.1:*");
+  pubsub::subscriber sub(ctx);
+  sub.subscribe("h.");
+  sub.connect(ep);
+  test::await_subscription(pub, {&sub}, "h.sync");
+
+  envelope env = make_envelope("h.x");
+  env.headers["a.short"] = "1";
+  env.headers["b.medium"] = std::string(200, 'm');   // str8
+  env.headers["c.long"] = std::string(70000, 'l');   // str32
+  env.headers["zmk.pub"] = "forged";
+  env.headers["zmk.seq"] = "999";
+  const std::uint64_t seq = pub.publish(env);
+  auto n = sub.receive(1s);
+  REQUIRE(n);
+  CHECK(n->sequence == seq);
+  CHECK(n->env.header(header::publisher) == "real");
+  CHECK(n->env.header(header::sequence) == std::to_string(seq));
+  CHECK(n->env.header("b.medium")->size() == 200);
+  CHECK(n->env.header("c.long")->size() == 70000);
+  CHECK(n->env.header("a.short") == "1");
+}
+
+TEST_CASE("an envelope that breaks a rule throws and takes no sequence number") {
+  zmq::context_t ctx;
+  pubsub::publisher pub(ctx);
+  envelope bad = make_envelope("t.x");
+  bad.priority = 10;
+  CHECK_THROWS_AS(pub.publish(bad), zmqkit::error);
+  CHECK(pub.publish(make_envelope("t.x")) == 1);
+  CHECK(pub.stats().published == 1);
+}
+
+TEST_CASE("a publisher forgets the least recently published type beyond max_types") {
+  zmq::context_t ctx;
+  pubsub::publisher pub(ctx, {.max_types = 2});
+  CHECK(pub.publish(make_envelope("a")) == 1);
+  CHECK(pub.publish(make_envelope("b")) == 1);
+  CHECK(pub.publish(make_envelope("a")) == 2);
+  CHECK(pub.publish(make_envelope("c")) == 1);  // forgets b, the least recent
+  CHECK(pub.stats().evicted_types == 1);
+  CHECK(pub.publish(make_envelope("a")) == 3);
+  CHECK(pub.publish(make_envelope("b")) == 1);  // numbering restarts
+}
+
+TEST_CASE("receive_view gives the same message without copying it, valid until the next receive") {
+  zmq::context_t ctx;
+  pubsub::publisher pub(ctx, {.id = "v"});
+  const std::string ep = pub.bind("tcp://127.0.0.1:*");
+  pubsub::subscriber sub(ctx);
+  sub.subscribe("v.");
+  sub.connect(ep);
+  test::await_subscription(pub, {&sub}, "v.sync");
+  const std::uint64_t seq = pub.publish("v.x", std::string("body"));
+  auto v = sub.receive_view(1s);
+  REQUIRE(v);
+  CHECK(v->env.type == "v.x");
+  CHECK(v->sequence == seq);
+  CHECK(v->env.header(header::publisher) == "v");
+  CHECK(v->env.to_envelope().body_as<std::string>() == "body");
+}
+
+TEST_CASE("publisher and subscriber keep working after a move") {
+  zmq::context_t ctx;
+  pubsub::publisher first(ctx, {.snapshot_endpoint = "tcp://127.0.0.1:*"});
+  const std::string ep = first.bind("tcp://127.0.0.1:*");
+  pubsub::publisher pub = std::move(first);
+  pubsub::subscriber a(ctx, {.snapshot_endpoints = {pub.snapshot_endpoint()}});
+  a.subscribe("m.");
+  a.connect(ep);
+  pubsub::subscriber sub = std::move(a);
+  test::await_subscription(pub, {&sub}, "m.sync");
+  pub.publish(make_envelope("m.x"));
+  auto n = sub.receive(1s);
+  REQUIRE(n);
+  CHECK(n->env.type == "m.x");
+  CHECK(sub.request_snapshot(2s) == 2u);  // m.sync and m.x
+}

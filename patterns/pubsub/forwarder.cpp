@@ -16,12 +16,13 @@ std::string unique_control_endpoint() {
   return "inproc://zmqkit-pubsub-forwarder-" + std::to_string(counter++);
 }
 
-// Moves up to `batch` whole messages from `from` to `to`. Returns: how many.
-std::uint64_t move_messages(zmq::socket_t& from, zmq::socket_t& to) {
-  std::uint64_t moved = 0;
+// Moves up to `batch` whole messages from `from` to `to`, counting each before
+// it is sent, so whoever receives it also sees it counted.
+void move_messages(zmq::socket_t& from, zmq::socket_t& to, std::atomic<std::uint64_t>& counter) {
   zmq::message_t frame;
   for (int i = 0; i < batch; ++i) {
     if (!from.recv(frame, zmq::recv_flags::dontwait)) break;
+    counter.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
       const bool more = frame.more();
       // XPUB and XSUB drop rather than block when a peer is full.
@@ -30,9 +31,7 @@ std::uint64_t move_messages(zmq::socket_t& from, zmq::socket_t& to) {
       if (!more) break;
       (void)from.recv(frame, zmq::recv_flags::dontwait);  // the rest of a message is already here
     }
-    ++moved;
   }
-  return moved;
 }
 
 }  // namespace
@@ -76,8 +75,8 @@ struct forwarder::impl {
                                  {control_peer.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 3, std::chrono::milliseconds(-1));
       if (items[2].revents & ZMQ_POLLIN) return;
-      if (items[1].revents & ZMQ_POLLIN) subscriptions += move_messages(xpub, xsub);
-      if (items[0].revents & ZMQ_POLLIN) messages += move_messages(xsub, xpub);
+      if (items[1].revents & ZMQ_POLLIN) move_messages(xpub, xsub, subscriptions);
+      if (items[0].revents & ZMQ_POLLIN) move_messages(xsub, xpub, messages);
     }
   }
 };

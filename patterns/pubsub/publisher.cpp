@@ -185,16 +185,20 @@ std::uint64_t publisher::publish(envelope env) {
   if (env.timestamp == wall_time{}) env.timestamp = clock_->wall_now();
   // Lend the stamp map when env has no headers (map nodes survive a swap).
   struct lend_stamp {
-    header_map* a = nullptr;
-    header_map* b = nullptr;
+    header_map* borrower = nullptr;
+    header_map* owner = nullptr;
+    lend_stamp() = default;
+    lend_stamp(const lend_stamp&) = delete;
+    lend_stamp& operator=(const lend_stamp&) = delete;
     ~lend_stamp() {
-      if (a != nullptr) a->swap(*b);
+      if (borrower != nullptr) borrower->swap(*owner);
     }
   } lend;
   std::string* seq_value;
   if (env.headers.empty()) {
     env.headers.swap(s.stamp);
-    lend = {&env.headers, &s.stamp};
+    lend.borrower = &env.headers;
+    lend.owner = &s.stamp;
     seq_value = s.seq_value;
   } else {
     env.headers.insert_or_assign(std::string(header::publisher), s.id);

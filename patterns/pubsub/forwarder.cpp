@@ -1,8 +1,7 @@
-#include <zmqkit/error.hpp>
-#include <zmqkit/pubsub/forwarder.hpp>
-
 #include <atomic>
 #include <thread>
+#include <zmqkit/error.hpp>
+#include <zmqkit/pubsub/forwarder.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -26,8 +25,8 @@ void move_messages(zmq::socket_t& from, zmq::socket_t& to, std::atomic<std::uint
     for (;;) {
       const bool more = frame.more();
       // XPUB and XSUB drop rather than block when a peer is full.
-      (void)to.send(frame, more ? zmq::send_flags::sndmore | zmq::send_flags::dontwait
-                                : zmq::send_flags::dontwait);
+      (void)to.send(frame,
+                    more ? zmq::send_flags::sndmore | zmq::send_flags::dontwait : zmq::send_flags::dontwait);
       if (!more) break;
       (void)from.recv(frame, zmq::recv_flags::dontwait);  // the rest of a message is already here
     }
@@ -44,7 +43,8 @@ struct forwarder::impl {
 
   impl(zmq::context_t& ctx, const forwarder_options& opts)
       : xsub(ctx, zmq::socket_type::xsub), xpub(ctx, zmq::socket_type::xpub) {
-    if (opts.frontend.empty()) throw error(errc::bad_config, "frontend", "forwarder: frontend endpoint missing");
+    if (opts.frontend.empty())
+      throw error(errc::bad_config, "frontend", "forwarder: frontend endpoint missing");
     if (opts.backend.empty()) throw error(errc::bad_config, "backend", "forwarder: backend endpoint missing");
     apply(xsub, opts.socket);
     apply(xpub, opts.socket);

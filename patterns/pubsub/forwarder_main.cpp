@@ -1,13 +1,11 @@
 // zmqkit-forwarder: an XSUB/XPUB proxy so that publishers and subscribers meet
 // at one address. Publishers connect to --frontend, subscribers to --backend.
 // Runs until SIGINT or SIGTERM, then exits 0.
-#include <zmqkit/pubsub/forwarder.hpp>
-
 #include <CLI/CLI.hpp>
-
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <zmqkit/pubsub/forwarder.hpp>
 
 #ifndef ZMQKIT_VERSION
 #define ZMQKIT_VERSION "unknown"
@@ -52,7 +50,8 @@ int main(int argc, char** argv) {
     sigwait(&stop, &sig);
     const auto st = fwd.stats();
     std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig,
-                static_cast<unsigned long long>(st.messages), static_cast<unsigned long long>(st.subscriptions));
+                static_cast<unsigned long long>(st.messages),
+                static_cast<unsigned long long>(st.subscriptions));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zmqkit-forwarder: %s\n", e.what());
     return 1;

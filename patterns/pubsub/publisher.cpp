@@ -1,17 +1,15 @@
-#include <zmqkit/pubsub/publisher.hpp>
-
-#include <zmq_addon.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <list>
-#include <unordered_map>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
+#include <unordered_map>
 #include <vector>
+#include <zmq_addon.hpp>
+#include <zmqkit/pubsub/publisher.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -141,8 +139,9 @@ struct publisher::impl {
       const wall_time now = opts.clock->wall_now();
       std::lock_guard lock(mutex);
       for (const auto& [type, state] : types) {
-        const bool wanted = std::any_of(prefixes.begin(), prefixes.end(),
-                                        [&](std::string_view p) { return std::string_view(type).starts_with(p); });
+        const bool wanted = std::any_of(prefixes.begin(), prefixes.end(), [&](std::string_view p) {
+          return std::string_view(type).starts_with(p);
+        });
         if (!wanted) continue;
         seqs.emplace_back(type, state.seq);
         // An expired value is withheld, but its sequence number still counts.

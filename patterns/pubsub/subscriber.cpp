@@ -1,14 +1,12 @@
-#include <zmqkit/pubsub/publisher.hpp>  // snapshot_command
-#include <zmqkit/pubsub/subscriber.hpp>
-
-#include <zmq_addon.hpp>
-
 #include <algorithm>
 #include <charconv>
 #include <deque>
 #include <span>
 #include <tuple>
 #include <unordered_map>
+#include <zmq_addon.hpp>
+#include <zmqkit/pubsub/publisher.hpp>  // snapshot_command
+#include <zmqkit/pubsub/subscriber.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -29,7 +27,9 @@ struct stream_hash {
     const std::size_t a = std::hash<std::string_view>{}(k.publisher);
     return a ^ (std::hash<std::string_view>{}(k.type) + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
   }
-  std::size_t operator()(const stream_key& k) const noexcept { return (*this)(stream_view{k.publisher, k.type}); }
+  std::size_t operator()(const stream_key& k) const noexcept {
+    return (*this)(stream_view{k.publisher, k.type});
+  }
 };
 struct stream_equal {
   using is_transparent = void;
@@ -69,13 +69,17 @@ std::pair<std::optional<std::string_view>, std::optional<std::string_view>> stam
   std::pair<std::optional<std::string_view>, std::optional<std::string_view>> found;
   const auto* p = reinterpret_cast<const std::uint8_t*>(v.headers_raw.data());
   const std::uint8_t b = *p++;
-  if (b == 0xde) p += 2;  // map16 (a fixmap has its count in b)
-  else if (b == 0xdf) p += 4;  // map32
+  if (b == 0xde)
+    p += 2;  // map16 (a fixmap has its count in b)
+  else if (b == 0xdf)
+    p += 4;  // map32
   for (std::size_t i = 0; i < v.header_count; ++i) {
     const std::string_view key = read_validated_str(p);
     const std::string_view value = read_validated_str(p);
-    if (key == header::publisher) found.first = value;
-    else if (key == header::sequence) found.second = value;
+    if (key == header::publisher)
+      found.first = value;
+    else if (key == header::sequence)
+      found.second = value;
   }
   return found;
 }
@@ -102,7 +106,7 @@ struct subscriber::impl {
   std::vector<std::string> endpoints;
   std::vector<std::string> prefixes;
   std::deque<std::pair<zmq::message_t, std::uint64_t>> pending;  // snapshot values not yet delivered
-  zmq::message_t current;  // the frame the last notification_view points into
+  zmq::message_t current;               // the frame the last notification_view points into
   stream_state* last_stream = nullptr;  // the previous message's stream: usually the next one's too
   std::string last_publisher, last_type;
   std::unordered_map<stream_key, stream_state, stream_hash, stream_equal> streams;
@@ -140,7 +144,8 @@ struct subscriber::impl {
         streams.erase(oldest);
         last_stream = nullptr;
       }
-      it = streams.emplace(stream_key{std::string(key.publisher), std::string(key.type)}, stream_state{}).first;
+      it = streams.emplace(stream_key{std::string(key.publisher), std::string(key.type)}, stream_state{})
+               .first;
     }
     it->second.last_heard = ++heard;
     last_stream = &it->second;
@@ -192,7 +197,8 @@ struct subscriber::impl {
       for (const auto& pub : std::span(map.via.map.ptr, map.via.map.size)) {
         if (pub.key.type != msgpack::type::STR || pub.val.type != msgpack::type::MAP) return false;
         for (const auto& kv : std::span(pub.val.via.map.ptr, pub.val.via.map.size)) {
-          if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::POSITIVE_INTEGER) return false;
+          if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::POSITIVE_INTEGER)
+            return false;
           seqs.emplace_back(pub.key.as<std::string>(), kv.key.as<std::string>(), kv.val.as<std::uint64_t>());
         }
       }

@@ -1,14 +1,15 @@
 // End to end: the zmqkit-forwarder program between a publisher and subscribers.
-#include "pubsub_helpers.hpp"
-
-#include <support/process.hpp>
-#include <zmqkit/pubsub/publisher.hpp>
-#include <zmqkit/pubsub/subscriber.hpp>
-
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <support/process.hpp>
+#include <utility>  // before support/process.hpp, which uses std::exchange without including it
+#include <zmqkit/pubsub/publisher.hpp>
+#include <zmqkit/pubsub/subscriber.hpp>
+
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;

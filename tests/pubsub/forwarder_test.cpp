@@ -1,12 +1,12 @@
 // The XSUB/XPUB forwarder: many publishers and subscribers meet at one
 // address; subscriptions pass through to the publishers.
-#include "pubsub_helpers.hpp"
+#include <doctest/doctest.h>
 
 #include <zmqkit/pubsub/forwarder.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 
-#include <doctest/doctest.h>
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -34,8 +34,10 @@ TEST_CASE("subscribers behind the forwarder receive only their prefix, from ever
     a.publish(make_envelope("invoice.sent"));
   }
   std::map<std::string, int> c, o;
-  while (auto n = courses.receive(300ms)) ++c[n->env.type + "@" + std::string(*n->env.header(header::publisher))];
-  while (auto n = orders.receive(300ms)) ++o[n->env.type + "@" + std::string(*n->env.header(header::publisher))];
+  while (auto n = courses.receive(300ms))
+    ++c[n->env.type + "@" + std::string(*n->env.header(header::publisher))];
+  while (auto n = orders.receive(300ms))
+    ++o[n->env.type + "@" + std::string(*n->env.header(header::publisher))];
   CHECK(c == std::map<std::string, int>{{"course.dropped@b", 10}, {"course.subscribed@a", 10}});
   CHECK(o == std::map<std::string, int>{{"order.created@b", 10}});
   CHECK(courses.stats().gaps == 0);  // per-publisher numbering survives the hop

@@ -1,10 +1,10 @@
 // Gap detection per publisher, driven by a raw PUB socket so that the exact
 // sequence numbers on the wire are chosen by the test.
-#include "pubsub_helpers.hpp"
+#include <doctest/doctest.h>
 
 #include <zmqkit/pubsub/subscriber.hpp>
 
-#include <doctest/doctest.h>
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;

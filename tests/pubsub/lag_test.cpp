@@ -1,12 +1,12 @@
 // Slow-subscriber policy: lag is the subscriber's wall clock minus the
 // publisher's timestamp, both from an injected clock, so time is advanced
 // instead of waited for.
-#include "pubsub_helpers.hpp"
+#include <doctest/doctest.h>
 
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 
-#include <doctest/doctest.h>
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -30,7 +30,7 @@ TEST_CASE("a subscriber further behind than max_lag is told once per episode and
 
   const std::uint64_t old1 = pub.publish(make_envelope("t.a", clk));
   pub.publish(make_envelope("t.a", clk));
-  clk.advance(5s);  // both are now 5 s old
+  clk.advance(5s);                         // both are now 5 s old
   pub.publish(make_envelope("t.a", clk));  // fresh
 
   std::vector<std::uint64_t> got;

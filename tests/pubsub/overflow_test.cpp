@@ -1,15 +1,14 @@
 // Fault: a subscriber that does not read while a publisher floods it. PUB drops
 // at the high-water mark; the subscriber's reported gaps must equal exactly the
 // messages it did not receive. Small by default, ZMQKIT_FULL=1 for the full size.
-#include "pubsub_helpers.hpp"
-
-#include <zmqkit/pubsub/publisher.hpp>
-#include <zmqkit/pubsub/subscriber.hpp>
-
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <zmqkit/pubsub/publisher.hpp>
+#include <zmqkit/pubsub/subscriber.hpp>
+
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -28,7 +27,8 @@ void flood_slow_subscriber(const std::string& transport, std::uint64_t messages)
   const std::string ep = pub.bind(transport == "inproc" ? test::unique_inproc("flood") : "tcp://127.0.0.1:*");
 
   std::vector<pubsub::gap> gaps;
-  pubsub::subscriber sub(ctx, {.on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }, .socket = small_queues});
+  pubsub::subscriber sub(
+      ctx, {.on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }, .socket = small_queues});
   sub.subscribe("tick.");
   sub.connect(ep);
   test::await_subscription(pub, {&sub}, "tick.sync");

@@ -2,16 +2,15 @@
 // publisher (PUB drops everything sent before that), and raw-socket senders.
 #pragma once
 
+#include <doctest/doctest.h>
+
+#include <string>
 #include <support/sockets.hpp>
+#include <vector>
+#include <zmq_addon.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
-
-#include <doctest/doctest.h>
-#include <zmq_addon.hpp>
-
-#include <string>
-#include <vector>
 
 namespace zmqkit::test {
 

@@ -1,13 +1,12 @@
 // Late joiners: the last value of each subscribed type from the publisher's
 // snapshot socket, and how the snapshot's sequence number meets live traffic.
-#include "pubsub_helpers.hpp"
-
-#include <zmqkit/pubsub/publisher.hpp>
-#include <zmqkit/pubsub/subscriber.hpp>
-
 #include <doctest/doctest.h>
 
 #include <thread>
+#include <zmqkit/pubsub/publisher.hpp>
+#include <zmqkit/pubsub/subscriber.hpp>
+
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -53,7 +52,9 @@ TEST_CASE("a late joiner gets the newest value of each subscribed type, then liv
   CHECK(pub.stats().snapshots_served == 1);
 }
 
-TEST_CASE("live messages at or below the snapshot's sequence of their type are stale; numbering continues from it") {
+TEST_CASE(
+    "live messages at or below the snapshot's sequence of their type are stale; numbering continues from "
+    "it") {
   zmq::context_t ctx;
   auto raw = test::test_socket(ctx, zmq::socket_type::pub);
   const std::string ep = test::bind_ephemeral(raw);
@@ -76,8 +77,8 @@ TEST_CASE("live messages at or below the snapshot's sequence of their type are s
   });
 
   std::vector<pubsub::gap> gaps;
-  pubsub::subscriber sub(ctx, {.snapshot_endpoints = {snapshot_ep},
-                               .on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }});
+  pubsub::subscriber sub(
+      ctx, {.snapshot_endpoints = {snapshot_ep}, .on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }});
   sub.subscribe("t.");
   sub.connect(ep);
   test::await_subscription(raw, sub, "t.sync");
@@ -85,8 +86,7 @@ TEST_CASE("live messages at or below the snapshot's sequence of their type are s
   server.join();
   REQUIRE(values == 1u);
 
-  for (int s : {9, 10, 11, 13})
-    test::send_raw(raw, {"t.x", test::stamped("t.x", "p", std::to_string(s))});
+  for (int s : {9, 10, 11, 13}) test::send_raw(raw, {"t.x", test::stamped("t.x", "p", std::to_string(s))});
   std::vector<std::pair<std::uint64_t, bool>> got;
   while (auto n = sub.receive(200ms)) got.emplace_back(n->sequence, n->from_snapshot);
   CHECK(got == std::vector<std::pair<std::uint64_t, bool>>{{10, true}, {11, false}, {13, false}});
@@ -115,8 +115,8 @@ TEST_CASE("a snapshot's sequence is the baseline: a message missed right after i
     test::send_raw(router, {request[0].to_string(), "zmk.snapshot", std::string(map.data(), map.size())});
   });
   std::vector<pubsub::gap> gaps;
-  pubsub::subscriber sub(ctx, {.snapshot_endpoints = {snapshot_ep},
-                               .on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }});
+  pubsub::subscriber sub(
+      ctx, {.snapshot_endpoints = {snapshot_ep}, .on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }});
   sub.subscribe("t.");
   sub.connect(ep);
   test::await_subscription(raw, sub, "t.sync");

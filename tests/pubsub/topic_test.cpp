@@ -1,11 +1,11 @@
 // Pub/sub wire format and topic filtering: [topic = type, envelope], zmk.pub
 // and zmk.seq stamped, prefix subscriptions, receive timeouts, bad frames.
-#include "pubsub_helpers.hpp"
+#include <doctest/doctest.h>
 
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 
-#include <doctest/doctest.h>
+#include "pubsub_helpers.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -115,13 +115,13 @@ TEST_CASE("bad frames are counted and dropped, and the subscriber keeps receivin
   test::await_subscription(raw, sub, "course.sync");
   const auto before = sub.stats();
 
-  test::send_raw(raw, {"course.x"});                                                   // one frame
-  test::send_raw(raw, {"course.x", "not msgpack"});                                    // not an envelope
-  test::send_raw(raw, {"course.y", test::stamped("course.x", "p", "1")});              // topic != type
-  test::send_raw(raw, {"course.x", test::stamped("course.x", "p", "abc")});            // seq not decimal
-  test::send_raw(raw, {"course.x", test::stamped("course.x", "p", "0")});              // seq starts at 1
-  test::send_raw(raw, {"course.x", test::stamped("course.x", "", "1")});               // empty publisher
-  test::send_raw(raw, {"course.x", test::stamped("course.x", "p", "1"), "extra"});     // three frames
+  test::send_raw(raw, {"course.x"});                                                // one frame
+  test::send_raw(raw, {"course.x", "not msgpack"});                                 // not an envelope
+  test::send_raw(raw, {"course.y", test::stamped("course.x", "p", "1")});           // topic != type
+  test::send_raw(raw, {"course.x", test::stamped("course.x", "p", "abc")});         // seq not decimal
+  test::send_raw(raw, {"course.x", test::stamped("course.x", "p", "0")});           // seq starts at 1
+  test::send_raw(raw, {"course.x", test::stamped("course.x", "", "1")});            // empty publisher
+  test::send_raw(raw, {"course.x", test::stamped("course.x", "p", "1"), "extra"});  // three frames
   test::send_raw(raw, {"course.ok", test::stamped("course.ok", "p", "7")});
 
   auto n = sub.receive(1s);
@@ -160,8 +160,8 @@ TEST_CASE("user headers travel beside the stamp; a user's own zmk.pub and zmk.se
 
   envelope env = make_envelope("h.x");
   env.headers["a.short"] = "1";
-  env.headers["b.medium"] = std::string(200, 'm');   // str8
-  env.headers["c.long"] = std::string(70000, 'l');   // str32
+  env.headers["b.medium"] = std::string(200, 'm');  // str8
+  env.headers["c.long"] = std::string(70000, 'l');  // str32
   env.headers["zmk.pub"] = "forged";
   env.headers["zmk.seq"] = "999";
   const std::uint64_t seq = pub.publish(env);

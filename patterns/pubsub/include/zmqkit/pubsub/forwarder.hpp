@@ -16,13 +16,11 @@
 // destructor stops and joins it (bounded by socket.linger).
 #pragma once
 
-#include <zmqkit/socket_options.hpp>
-
-#include <zmq.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <zmq.hpp>
+#include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -33,8 +31,8 @@ struct forwarder_options {
 };
 
 struct forwarder_stats {
-  std::uint64_t messages = 0;         // forwarded publisher -> subscribers
-  std::uint64_t subscriptions = 0;    // (un)subscriptions forwarded upstream
+  std::uint64_t messages = 0;       // forwarded publisher -> subscribers
+  std::uint64_t subscriptions = 0;  // (un)subscriptions forwarded upstream
 };
 
 class forwarder {

@@ -22,16 +22,14 @@
 // serves it; it starts in the constructor and is joined in the destructor.
 #pragma once
 
-#include <zmqkit/clock.hpp>
-#include <zmqkit/envelope.hpp>
-#include <zmqkit/socket_options.hpp>
-
-#include <zmq.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
 

@@ -29,12 +29,6 @@
 // Threading: used from one thread; callbacks run inside receive().
 #pragma once
 
-#include <zmqkit/clock.hpp>
-#include <zmqkit/envelope.hpp>
-#include <zmqkit/socket_options.hpp>
-
-#include <zmq.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -42,6 +36,10 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -56,7 +54,7 @@ struct gap {
 // The subscriber is further behind the publisher's timestamps than max_lag.
 struct lag {
   std::string publisher;
-  std::uint64_t sequence = 0;      // the message that showed the lag
+  std::uint64_t sequence = 0;         // the message that showed the lag
   std::chrono::nanoseconds behind{};  // receiver's wall clock minus the envelope timestamp
 };
 
@@ -88,17 +86,17 @@ struct subscriber_options {
 };
 
 struct subscriber_stats {
-  std::uint64_t received = 0;        // live messages delivered
-  std::uint64_t from_snapshot = 0;   // snapshot values delivered
-  std::uint64_t missed = 0;          // messages reported missing (sum of gap counts)
-  std::uint64_t gaps = 0;            // gap reports
-  std::uint64_t stale = 0;           // live messages dropped, already covered by a snapshot
-  std::uint64_t bad_frames = 0;      // malformed messages, dropped
-  std::uint64_t untracked = 0;       // envelopes without zmk.pub/zmk.seq, delivered untracked
-  std::uint64_t restarts = 0;        // a publisher's sequence went backwards: tracking reset
+  std::uint64_t received = 0;       // live messages delivered
+  std::uint64_t from_snapshot = 0;  // snapshot values delivered
+  std::uint64_t missed = 0;         // messages reported missing (sum of gap counts)
+  std::uint64_t gaps = 0;           // gap reports
+  std::uint64_t stale = 0;          // live messages dropped, already covered by a snapshot
+  std::uint64_t bad_frames = 0;     // malformed messages, dropped
+  std::uint64_t untracked = 0;      // envelopes without zmk.pub/zmk.seq, delivered untracked
+  std::uint64_t restarts = 0;       // a publisher's sequence went backwards: tracking reset
   std::uint64_t lag_reports = 0;
   std::uint64_t resyncs = 0;
-  std::uint64_t snapshots = 0;       // snapshot replies received
+  std::uint64_t snapshots = 0;  // snapshot replies received
 };
 
 struct notification {

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <support/process.hpp>
-#include <utility>  // before support/process.hpp, which uses std::exchange without including it
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--backend", opts.backend, "XPUB endpoint to bind; subscribers connect here")
       ->capture_default_str();
+  app.add_option("--snapshot", opts.snapshot_endpoint,
+                 "ROUTER endpoint to bind: cache the last value of every type and serve snapshots to late "
+                 "joiners (the forwarder then receives every type)");
   app.add_option("--max-frame-bytes", max_frame_bytes, "larger frames disconnect the sender")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -45,6 +48,7 @@ int main(int argc, char** argv) {
     zmq::context_t ctx;
     zmqkit::pubsub::forwarder fwd(ctx, opts);
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
+    if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
     std::fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);

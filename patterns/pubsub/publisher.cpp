@@ -11,11 +11,11 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 
+#include "snapshot_protocol.hpp"
+
 namespace zmqkit::pubsub {
 
 namespace {
-
-constexpr std::size_t max_snapshot_prefixes = 256;
 
 std::string random_id() {
   std::random_device rd;
@@ -25,8 +25,6 @@ std::string random_id() {
   for (std::size_t i = 0; i < id.size(); ++i) id[i] = hex[(bits >> (4 * i)) & 0xf];
   return id;
 }
-
-std::string_view view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
 std::string unique_control_endpoint() {
   static std::atomic<std::uint64_t> counter{0};
@@ -120,45 +118,28 @@ struct publisher::impl {
   void answer() {
     std::vector<zmq::message_t> request;
     if (!zmq::recv_multipart(router, std::back_inserter(request), zmq::recv_flags::dontwait)) return;
-    // [identity, "zmk.snapshot", prefix...]
-    if (request.size() < 2 || view(request[1]) != snapshot_command ||
-        request.size() - 2 > max_snapshot_prefixes) {
+    const auto prefixes = detail::parse_snapshot_request(request);
+    if (!prefixes) {
       ++bad_requests;
       return;
     }
-    std::vector<std::string_view> prefixes;
-    for (std::size_t i = 2; i < request.size(); ++i) prefixes.push_back(view(request[i]));
-    if (prefixes.empty()) prefixes.emplace_back();  // no prefix = everything
-
-    std::vector<zmq::message_t> reply;
-    reply.push_back(std::move(request[0]));
-    reply.emplace_back(snapshot_command.data(), snapshot_command.size());
-    reply.emplace_back();  // {publisher: {type: seq}}, filled below
-    std::vector<std::pair<std::string, std::uint64_t>> seqs;
+    detail::sequence_table table;
+    std::vector<zmq::message_t> values;
     {
       const wall_time now = opts.clock->wall_now();
       std::lock_guard lock(mutex);
+      auto& seqs = table[id];
       for (const auto& [type, state] : types) {
-        const bool wanted = std::any_of(prefixes.begin(), prefixes.end(), [&](std::string_view p) {
-          return std::string_view(type).starts_with(p);
-        });
-        if (!wanted) continue;
-        seqs.emplace_back(type, state.seq);
+        if (!detail::matches_any(type, *prefixes)) continue;
+        seqs.emplace(type, state.seq);
         // An expired value is withheld, but its sequence number still counts.
         if (state.expires_at && now >= *state.expires_at) continue;
-        reply.emplace_back().copy(const_cast<zmq::message_t&>(state.last));
+        values.emplace_back().copy(const_cast<zmq::message_t&>(state.last));
       }
+      if (seqs.empty()) table.clear();
     }
-    msgpack::sbuffer map;
-    msgpack::packer<msgpack::sbuffer> pk(map);
-    pk.pack_map(1);
-    pk.pack(id);
-    pk.pack_map(static_cast<std::uint32_t>(seqs.size()));
-    for (const auto& [type, seq] : seqs) {
-      pk.pack(type);
-      pk.pack(seq);
-    }
-    reply[2].rebuild(map.data(), map.size());
+    auto reply = detail::snapshot_reply_head(std::move(request[0]), table);
+    for (auto& v : values) reply.push_back(std::move(v));
     // ROUTER drops a reply to a peer that is gone or full: the subscriber times out.
     zmq::send_multipart(router, reply, zmq::send_flags::dontwait);
     ++snapshots_served;

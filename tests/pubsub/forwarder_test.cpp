@@ -86,3 +86,84 @@ TEST_CASE("the forwarder starts and stops synchronously and rejects missing endp
   }
   CHECK_THROWS_AS(pubsub::forwarder(ctx, {.frontend = "", .backend = "inproc://x"}), zmqkit::error);
 }
+
+TEST_CASE("a caching forwarder serves late joiners the last value of each type from every publisher") {
+  zmq::context_t ctx;
+  pubsub::forwarder fwd(ctx, {.frontend = "tcp://127.0.0.1:*",
+                              .backend = "tcp://127.0.0.1:*",
+                              .snapshot_endpoint = "tcp://127.0.0.1:*"});
+  pubsub::publisher a(ctx, {.id = "a"}), b(ctx, {.id = "b"});
+  a.connect(fwd.frontend_endpoint());
+  b.connect(fwd.frontend_endpoint());
+  // The forwarder subscribes to everything; wait until each publisher has heard so.
+  for (auto* p : {&a, &b}) {
+    const auto at = fwd.stats().messages;
+    REQUIRE(test::wait_until([&] {
+      p->publish(make_envelope("warmup"));
+      return fwd.stats().messages > at;
+    }));
+  }
+  a.publish("course.a", std::string("a1"));
+  a.publish("course.a", std::string("a2"));
+  b.publish("course.b", std::string("b1"));
+  b.publish("order.x", std::string("o"));
+  a.publish(make_envelope("done.a"));
+  b.publish(make_envelope("done.b"));
+  // Each publisher's messages arrive in order: once both done.* are cached, all are.
+  auto probe = test::test_socket(ctx, zmq::socket_type::dealer);
+  probe.connect(fwd.snapshot_endpoint());
+  REQUIRE(test::wait_until([&] {
+    test::send_raw(probe, {"zmk.snapshot", "done."});
+    std::vector<zmq::message_t> reply;
+    return zmq::recv_multipart(probe, std::back_inserter(reply)) == 4;  // command, table, 2 values
+  }));
+
+  std::vector<pubsub::gap> gaps;
+  pubsub::subscriber sub(ctx, {.snapshot_endpoints = {fwd.snapshot_endpoint()},
+                               .on_gap = [&](const pubsub::gap& g) { gaps.push_back(g); }});
+  sub.subscribe("course.");
+  sub.connect(fwd.backend_endpoint());
+  test::await_subscription(a, {&sub}, "course.sync");
+  const auto values = sub.request_snapshot(2s);
+  REQUIRE(values == 3u);
+  std::map<std::string, std::string> got;
+  for (int i = 0; i < 3; ++i) {
+    auto n = sub.receive(0ms);
+    REQUIRE(n);
+    CHECK(n->from_snapshot);
+    if (n->env.type != "course.sync") got[n->env.type] = n->env.body_as<std::string>();
+  }
+  CHECK(got == std::map<std::string, std::string>{{"course.a", "a2"}, {"course.b", "b1"}});
+
+  // Live traffic continues from the snapshot's numbers without a false gap.
+  a.publish("course.a", std::string("a3"));
+  b.publish("course.b", std::string("b2"));
+  for (int i = 0; i < 2; ++i) {
+    auto n = sub.receive(1s);
+    REQUIRE(n);
+    CHECK_FALSE(n->from_snapshot);
+  }
+  CHECK(gaps.empty());
+  CHECK(fwd.stats().snapshots_served >= 2);
+}
+
+TEST_CASE("a caching forwarder forwards but does not cache what is not a stamped envelope") {
+  zmq::context_t ctx;
+  pubsub::forwarder fwd(ctx, {.frontend = "tcp://127.0.0.1:*",
+                              .backend = "tcp://127.0.0.1:*",
+                              .snapshot_endpoint = "tcp://127.0.0.1:*"});
+  auto raw = test::test_socket(ctx, zmq::socket_type::pub);
+  raw.connect(fwd.frontend_endpoint());
+  REQUIRE(test::wait_until([&] {
+    test::send_raw(raw, {"plain", "not an envelope"});
+    return fwd.stats().messages > 0;
+  }));
+  CHECK(fwd.stats().uncacheable == fwd.stats().messages);
+  auto dealer = test::test_socket(ctx, zmq::socket_type::dealer);
+  dealer.connect(fwd.snapshot_endpoint());
+  test::send_raw(dealer, {"zmk.snapshot"});
+  std::vector<zmq::message_t> reply;
+  REQUIRE(zmq::recv_multipart(dealer, std::back_inserter(reply)) == 2);  // an empty table, no values
+  test::send_raw(dealer, {"nonsense"});
+  REQUIRE(test::wait_until([&] { return fwd.stats().bad_snapshot_requests == 1; }));
+}

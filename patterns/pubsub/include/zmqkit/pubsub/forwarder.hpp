@@ -11,6 +11,13 @@
 // subscriber of the forwarder wants it. Like any PUB, the backend drops
 // messages for a subscriber whose queue is full; its subscriber sees the gap.
 //
+// Last values: with a snapshot_endpoint, the forwarder subscribes to every
+// type upstream, keeps the last envelope of each type and the last sequence
+// number of each (publisher, type) it forwarded, and answers snapshot requests
+// exactly as a publisher does (see publisher.hpp), so late joiners need only
+// the forwarder's address. Publishers then send every type to the forwarder;
+// filtering for subscribers still happens at the backend.
+//
 // Threading: the proxy loop runs on a thread the forwarder owns. The
 // constructor returns once both sockets are bound and the loop runs; the
 // destructor stops and joins it (bounded by socket.linger).
@@ -20,6 +27,8 @@
 #include <memory>
 #include <string>
 #include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
@@ -27,12 +36,22 @@ namespace zmqkit::pubsub {
 struct forwarder_options {
   std::string frontend;  // XSUB, bound: publishers connect here
   std::string backend;   // XPUB, bound: subscribers connect here
+  // ROUTER endpoint serving last values; empty = no cache, subscriptions pass upstream.
+  std::string snapshot_endpoint{};
+  // Types (and separately, publisher/type streams) cached; the least recently
+  // forwarded is forgotten beyond it.
+  std::size_t max_types = 65536;
+  decode_limits limits{};  // for reading envelopes to cache
   zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();  // TTL expiry of cached values
 };
 
 struct forwarder_stats {
   std::uint64_t messages = 0;       // forwarded publisher -> subscribers
   std::uint64_t subscriptions = 0;  // (un)subscriptions forwarded upstream
+  std::uint64_t uncacheable = 0;    // forwarded, but not [topic, stamped envelope]: not cached
+  std::uint64_t snapshots_served = 0;
+  std::uint64_t bad_snapshot_requests = 0;
 };
 
 class forwarder {
@@ -48,6 +67,8 @@ class forwarder {
   // Returns: the bound endpoints, tcp ports resolved.
   const std::string& frontend_endpoint() const noexcept;
   const std::string& backend_endpoint() const noexcept;
+  // Returns: the bound snapshot endpoint, or empty.
+  const std::string& snapshot_endpoint() const noexcept;
   // Safe to call while the loop runs.
   forwarder_stats stats() const;
 

@@ -64,7 +64,7 @@ enum class lag_action {
 };
 
 struct subscriber_options {
-  // ROUTER endpoints serving snapshots (a publisher's snapshot_endpoint), asked
+  // ROUTER endpoints serving snapshots (a publisher's or a caching forwarder's), asked
   // by request_snapshot() and on resync.
   std::vector<std::string> snapshot_endpoints{};
   // Called for every gap; the counters count them anyway.
@@ -131,8 +131,9 @@ class subscriber {
   // Asks every snapshot endpoint for the last value of each subscribed type and
   // queues the values for receive() (from_snapshot = true). Subscribe and
   // connect first, so that nothing published meanwhile is lost.
-  // Returns: the number of values received, or nullopt when some endpoint did
-  // not answer within `timeout` (values from those that did are still queued).
+  // Returns: the number of values received (0 without snapshot endpoints or
+  // subscriptions), or nullopt when some endpoint did not answer within
+  // `timeout` (values from those that did are still queued).
   std::optional<std::size_t> request_snapshot(std::chrono::milliseconds timeout);
 
   // Drops everything queued (by reconnecting), then requests the snapshot

@@ -1,0 +1,56 @@
+// zmqkit/reqrep/reply_cache.hpp — recent replies by request id, bounded in
+// size and age, so a retried request is answered without running it again.
+//
+//   reply_cache cache({.max_entries = 10000, .max_age = 60s});
+//   cache.insert(request.id, encoded_reply, clock.now());
+//   if (const zmq::message_t* hit = cache.find(request.id, clock.now())) resend(*hit);
+//
+// Eviction is oldest-first: by insertion order when full, and every entry
+// older than max_age. Not thread-safe (one per poll loop).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <list>
+#include <unordered_map>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/message_id.hpp>
+
+namespace zmqkit::reqrep {
+
+struct reply_cache_options {
+  std::size_t max_entries = 10000;  // 0 disables the cache
+  std::chrono::milliseconds max_age{60000};
+};
+
+class reply_cache {
+ public:
+  explicit reply_cache(reply_cache_options opts = {}) : opts_(opts) {}
+
+  // Stores a copy of `reply` (zmq shares large buffers, so this is cheap).
+  // Replaces an existing entry for the same id.
+  void insert(const message_id& id, const zmq::message_t& reply, steady_time now);
+  // Returns: the cached reply, or nullptr when absent or expired.
+  const zmq::message_t* find(const message_id& id, steady_time now);
+  // Drops entries older than max_age.
+  void expire(steady_time now);
+
+  std::size_t size() const noexcept { return index_.size(); }
+  std::size_t evicted() const noexcept { return evicted_; }
+
+ private:
+  struct entry {
+    message_id id;
+    zmq::message_t reply;
+    steady_time stored;
+  };
+  void erase_front();
+
+  reply_cache_options opts_;
+  std::list<entry> order_;  // oldest first
+  std::unordered_map<message_id, std::list<entry>::iterator> index_;
+  std::size_t evicted_ = 0;
+};
+
+}  // namespace zmqkit::reqrep

@@ -1,0 +1,35 @@
+#include <zmqkit/reqrep/reply_cache.hpp>
+
+namespace zmqkit::reqrep {
+
+void reply_cache::insert(const message_id& id, const zmq::message_t& reply, steady_time now) {
+  if (opts_.max_entries == 0) return;
+  expire(now);
+  if (auto it = index_.find(id); it != index_.end()) {
+    order_.erase(it->second);
+    index_.erase(it);
+  }
+  while (index_.size() >= opts_.max_entries) erase_front();
+  zmq::message_t copy;
+  copy.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
+  order_.push_back(entry{id, std::move(copy), now});
+  index_.emplace(id, std::prev(order_.end()));
+}
+
+const zmq::message_t* reply_cache::find(const message_id& id, steady_time now) {
+  expire(now);
+  const auto it = index_.find(id);
+  return it == index_.end() ? nullptr : &it->second->reply;
+}
+
+void reply_cache::expire(steady_time now) {
+  while (!order_.empty() && now - order_.front().stored >= opts_.max_age) erase_front();
+}
+
+void reply_cache::erase_front() {
+  index_.erase(order_.front().id);
+  order_.pop_front();
+  ++evicted_;
+}
+
+}  // namespace zmqkit::reqrep

@@ -1,14 +1,13 @@
 // The retrying client against fake ROUTER peers (to lose, delay and duplicate
 // replies at will) and against the real server. Retry deadlines run on a
 // manual clock: the test advances it, nothing sleeps.
+#include <doctest/doctest.h>
+
+#include <map>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
 #include "helpers.hpp"
-
-#include <doctest/doctest.h>
-
-#include <map>
 
 using namespace std::chrono_literals;
 using namespace zmqkit;

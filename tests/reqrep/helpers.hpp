@@ -1,13 +1,11 @@
 // Helpers for the reqrep tests: multipart send/receive with deadlines.
 #pragma once
 
-#include <support/sockets.hpp>
-
-#include <zmq_addon.hpp>
-
 #include <optional>
 #include <string>
+#include <support/sockets.hpp>
 #include <vector>
+#include <zmq_addon.hpp>
 
 namespace zmqkit::test {
 

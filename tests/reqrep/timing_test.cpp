@@ -1,8 +1,8 @@
 // The pure timing rules, driven by a manual clock: no sockets, no sleeping.
+#include <doctest/doctest.h>
+
 #include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/reqrep/timing.hpp>
-
-#include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
 using zmqkit::manual_clock;

@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <zmq_addon.hpp>
 #include <zmqkit/reqrep/client.hpp>
+#include <zmqkit/reqrep/handler.hpp>
 
 namespace zmqkit::reqrep {
 
@@ -191,7 +192,7 @@ struct client::impl {
     if (!deadlines.empty())
       slice = std::clamp<std::chrono::nanoseconds>(deadlines.begin()->first - clk().now(), 0ns, slice);
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
+    detail::poll(&item, 1, std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
     std::vector<zmq::message_t> frames;
     for (int i = 0; i < max_drain; ++i) {
       frames.clear();

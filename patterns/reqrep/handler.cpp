@@ -1,3 +1,4 @@
+#include <cerrno>
 #include <zmqkit/reqrep/handler.hpp>
 
 namespace zmqkit::reqrep::detail {
@@ -39,6 +40,15 @@ std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept {
   for (std::size_t i = 1; i < frames.size(); ++i)
     if (frames[i].size() == 0) return i;
   return 0;
+}
+
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
 }
 
 }  // namespace zmqkit::reqrep::detail

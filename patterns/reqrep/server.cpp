@@ -156,7 +156,7 @@ struct server::impl {
     std::array<zmq::pollitem_t, 2> items{
         zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0},
         zmq::pollitem_t{exec ? exec->results().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items.data(), exec ? 2 : 1, timeout);
+    detail::poll(items.data(), exec ? 2 : 1, timeout);
     std::size_t handled = 0;
     frames_t frames;
     if (exec) {

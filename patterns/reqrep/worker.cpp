@@ -180,8 +180,8 @@ struct worker::impl {
     std::array<zmq::pollitem_t, 2> items{
         zmq::pollitem_t{exec->results().handle(), 0, ZMQ_POLLIN, 0},
         zmq::pollitem_t{socket ? socket->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items.data(), socket ? 2 : 1,
-              std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
+    detail::poll(items.data(), socket ? 2 : 1,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
     frames_t frames;
     for (int i = 0; i < max_drain; ++i) {
       frames.clear();

@@ -11,10 +11,12 @@
 // exception's text as zmk.reason. A handler never crashes or silences a worker.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <zmqkit/envelope.hpp>
 
 namespace zmqkit::reqrep {
@@ -50,6 +52,10 @@ zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, 
 // Index of the empty delimiter frame that ends the address stack, or 0 when
 // the message has none (a valid stack has at least one frame before it).
 std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept;
+
+// zmq::poll that treats a signal interrupting the wait (EINTR) as "nothing ready",
+// so a service's SIGTERM handler gets to run its shutdown.
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout);
 
 }  // namespace detail
 }  // namespace zmqkit::reqrep

@@ -58,6 +58,7 @@ struct client::impl {
   std::set<std::pair<steady_time, message_id>> deadlines;
   std::deque<completion> done;
   client_stats stats;
+  std::vector<zmq::message_t> frames;  // reused by drain()
 
   impl(zmq::context_t& c, std::vector<std::string> eps, client_options o)
       : ctx(&c), endpoints(std::move(eps)), opts(std::move(o)) {
@@ -184,21 +185,30 @@ struct client::impl {
     }
   }
 
-  // One round: timers, then wait up to `wait` for replies.
+  // Handles queued replies until one completes a request, so a caller keeping a
+  // window full sends its next request at once instead of after a whole batch.
+  // Returns: how many were read.
+  int drain() {
+    int n = 0;
+    while (n < max_drain && done.empty()) {
+      frames.clear();
+      if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      ++n;
+      handle(frames);
+    }
+    return n;
+  }
+
+  // One round: timers, queued replies, and only when there are none, wait up to `wait`.
   void pump(std::chrono::milliseconds wait) {
     run_timers();
-    if (!done.empty()) return;
+    if (drain() > 0 || !done.empty()) return run_timers();
     auto slice = std::min<std::chrono::nanoseconds>(wait, max_slice);
     if (!deadlines.empty())
       slice = std::clamp<std::chrono::nanoseconds>(deadlines.begin()->first - clk().now(), 0ns, slice);
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
     detail::poll(&item, 1, std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
-    std::vector<zmq::message_t> frames;
-    for (int i = 0; i < max_drain; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      handle(frames);
-    }
+    drain();
     run_timers();
   }
 

@@ -30,6 +30,7 @@ struct server::impl {
   // Requests running on a handler thread: id -> address stacks waiting for the reply.
   std::unordered_map<message_id, std::vector<frames_t>> running;
   server_stats stats;
+  frames_t frames;  // reused by drain()
 
   impl(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options o)
       : user(std::move(h)), opts(std::move(o)), socket(ctx, zmq::socket_type::router), cache(opts.cache) {
@@ -152,13 +153,8 @@ struct server::impl {
     running.erase(it);
   }
 
-  std::size_t poll(std::chrono::milliseconds timeout) {
-    std::array<zmq::pollitem_t, 2> items{
-        zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0},
-        zmq::pollitem_t{exec ? exec->results().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    detail::poll(items.data(), exec ? 2 : 1, timeout);
+  std::size_t drain() {
     std::size_t handled = 0;
-    frames_t frames;
     if (exec) {
       for (int i = 0; i < max_drain; ++i, ++handled) {
         frames.clear();
@@ -173,6 +169,16 @@ struct server::impl {
       handle_request(frames);
     }
     return handled;
+  }
+
+  // Handles what is queued; waits (up to `timeout`) only when nothing is.
+  std::size_t poll(std::chrono::milliseconds timeout) {
+    if (const std::size_t handled = drain()) return handled;
+    std::array<zmq::pollitem_t, 2> items{
+        zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0},
+        zmq::pollitem_t{exec ? exec->results().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    detail::poll(items.data(), exec ? 2 : 1, timeout);
+    return drain();
   }
 };
 

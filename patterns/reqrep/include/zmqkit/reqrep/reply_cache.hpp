@@ -9,6 +9,7 @@
 // older than max_age. Not thread-safe (one per poll loop).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <list>
@@ -26,7 +27,9 @@ struct reply_cache_options {
 
 class reply_cache {
  public:
-  explicit reply_cache(reply_cache_options opts = {}) : opts_(opts) {}
+  explicit reply_cache(reply_cache_options opts = {}) : opts_(opts) {
+    index_.reserve(std::min<std::size_t>(opts.max_entries, 1 << 16));
+  }
 
   // Stores a copy of `reply` (zmq shares large buffers, so this is cheap).
   // Replaces an existing entry for the same id.

@@ -190,7 +190,8 @@ struct client::impl {
   // Returns: how many were read.
   int drain() {
     int n = 0;
-    while (n < max_drain && done.empty()) {
+    const std::size_t before = done.size();
+    while (n < max_drain && done.size() == before) {
       frames.clear();
       if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
       ++n;
@@ -202,7 +203,7 @@ struct client::impl {
   // One round: timers, queued replies, and only when there are none, wait up to `wait`.
   void pump(std::chrono::milliseconds wait) {
     run_timers();
-    if (drain() > 0 || !done.empty()) return run_timers();
+    if (drain() > 0) return run_timers();
     auto slice = std::min<std::chrono::nanoseconds>(wait, max_slice);
     if (!deadlines.empty())
       slice = std::clamp<std::chrono::nanoseconds>(deadlines.begin()->first - clk().now(), 0ns, slice);

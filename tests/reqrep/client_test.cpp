@@ -147,7 +147,7 @@ TEST_CASE("client: fails over to the second endpoint when the first stops answer
   fake_server silent(ctx);  // accepts connections, never answers
   server srv(ctx, "tcp://127.0.0.1:*", [](const envelope& req) { return make_reply(req, "ok"); });
   std::jthread loop([&](std::stop_token st) { srv.run(st); });
-  client c(ctx, std::vector<std::string>{silent.endpoint, srv.endpoint()},
+  client c(ctx, {silent.endpoint, srv.endpoint()},
            {.retry = {.timeout = 1000ms, .retries = 1}, .clock = &clock});
   std::vector<message_id> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(c.send(make_envelope("q")));

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <chrono>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +100,9 @@ class client {
   // when no endpoint is given; zmq::error_t when libzmq refuses one.
   client(zmq::context_t& ctx, std::string endpoint, client_options opts = {});
   client(zmq::context_t& ctx, std::vector<std::string> endpoints, client_options opts = {});
+  // So that client(ctx, {"tcp://a:1", "tcp://b:1"}) picks the list, not std::string's iterator pair.
+  client(zmq::context_t& ctx, std::initializer_list<std::string> endpoints, client_options opts = {})
+      : client(ctx, std::vector<std::string>(endpoints), std::move(opts)) {}
   ~client();
   client(client&&) noexcept;
   client& operator=(client&&) noexcept;

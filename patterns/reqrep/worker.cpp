@@ -232,7 +232,7 @@ worker& worker::operator=(worker&& other) noexcept {
 void worker::poll(std::chrono::milliseconds timeout) { impl_->poll(timeout); }
 
 void worker::run(std::stop_token stop) {
-  while (!stop.stop_requested()) impl_->poll(100ms);
+  while (!stop.stop_requested() && !impl_->stopped) impl_->poll(100ms);
   impl_->stop();
 }
 

@@ -112,6 +112,7 @@ struct client::impl {
   }
 
   void run_timers() {
+    if (deadlines.empty()) return;
     const steady_time now = clk().now();
     while (!deadlines.empty() && deadlines.begin()->first <= now) {
       const message_id id = deadlines.begin()->second;
@@ -249,14 +250,14 @@ message_id client::send(envelope request, const retry_policy& policy) {
 }
 
 std::optional<completion> client::poll(std::chrono::milliseconds timeout) {
+  if (auto c = impl_->take(nullptr)) return c;
   const auto end = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (auto c = impl_->take(nullptr)) return c;
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
     impl_->pump(std::max(left, 0ms));
-    if (!impl_->done.empty()) continue;
-    if (std::chrono::steady_clock::now() >= end) return impl_->take(nullptr);
+    if (auto c = impl_->take(nullptr)) return c;
+    if (std::chrono::steady_clock::now() >= end) return std::nullopt;
   }
 }
 

@@ -6,7 +6,7 @@
 // Latency: one request at a time, p50/p99 of the round trip. Throughput: `window`
 // requests in flight (raw REQ/REP: `window` REQ sockets polled together).
 // Targets: zmqkit p50 <= 1.1 x raw REQ/REP; zmqkit throughput >= 0.8 x raw.
-// Each measurement runs three times, interleaved; the median run is reported.
+// Each measurement runs five times, interleaved; the median is reported.
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
   std::vector<figures> kit, req_rep, dealer_router;
   // REQREP_BENCH_ONLY=raw-req|raw-dealer|zmqkit runs one side alone (for profiling).
   const std::string only = std::getenv("REQREP_BENCH_ONLY") ? std::getenv("REQREP_BENCH_ONLY") : "";
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 5; ++round) {
     if (only.empty() || only == "raw-req") req_rep.push_back(raw_reqrep(ctx, round_trips, total, window));
     if (only.empty() || only == "raw-dealer")
       dealer_router.push_back(raw_dealer_router(ctx, round_trips, total, window));
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
   }
   const figures k = median(kit), rr = median(req_rep), dr = median(dealer_router);
   std::printf(
-      "tcp loopback, %zu-byte body, %d round trips, %d requests with %d in flight, median of 3 runs\n",
+      "tcp loopback, %zu-byte body, %d round trips, %d requests with %d in flight, median of 5 runs\n",
       payload.size(), round_trips, total, window);
   report("round trip p50 vs raw REQ/REP", "us", k.p50_us, rr.p50_us, 1.1, false);
   report("round trip p99 vs raw REQ/REP (info)", "us", k.p99_us, rr.p99_us, 1.5, false);

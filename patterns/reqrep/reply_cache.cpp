@@ -5,15 +5,13 @@ namespace zmqkit::reqrep {
 void reply_cache::insert(const message_id& id, const zmq::message_t& reply, steady_time now) {
   if (opts_.max_entries == 0) return;
   expire(now);
-  if (auto it = index_.find(id); it != index_.end()) {
-    order_.erase(it->second);
-    index_.erase(it);
-  }
-  while (index_.size() >= opts_.max_entries) erase_front();
   zmq::message_t copy;
   copy.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
+  auto [it, fresh] = index_.try_emplace(id);
+  if (!fresh) order_.erase(it->second);  // a newer reply for the same id replaces the old one
   order_.push_back(entry{id, std::move(copy), now});
-  index_.emplace(id, std::prev(order_.end()));
+  it->second = std::prev(order_.end());
+  while (index_.size() > opts_.max_entries) erase_front();
 }
 
 const zmq::message_t* reply_cache::find(const message_id& id, steady_time now) {

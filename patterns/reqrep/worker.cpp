@@ -146,7 +146,7 @@ struct worker::impl {
       ++stats.bad_requests;
       return send(frames, encode(make_error_reply(std::nullopt, reply_error::bad_request, e.what(), clk())));
     }
-    if (req.expired(clk().wall_now())) {
+    if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {
       ++stats.expired;
       return send(frames, encode(make_error_reply(req.id, reply_error::expired,
                                                   "ttl elapsed before execution", clk())));

@@ -253,3 +253,21 @@ TEST_CASE("client: a malformed reply is counted and dropped") {
   }));
   CHECK(c.in_flight() == 1);
 }
+
+TEST_CASE("client: the README example works as written (with local endpoints)") {
+  zmq::context_t ctx;
+  zmqkit::reqrep::server srv(ctx, "tcp://127.0.0.1:*", [](const zmqkit::envelope& req) {
+    if (req.body.empty()) throw zmqkit::reqrep::handler_error("bad-request", "empty body");
+    return zmqkit::make_reply(req, "price.quote", 9.99);
+  });
+  std::jthread loop([&](std::stop_token st) { srv.run(st); });
+  zmqkit::reqrep::client c(ctx, {srv.endpoint(), "tcp://127.0.0.1:1"},
+                           {.retry = {.timeout = 2000ms, .retries = 3}});
+  auto r = c.request(zmqkit::make_envelope("price.get", std::string("book")));
+  REQUIRE(r);
+  CHECK(r.reply().body_as<double>() == 9.99);
+  auto bad = c.request(zmqkit::make_envelope("price.get"));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.failure().code == "bad-request");
+  CHECK(bad.failure().reason == "empty body");
+}

@@ -1,6 +1,9 @@
 // The pure timing rules, driven by a manual clock: no sockets, no sleeping.
 #include <doctest/doctest.h>
 
+#include <deque>
+#include <map>
+#include <random>
 #include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 
@@ -113,4 +116,54 @@ TEST_CASE("reply_cache with max_entries 0 keeps nothing") {
   const auto a = zmqkit::message_id::generate();
   cache.insert(a, text("a"), clock.now());
   CHECK(cache.find(a, clock.now()) == nullptr);
+}
+
+TEST_CASE("reply_cache agrees with a simple model under random inserts, lookups and time") {
+  manual_clock clock;
+  const std::size_t max_entries = 50;
+  reply_cache cache({.max_entries = max_entries, .max_age = 2s});
+  std::deque<std::pair<zmqkit::message_id, zmqkit::steady_time>> order;  // the model: FIFO
+  std::map<zmqkit::message_id, std::string> value;
+  std::vector<zmqkit::message_id> seen;
+  std::mt19937 rng(12345);
+  auto model_expire = [&] {
+    while (!order.empty() && clock.now() - order.front().second >= 2s) {
+      value.erase(order.front().first);
+      order.pop_front();
+    }
+  };
+  for (int op = 0; op < 20000; ++op) {
+    const int kind = static_cast<int>(rng() % 10);
+    model_expire();  // both expire lazily: bring them to the same moment first
+    cache.expire(clock.now());
+    if (kind < 4 || seen.empty()) {  // a new id
+      const auto id = zmqkit::message_id::generate();
+      seen.push_back(id);
+      const std::string v = "v" + std::to_string(op);
+      cache.insert(id, text(v), clock.now());
+      model_expire();
+      order.emplace_back(id, clock.now());
+      value[id] = v;
+      if (order.size() > max_entries) {
+        value.erase(order.front().first);
+        order.pop_front();
+      }
+    } else if (kind < 5) {  // a replacement for an id that may still be cached
+      const auto& id = seen[rng() % seen.size()];
+      const std::string v = "r" + std::to_string(op);
+      model_expire();
+      if (value.contains(id)) {
+        cache.insert(id, text(v), clock.now());
+        value[id] = v;
+      }
+    } else if (kind < 9) {  // a lookup
+      const auto& id = seen[rng() % seen.size()];
+      model_expire();
+      const auto it = value.find(id);
+      REQUIRE(str(cache.find(id, clock.now())) == (it == value.end() ? "<none>" : it->second));
+    } else {
+      clock.advance(std::chrono::milliseconds(rng() % 200));
+    }
+    REQUIRE(cache.size() == order.size());
+  }
 }

@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <list>
-#include <unordered_map>
+#include <cstdint>
+#include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/message_id.hpp>
@@ -27,9 +27,7 @@ struct reply_cache_options {
 
 class reply_cache {
  public:
-  explicit reply_cache(reply_cache_options opts = {}) : opts_(opts) {
-    index_.reserve(std::min<std::size_t>(opts.max_entries, 1 << 16));
-  }
+  explicit reply_cache(reply_cache_options opts = {}) : opts_(opts) {}
 
   // Stores a copy of `reply` (zmq shares large buffers, so this is cheap).
   // Replaces an existing entry for the same id.
@@ -39,20 +37,35 @@ class reply_cache {
   // Drops entries older than max_age.
   void expire(steady_time now);
 
-  std::size_t size() const noexcept { return index_.size(); }
+  std::size_t size() const noexcept { return count_; }
   std::size_t evicted() const noexcept { return evicted_; }
 
  private:
+  // Entries live in a ring in insertion order (so eviction, by count or by age,
+  // always takes the oldest), indexed by an open-addressing table of slots:
+  // no allocation per entry and few cache misses per lookup.
   struct entry {
     message_id id;
     zmq::message_t reply;
     steady_time stored;
   };
+  struct index_cell {
+    std::uint32_t slot_plus_one = 0;  // 0 = empty
+    std::uint32_t hash = 0;
+  };
+  static std::uint32_t hash_of(const message_id& id) noexcept;
+  std::size_t ring_pos(std::size_t nth_oldest) const noexcept { return (head_ + nth_oldest) % ring_.size(); }
+  std::size_t locate(const message_id& id, std::uint32_t hash) const noexcept;  // index cell or npos
+  void index_insert(std::uint32_t hash, std::size_t slot);
+  void index_erase(std::size_t cell);
+  void grow();
   void erase_front();
 
   reply_cache_options opts_;
-  std::list<entry> order_;  // oldest first
-  std::unordered_map<message_id, std::list<entry>::iterator> index_;
+  std::vector<entry> ring_;
+  std::size_t head_ = 0;  // oldest entry
+  std::size_t count_ = 0;
+  std::vector<index_cell> index_;  // size a power of two, at least twice the ring
   std::size_t evicted_ = 0;
 };
 

@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <string>
+#include <zmqkit/error.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit {

@@ -10,12 +10,11 @@
 // shutdown (linger) and half-open connections (handshake timeout).
 #pragma once
 
-#include <zmq.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <variant>
+#include <zmq.hpp>
 
 namespace zmqkit {
 

@@ -34,6 +34,7 @@
 #include <string>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
+#include <zmqkit/error.hpp>
 
 namespace zmqkit {
 

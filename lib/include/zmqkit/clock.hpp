@@ -36,7 +36,9 @@ class manual_clock final : public clock {
   manual_clock() = default;
   explicit manual_clock(wall_time start) : wall_(start.time_since_epoch().count()) {}
 
-  steady_time now() const override { return steady_time(std::chrono::nanoseconds(elapsed_.load())); }
+  steady_time now() const override {
+    return steady_time(std::chrono::nanoseconds(elapsed_.load()));
+  }
   wall_time wall_now() const override { return wall_time(std::chrono::nanoseconds(wall_.load())); }
 
   void advance(std::chrono::nanoseconds d) {

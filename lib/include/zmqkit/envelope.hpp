@@ -17,20 +17,22 @@
 // The wire format is specified in docs/protocol.md (ZMK/1).
 #pragma once
 
+#include <zmqkit/clock.hpp>
+#include <zmqkit/error.hpp>
+#include <zmqkit/message_id.hpp>
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <msgpack.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <zmq.hpp>
-#include <zmqkit/clock.hpp>
-#include <zmqkit/error.hpp>
-#include <zmqkit/message_id.hpp>
 
 namespace zmqkit {
 
@@ -196,8 +198,9 @@ template <class T>
 T envelope::body_as(const decode_limits& limits) const {
   try {
     std::size_t offset = 0;
-    msgpack::object_handle handle = msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr,
-                                                    detail::body_unpack_limit(limits, body.size()));
+    msgpack::object_handle handle =
+        msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr,
+                        detail::body_unpack_limit(limits, body.size()));
     if (offset != body.size()) detail::throw_bad_body("trailing bytes after the msgpack value");
     return handle.get().as<T>();
   } catch (const zmqkit::error&) {

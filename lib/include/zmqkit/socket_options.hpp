@@ -10,11 +10,12 @@
 // shutdown (linger) and half-open connections (handshake timeout).
 #pragma once
 
+#include <zmq.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <variant>
-#include <zmq.hpp>
 
 namespace zmqkit {
 

@@ -88,21 +88,45 @@ struct zap_authenticator::impl {
   zmq::socket_t requests;  // the owner's end
   std::thread thread;
 
-  allow_list keys;  // handler thread only (after start)
-  dir_signature signature;
+  // One allow-list per served domain (domain "" = any domain without its own list).
+  struct domain_list {
+    std::string domain;
+    fs::path dir;
+    dir_signature signature;
+    allow_list keys;
+  };
+  std::vector<domain_list> lists;  // handler thread only (after start)
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, malformed{0}, reloads{0}, skipped{0}, allowed{0};
 
-  // Loads the directory if its signature changed (or `force`). Throws on an unreadable directory.
+  // Loads every directory whose signature changed (or all when `force`); all or
+  // nothing, so a failure keeps the previous lists. Throws on an unreadable directory.
   void load(bool force) {
-    auto sig = scan(options.allow_dir);
-    if (!force && sig == signature) return;
-    auto list = load_dir(options.allow_dir, sig);
-    keys = std::move(list.keys);
-    signature = std::move(sig);
-    skipped = list.skipped;
-    allowed = keys.size();
+    std::vector<dir_signature> sigs;
+    for (const auto& l : lists) sigs.push_back(scan(l.dir));
+    bool changed = force;
+    for (std::size_t i = 0; i < lists.size(); ++i) changed = changed || sigs[i] != lists[i].signature;
+    if (!changed) return;
+    std::uint64_t skipped_now = 0, allowed_now = 0;
+    for (std::size_t i = 0; i < lists.size(); ++i) {
+      auto loaded = load_dir(lists[i].dir, sigs[i]);
+      lists[i].keys = std::move(loaded.keys);
+      lists[i].signature = std::move(sigs[i]);
+      skipped_now += loaded.skipped;
+      allowed_now += lists[i].keys.size();
+    }
+    skipped = skipped_now;
+    allowed = allowed_now;
     ++reloads;
+  }
+
+  const domain_list* list_for(const std::string& domain) const {
+    const domain_list* wildcard = nullptr;
+    for (const auto& l : lists) {
+      if (l.domain == domain) return &l;
+      if (l.domain.empty()) wildcard = &l;
+    }
+    return wildcard;
   }
 
   void answer(std::vector<zmq::message_t>& request) {
@@ -114,14 +138,15 @@ struct zap_authenticator::impl {
     const std::string domain(request[4].to_string_view());
     const std::string mechanism(request[7].to_string_view());
     std::string status = "400", text, user_id, metadata;
-    if (!options.domain.empty() && domain != options.domain) {
+    const domain_list* list = list_for(domain);
+    if (list == nullptr) {
       text = "domain not served";
     } else if (mechanism != "CURVE") {
       text = "mechanism not CURVE";
     } else if (request.size() < 9 || request[8].size() != 32) {
       ++malformed;
       text = "malformed CURVE credentials";
-    } else if (auto it = keys.find(std::string(request[8].to_string_view())); it == keys.end()) {
+    } else if (auto it = list->keys.find(std::string(request[8].to_string_view())); it == list->keys.end()) {
       text = "key not allowed";
     } else {
       status = "200";
@@ -189,6 +214,10 @@ zap_authenticator::zap_authenticator(zmq::context_t& ctx, zap_options options)
     : impl_(std::make_unique<impl>()) {
   auto& m = *impl_;
   m.options = std::move(options);
+  if (!m.options.allow_dir.empty()) m.lists.push_back({m.options.domain, m.options.allow_dir, {}, {}});
+  for (const auto& [domain, dir] : m.options.domain_dirs) m.lists.push_back({domain, dir, {}, {}});
+  if (m.lists.empty())
+    throw error(errc::bad_config, "allow_dir", "zap_authenticator: no allow-list directory given");
   m.load(true);
   m.zap = zmq::socket_t(ctx, zmq::socket_type::router);
   m.zap.set(zmq::sockopt::linger, 0);
@@ -236,7 +265,7 @@ void zap_authenticator::reload() {
     throw error(errc::timeout, "zap_authenticator",
                 "ZAP handler did not answer the reload request within 5 s");
   if (result.to_string_view() != "ok")
-    throw error(errc::security, m.options.allow_dir.string(), std::string(result.to_string_view()));
+    throw error(errc::security, "allow-list", std::string(result.to_string_view()));
 }
 
 zap_counters zap_authenticator::counters() const {

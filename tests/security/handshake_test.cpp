@@ -136,3 +136,24 @@ TEST_CASE("an allow-list directory that does not exist is a clear error") {
     CHECK(e.field() == "/nonexistent/zmqkit-allow");
   }
 }
+
+TEST_CASE_FIXTURE(fixture, "one authenticator serves different allow-lists to different ZAP domains") {
+  // As the queue device does: clients may use the frontend, workers the backend, not the reverse.
+  const auto bob = zmqkit::generate_keypair();
+  std::filesystem::create_directory(dir / "workers");
+  zmqkit::save_public_key(bob.public_key, dir / "workers/bob.pub");
+  zmqkit::zap_authenticator auth(
+      ctx, {.domain_dirs = {{"frontend", dir / "allow"}, {"backend", dir / "workers"}}});
+  CHECK(auth.counters().allowed_keys == 2);
+  echo_server front(
+      ctx, {.security = zmqkit::curve_server{.secret_key = server.secret_key, .zap_domain = "frontend"}});
+  echo_server back(
+      ctx, {.security = zmqkit::curve_server{.secret_key = server.secret_key, .zap_domain = "backend"}});
+  CHECK(echo_request(ctx, front.endpoint(), client_options(alice, server.public_key), "a") == "a");
+  CHECK(echo_request(ctx, back.endpoint(), client_options(bob, server.public_key), "b") == "b");
+  CHECK_FALSE(echo_request(ctx, front.endpoint(), client_options(bob, server.public_key), "x", 300ms));
+  CHECK_FALSE(echo_request(ctx, back.endpoint(), client_options(alice, server.public_key), "y", 300ms));
+  CHECK(wait_until([&] { return auth.counters().refused >= 2; }));
+  CHECK(front.received() == 1);
+  CHECK(back.received() == 1);
+}

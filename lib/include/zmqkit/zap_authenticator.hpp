@@ -20,7 +20,8 @@
 //
 // Replies: 200 with User-Id = the client's Z85 public key and the metadata
 // property "X-Key-Name" = the key file's stem, or 400 ("key not allowed",
-// "mechanism not CURVE", "domain not served"). Without a running authenticator,
+// "mechanism not CURVE", "domain not served"). A request is checked against the
+// list of its ZAP domain, or else the list with an empty domain, or refused. Without a running authenticator,
 // libzmq 4.3 admits every CURVE client that knows the server's public key.
 //
 // Thread-safety: the counters may be read from any thread; reload() is called
@@ -30,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <zmq.hpp>
@@ -39,8 +41,12 @@
 namespace zmqkit {
 
 struct zap_options {
-  std::filesystem::path allow_dir;                  // directory of *.pub files
-  std::string domain;                               // serve only this ZAP domain; empty = every domain
+  std::filesystem::path allow_dir;  // directory of *.pub files, for `domain`
+  std::string domain;               // the ZAP domain allow_dir serves; empty = every domain not below
+  // More allow-lists, one per ZAP domain (a socket's curve_server::zap_domain), e.g.
+  // {{"frontend", "/etc/q/clients"}, {"backend", "/etc/q/workers"}}: one handler per
+  // context serves sockets that admit different peers.
+  std::map<std::string, std::filesystem::path> domain_dirs;
   std::chrono::milliseconds reload_interval{1000};  // directory scan period; <= 0 disables
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
@@ -56,8 +62,9 @@ struct zap_counters {
 
 class zap_authenticator {
  public:
-  // Throws: zmqkit::error{errc::security} when `allow_dir` is not a readable directory
-  //         or another ZAP handler is already bound on `ctx`.
+  // Throws: zmqkit::error{errc::security} when an allow-list is not a readable directory
+  //         or another ZAP handler is already bound on `ctx`; errc::bad_config when no
+  //         directory is given.
   zap_authenticator(zmq::context_t& ctx, zap_options options);
   ~zap_authenticator();
   zap_authenticator(zap_authenticator&&) noexcept;

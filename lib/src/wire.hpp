@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace zmqkit::detail {
 
@@ -45,7 +46,7 @@ class wire_reader {
   const std::uint8_t* end_;
 };
 
-// Sizes and writes of the same subset; the writer trusts its caller to have
+// Sizes and writes of the same subset (big-endian; this code assumes a little-endian host); the writer trusts its caller to have
 // sized the buffer with the matching size_* functions.
 std::size_t size_uint(std::uint64_t v) noexcept;
 std::size_t size_str(std::size_t n) noexcept;
@@ -77,5 +78,70 @@ class wire_writer {
 };
 
 bool is_valid_utf8(std::string_view s) noexcept;
+
+// The writer is inline: encode() calls it once per field.
+template <class T>
+inline void wire_writer::put_be(T v) noexcept {
+  auto u = static_cast<std::make_unsigned_t<T>>(v);
+  if constexpr (sizeof(T) == 2) u = __builtin_bswap16(u);
+  if constexpr (sizeof(T) == 4) u = __builtin_bswap32(u);
+  if constexpr (sizeof(T) == 8) u = __builtin_bswap64(u);
+  std::memcpy(p_, &u, sizeof(T));
+  p_ += sizeof(T);
+}
+
+inline void wire_writer::put_array_header(std::uint32_t n) noexcept {
+  if (n < 16) put_byte(static_cast<std::uint8_t>(0x90 | n));
+  else if (n <= 0xffff) { put_byte(0xdc); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
+  else { put_byte(0xdd); put_be<std::uint32_t>(n); }
+}
+
+inline void wire_writer::put_map_header(std::uint32_t n) noexcept {
+  if (n < 16) put_byte(static_cast<std::uint8_t>(0x80 | n));
+  else if (n <= 0xffff) { put_byte(0xde); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
+  else { put_byte(0xdf); put_be<std::uint32_t>(n); }
+}
+
+inline void wire_writer::put_uint(std::uint64_t v) noexcept {
+  if (v <= 0x7f) put_byte(static_cast<std::uint8_t>(v));
+  else if (v <= 0xff) { put_byte(0xcc); put_byte(static_cast<std::uint8_t>(v)); }
+  else if (v <= 0xffff) { put_byte(0xcd); put_be<std::uint16_t>(static_cast<std::uint16_t>(v)); }
+  else if (v <= 0xffffffffULL) { put_byte(0xce); put_be<std::uint32_t>(static_cast<std::uint32_t>(v)); }
+  else { put_byte(0xcf); put_be<std::uint64_t>(v); }
+}
+
+inline void wire_writer::put_str(std::string_view s) noexcept {
+  const std::size_t n = s.size();
+  if (n < 32) put_byte(static_cast<std::uint8_t>(0xa0 | n));
+  else if (n <= 0xff) { put_byte(0xd9); put_byte(static_cast<std::uint8_t>(n)); }
+  else if (n <= 0xffff) { put_byte(0xda); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
+  else { put_byte(0xdb); put_be<std::uint32_t>(static_cast<std::uint32_t>(n)); }
+  put_raw(s);
+}
+
+inline void wire_writer::put_bin(std::string_view s) noexcept {
+  const std::size_t n = s.size();
+  if (n <= 0xff) { put_byte(0xc4); put_byte(static_cast<std::uint8_t>(n)); }
+  else if (n <= 0xffff) { put_byte(0xc5); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
+  else { put_byte(0xc6); put_be<std::uint32_t>(static_cast<std::uint32_t>(n)); }
+  put_raw(s);
+}
+
+inline void wire_writer::put_timestamp(std::int64_t seconds, std::uint32_t nanoseconds) noexcept {
+  switch (size_timestamp(seconds, nanoseconds)) {
+    case 6:
+      put_byte(0xd6); put_byte(0xff);
+      put_be<std::uint32_t>(static_cast<std::uint32_t>(seconds));
+      break;
+    case 10:
+      put_byte(0xd7); put_byte(0xff);
+      put_be<std::uint64_t>((std::uint64_t{nanoseconds} << 34) | static_cast<std::uint64_t>(seconds));
+      break;
+    default:
+      put_byte(0xc7); put_byte(12); put_byte(0xff);
+      put_be<std::uint32_t>(nanoseconds);
+      put_be<std::int64_t>(seconds);
+  }
+}
 
 }  // namespace zmqkit::detail

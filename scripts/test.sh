@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, then
+#   1. release build (g++) + the whole ctest suite;
+#   2. the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. clang + libFuzzer: replay the decoder corpus, then fuzz for ZMQKIT_FUZZ_SECONDS (60);
+#   4. install to a temporary prefix and build consumer projects out of tree against it.
+# ZMQKIT_FULL=1 runs the fault tests at full size (slow); by default they run small.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc)
+
+scripts/deps.sh
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "build (g++, RelWithDebInfo)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
+step "tests"
+ctest --test-dir build --output-on-failure -j "$jobs" --timeout 600
+
+step "build + tests under ASan+UBSan"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DZMQKIT_SANITIZE=address,undefined \
+  -DZMQKIT_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900
+
+step "fuzz the envelope decoder (clang, libFuzzer, ${ZMQKIT_FUZZ_SECONDS:-60} s)"
+CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZMQKIT_FUZZ=ON \
+  -DZMQKIT_SANITIZE=address,undefined -DZMQKIT_FUZZ_SECONDS="${ZMQKIT_FUZZ_SECONDS:-60}" \
+  -DZMQKIT_BUILD_BENCH=OFF -DZMQKIT_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs" --target envelope_fuzz envelope_fuzz_replay
+ctest --test-dir build-fuzz --output-on-failure -R 'envelope_fuzz'
+
+step "install, then build consumers out of tree"
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install build --prefix "$prefix" >/dev/null
+scripts/check-install.sh "$prefix"
+
+printf '\nall tests passed\n'

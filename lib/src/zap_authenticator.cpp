@@ -91,7 +91,7 @@ struct zap_authenticator::impl {
   // One allow-list per served domain (domain "" = any domain without its own list).
   struct domain_list {
     std::string domain;
-    fs::path dir;
+    fs::path dir;  // empty: an open domain, any CURVE key admitted
     dir_signature signature;
     allow_list keys;
   };
@@ -103,13 +103,13 @@ struct zap_authenticator::impl {
   // nothing, so a failure keeps the previous lists. Throws on an unreadable directory.
   void load(bool force) {
     std::vector<dir_signature> sigs;
-    for (const auto& l : lists) sigs.push_back(scan(l.dir));
+    for (const auto& l : lists) sigs.push_back(l.dir.empty() ? dir_signature{} : scan(l.dir));
     bool changed = force;
     for (std::size_t i = 0; i < lists.size(); ++i) changed = changed || sigs[i] != lists[i].signature;
     if (!changed) return;
     std::uint64_t skipped_now = 0, allowed_now = 0;
     for (std::size_t i = 0; i < lists.size(); ++i) {
-      auto loaded = load_dir(lists[i].dir, sigs[i]);
+      auto loaded = lists[i].dir.empty() ? loaded_list{} : load_dir(lists[i].dir, sigs[i]);
       lists[i].keys = std::move(loaded.keys);
       lists[i].signature = std::move(sigs[i]);
       skipped_now += loaded.skipped;
@@ -146,15 +146,18 @@ struct zap_authenticator::impl {
     } else if (request.size() < 9 || request[8].size() != 32) {
       ++malformed;
       text = "malformed CURVE credentials";
-    } else if (auto it = list->keys.find(std::string(request[8].to_string_view())); it == list->keys.end()) {
-      text = "key not allowed";
     } else {
-      status = "200";
-      text = "OK";
-      std::array<char, 41> z85{};
-      zmq_z85_encode(z85.data(), static_cast<const std::uint8_t*>(request[8].data()), 32);
-      user_id = z85.data();
-      metadata = metadata_property("X-Key-Name", it->second);
+      const auto it = list->keys.find(std::string(request[8].to_string_view()));
+      if (!list->dir.empty() && it == list->keys.end()) {
+        text = "key not allowed";
+      } else {
+        status = "200";
+        text = "OK";
+        std::array<char, 41> z85{};
+        zmq_z85_encode(z85.data(), static_cast<const std::uint8_t*>(request[8].data()), 32);
+        user_id = z85.data();
+        if (it != list->keys.end()) metadata = metadata_property("X-Key-Name", it->second);
+      }
     }
     ++(status == "200" ? accepted : refused);
     std::array<zmq::message_t, 8> reply{zmq::message_t(request[0].data(), request[0].size()),
@@ -216,6 +219,7 @@ zap_authenticator::zap_authenticator(zmq::context_t& ctx, zap_options options)
   m.options = std::move(options);
   if (!m.options.allow_dir.empty()) m.lists.push_back({m.options.domain, m.options.allow_dir, {}, {}});
   for (const auto& [domain, dir] : m.options.domain_dirs) m.lists.push_back({domain, dir, {}, {}});
+  for (const auto& domain : m.options.open_domains) m.lists.push_back({domain, {}, {}, {}});
   if (m.lists.empty())
     throw error(errc::bad_config, "allow_dir", "zap_authenticator: no allow-list directory given");
   m.load(true);

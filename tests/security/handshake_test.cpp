@@ -157,3 +157,20 @@ TEST_CASE_FIXTURE(fixture, "one authenticator serves different allow-lists to di
   CHECK(front.received() == 1);
   CHECK(back.received() == 1);
 }
+
+TEST_CASE_FIXTURE(fixture, "an open ZAP domain admits any CURVE key beside an authenticated one") {
+  zmqkit::zap_authenticator auth(ctx,
+                                 {.domain_dirs = {{"clients", dir / "allow"}}, .open_domains = {"public"}});
+  echo_server open(
+      ctx, {.security = zmqkit::curve_server{.secret_key = server.secret_key, .zap_domain = "public"}});
+  echo_server closed(
+      ctx, {.security = zmqkit::curve_server{.secret_key = server.secret_key, .zap_domain = "clients"}});
+  CHECK(echo_request(ctx, open.endpoint(), client_options(mallory, server.public_key), "m") == "m");
+  CHECK(open.user_ids().at(0) == mallory.public_key);
+  CHECK_FALSE(echo_request(ctx, closed.endpoint(), client_options(mallory, server.public_key), "m", 300ms));
+  CHECK(wait_until([&] { return closed.handshakes().failed_auth >= 1; }));
+  CHECK(closed.received() == 0);
+  // Still CURVE: a plaintext client is refused on the open domain too.
+  CHECK_FALSE(echo_request(ctx, open.endpoint(), {}, "p", 300ms));
+  CHECK(open.received() == 1);
+}

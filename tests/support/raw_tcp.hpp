@@ -117,3 +117,22 @@ inline flood_stats garbage_flood(std::uint16_t port, std::size_t connections, st
 }
 
 }  // namespace zmqkit::test
+
+namespace zmqkit::test {
+
+// A loopback TCP port that was free a moment ago, for a child process to bind
+// (ephemeral: a clash with another process is possible but unlikely).
+inline std::uint16_t free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("no free port");
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace zmqkit::test

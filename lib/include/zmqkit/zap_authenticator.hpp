@@ -34,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/error.hpp>
@@ -47,6 +48,10 @@ struct zap_options {
   // {{"frontend", "/etc/q/clients"}, {"backend", "/etc/q/workers"}}: one handler per
   // context serves sockets that admit different peers.
   std::map<std::string, std::filesystem::path> domain_dirs;
+  // ZAP domains whose CURVE clients are admitted with any key: encryption without
+  // authentication, for a socket that shares the context with authenticated ones
+  // (with a handler running, libzmq asks it about every CURVE handshake).
+  std::vector<std::string> open_domains;
   std::chrono::milliseconds reload_interval{1000};  // directory scan period; <= 0 disables
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };

@@ -2,7 +2,10 @@
 // in plaintext, in one run, and the ratio CURVE / plaintext.
 //   build/bench/security_bench [messages]
 //
-// 1. ROUTER/DEALER: one DEALER keeps a window of requests outstanding at an
+// 1. The queue device (zmqkit::queue::device, in-process, tcp loopback): 4 clients
+//    x 100 requests in flight x 4 echo workers, 64-byte bodies in ZMK/1 envelopes,
+//    CURVE + allow-list on both the frontend and the backend vs plaintext.
+// 2. ROUTER/DEALER: one DEALER keeps a window of requests outstanding at an
 //    echo ROUTER (throughput), then does strict one-at-a-time round trips (latency).
 #include <atomic>
 #include <cstdlib>
@@ -10,7 +13,9 @@
 #include <optional>
 #include <thread>
 #include <zmq_addon.hpp>
+#include <zmqkit/envelope.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/queue/device.hpp>
 #include <zmqkit/socket_options.hpp>
 #include <zmqkit/zap_authenticator.hpp>
 
@@ -28,11 +33,15 @@ struct curve_setup {
   fs::path dir;
   zmqkit::curve_keypair server = zmqkit::generate_keypair();
   zmqkit::curve_keypair client = zmqkit::generate_keypair();
+  zmqkit::curve_keypair backend = zmqkit::generate_keypair();
+  zmqkit::curve_keypair worker = zmqkit::generate_keypair();
   curve_setup() {
     std::string tmpl = (fs::temp_directory_path() / "zmqkit-bench-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) std::abort();
     dir = tmpl;
     zmqkit::save_public_key(client.public_key, dir / "client.pub");
+    fs::create_directory(dir / "workers");
+    zmqkit::save_public_key(worker.public_key, dir / "workers/worker.pub");
   }
   ~curve_setup() { fs::remove_all(dir); }
   zmqkit::socket_options server_options(bool curve) const {
@@ -114,6 +123,111 @@ figures router_dealer(const curve_setup& keys, bool curve, std::size_t messages,
   return f;
 }
 
+// --- 1. the queue device -----------------------------------------------------
+
+constexpr int device_clients = 4;
+constexpr int device_workers = 4;
+constexpr std::size_t device_window = 100;
+
+// An echo worker speaking the device protocol: READY, heartbeats, echo.
+void device_worker(zmq::context_t& ctx, const std::string& endpoint, const zmqkit::socket_options& opts,
+                   std::atomic<bool>& stop) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  zmqkit::apply(s, opts);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect(endpoint);
+  s.send(zmq::buffer("\x01", 1));
+  auto next_heartbeat = bench_clock::now() + 500ms;
+  std::vector<zmq::message_t> frames;
+  while (!stop) {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, 50ms);
+    while (item.revents & ZMQ_POLLIN) {
+      frames.clear();
+      if (!zmq::recv_multipart(s, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      if (frames.size() >= 3) zmq::send_multipart(s, frames);  // else a heartbeat
+    }
+    if (bench_clock::now() >= next_heartbeat) {
+      next_heartbeat = bench_clock::now() + 500ms;
+      s.send(zmq::buffer("\x02", 1));
+    }
+  }
+}
+
+// One client keeping `device_window` requests in flight until `count` are answered.
+void device_client(zmq::context_t& ctx, const std::string& endpoint, const zmqkit::socket_options& opts,
+                   std::vector<zmq::message_t>& requests) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  zmqkit::apply(s, opts);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::rcvtimeo, 10000);
+  s.connect(endpoint);
+  std::size_t sent = 0, received = 0;
+  auto send_next = [&] {
+    s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+    s.send(requests[sent++], zmq::send_flags::none);
+  };
+  while (sent < requests.size() && sent < device_window) send_next();
+  std::vector<zmq::message_t> frames;
+  while (received < requests.size()) {
+    frames.clear();
+    if (!zmq::recv_multipart(s, std::back_inserter(frames))) {
+      std::fprintf(stderr, "device client: timed out after %zu replies\n", received);
+      std::exit(1);
+    }
+    ++received;
+    if (sent < requests.size()) send_next();
+  }
+}
+
+// Returns: requests per second through the device.
+double device_throughput(const curve_setup& keys, bool curve, std::size_t per_client) {
+  zmq::context_t ctx;
+  std::optional<zmqkit::zap_authenticator> auth;
+  zmqkit::queue::device_options opts{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"};
+  zmqkit::socket_options client_opts, worker_opts;
+  if (curve) {
+    auth.emplace(
+        ctx, zmqkit::zap_options{.domain_dirs = {{"frontend", keys.dir}, {"backend", keys.dir / "workers"}}});
+    opts.frontend_security =
+        zmqkit::curve_server{.secret_key = keys.server.secret_key, .zap_domain = "frontend"};
+    opts.backend_security =
+        zmqkit::curve_server{.secret_key = keys.backend.secret_key, .zap_domain = "backend"};
+    client_opts = keys.client_options(true);
+    worker_opts.security = zmqkit::curve_client{.public_key = keys.worker.public_key,
+                                                .secret_key = keys.worker.secret_key,
+                                                .server_key = keys.backend.public_key};
+  }
+  zmqkit::queue::device dev(ctx, opts);
+  std::thread device_thread([&] { dev.run(); });
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int i = 0; i < device_workers; ++i)
+    workers.emplace_back([&] { device_worker(ctx, dev.backend_endpoint(), worker_opts, stop); });
+  // Timing starts once every worker has registered (handshake + READY), so it measures traffic only.
+  while (dev.stats().workers_ready < device_workers) std::this_thread::sleep_for(1ms);
+
+  std::vector<std::vector<zmq::message_t>> requests(device_clients);
+  for (auto& r : requests)
+    for (std::size_t i = 0; i < per_client; ++i) {
+      zmqkit::envelope e = zmqkit::make_envelope("bench.echo");
+      e.body.assign(64, 'x');
+      r.push_back(zmqkit::encode(e));
+    }
+  const auto start = bench_clock::now();
+  std::vector<std::thread> clients;
+  for (auto& r : requests)
+    clients.emplace_back([&, rp = &r] { device_client(ctx, dev.frontend_endpoint(), client_opts, *rp); });
+  for (auto& t : clients) t.join();
+  const double secs = std::chrono::duration<double>(bench_clock::now() - start).count();
+  stop = true;
+  for (auto& t : workers) t.join();
+  dev.stop();
+  device_thread.join();
+  if (curve && auth->counters().refused != 0) std::fprintf(stderr, "unexpected ZAP refusals\n");
+  return static_cast<double>(per_client * device_clients) / secs;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,6 +237,12 @@ int main(int argc, char** argv) {
       "security_bench: CURVE (encrypted, ZAP allow-list) in the zmqkit column, plaintext in the raw "
       "column; %zu messages\n",
       messages);
+  {
+    const std::size_t per_client = messages / device_clients / 4;
+    const double plain = device_throughput(keys, false, per_client);
+    const double curve = device_throughput(keys, true, per_client);
+    report("queue device, CURVE both sides vs plaintext", "req/s", curve, plain, 0.25, true);
+  }
   for (std::size_t bytes : {64, 1024}) {
     const auto plain = router_dealer(keys, false, messages, bytes);
     const auto curve = router_dealer(keys, true, messages, bytes);

@@ -149,3 +149,16 @@ TEST_CASE("zmqkit-keygen writes NAME.key (0600) and NAME.pub and refuses to over
   REQUIRE(st);
   CHECK(WEXITSTATUS(*st) == 1);
 }
+
+TEST_CASE("apply() refuses a 40-character key that is not Z85 with a security error") {
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::router);
+  zmqkit::socket_options opts;
+  opts.security = zmqkit::curve_server{.secret_key = std::string(40, '"')};
+  try {
+    zmqkit::apply(s, opts);
+    FAIL("non-Z85 key accepted");
+  } catch (const zmqkit::error& e) {
+    CHECK(e.code() == zmqkit::errc::security);
+  }
+}

@@ -12,6 +12,8 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/reqrep/client.hpp>
+#include <zmqkit/reqrep/worker.hpp>
 
 #include "support/process.hpp"
 #include "support/raw_tcp.hpp"
@@ -50,6 +52,8 @@ struct secured_queue {
     zmqkit::save_keypair(backend, dir / "backend");
     zmqkit::save_public_key(client.public_key, dir / "clients/client.pub");
     zmqkit::save_public_key(worker.public_key, dir / "workers/worker.pub");
+    zmqkit::save_keypair(client, dir / "client");  // each on its own host, in real life
+    zmqkit::save_keypair(worker, dir / "worker");
     front_endpoint = "tcp://127.0.0.1:" + std::to_string(zmqkit::test::free_tcp_port());
     back_endpoint = "ipc://" + (dir / "backend.ipc").string();
     device.emplace(std::vector<std::string>{
@@ -241,4 +245,24 @@ TEST_CASE("zmqkit-queue refuses unusable CURVE flags with a one-line error and e
     const auto r = run_queue(base + " --frontend-curve-secret " + (dir / "front.pub").string());
     CHECK(r.exit_code == 2);  // 0644: too open for a secret
   }
+}
+
+TEST_CASE("reqrep client and worker reach a CURVE zmqkit-queue with key files, as docs/security.md shows") {
+  secured_queue q;
+  zmq::context_t ctx;
+  zmqkit::reqrep::worker_options wopts;
+  wopts.socket.security = zmqkit::load_curve_client(q.dir / "worker.key", q.dir / "backend.pub");
+  zmqkit::reqrep::worker w(
+      ctx, q.back_endpoint,
+      [](const zmqkit::envelope& req) { return zmqkit::make_reply(req, "greeting", std::string("hello")); },
+      wopts);
+  std::jthread loop([&](std::stop_token st) { w.run(st); });
+
+  zmqkit::reqrep::client_options copts{.retry = {.timeout = 1000ms, .retries = 10}};
+  copts.socket.security = zmqkit::load_curve_client(q.dir / "client.key", q.dir / "frontend.pub");
+  zmqkit::reqrep::client c(ctx, q.front_endpoint, copts);
+  const auto r = c.request(zmqkit::make_envelope("greet"));
+  REQUIRE(r.ok());
+  CHECK(r.reply().type == "greeting");
+  CHECK(r.reply().body_as<std::string>() == "hello");
 }

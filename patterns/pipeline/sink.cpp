@@ -111,6 +111,7 @@ struct sink::impl {
     const steady_time now = opts.clock->now();
     if (now < *next_deadline) return;
     next_deadline.reset();
+    std::vector<batch_report> due;  // reported after the walk: a callback may not disturb it
     for (auto& [id, t] : batches) {
       if (t.state == batch_state::complete || t.state == batch_state::abandoned) continue;
       if (t.deadline > now) {
@@ -120,7 +121,7 @@ struct sink::impl {
       ++t.reports;
       ++counters.missing_reports;
       t.state = t.reports >= opts.max_reports ? batch_state::abandoned : batch_state::missing;
-      const batch_report r = report_of(id, t);
+      batch_report r = report_of(id, t);
       if (!t.ids_known) {
         send_control(batch_message(type::batch_query, id));  // perhaps the list got lost: ask again
       } else if (!r.missing.empty()) {
@@ -132,8 +133,10 @@ struct sink::impl {
         t.deadline = now + opts.batch_deadline;
         arm(t.deadline);
       }
-      if (opts.on_report) opts.on_report(r);
+      due.push_back(std::move(r));
     }
+    if (opts.on_report)
+      for (const auto& r : due) opts.on_report(r);
   }
 
   void handle_control(const zmq::message_t& frame) {

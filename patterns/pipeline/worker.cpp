@@ -50,7 +50,6 @@ struct worker::impl {
   }
 
   ~impl() {
-    if (!tasks) return;  // moved from
     envelope bye = make_envelope(std::string(type::bye), *opts.clock);
     detail::send_control(tasks, bye);
   }

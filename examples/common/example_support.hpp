@@ -166,11 +166,12 @@ class child {
   }
 
   // Waits for a line starting with `prefix`; returns its remainder. Throws after `timeout`.
-  std::string expect(const std::string& prefix, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  std::string expect(const std::string& prefix,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto line = read_line(std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now()));
+      auto line = read_line(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
       if (!line) break;
       if (line->rfind(prefix, 0) == 0) return line->substr(std::min(line->size(), prefix.size() + 1));
     }
@@ -184,8 +185,8 @@ class child {
     if (pid_ <= 0) return results;
     kill(pid_, SIGTERM);
     const auto deadline = std::chrono::steady_clock::now() + grace;
-    while (auto line = read_line(std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{0})))) {
+    while (auto line = read_line(std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+               deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{0})))) {
       std::istringstream in(*line);
       std::string word, key, value;
       in >> word >> key;
@@ -248,8 +249,9 @@ namespace example {
 // Asks zmqkit-queue's --admin endpoint for its counters ([empty, "stats"] on a
 // ROUTER, answered [empty, msgpack map]); nested maps are flattened to "a.b".
 // Returns: nullopt when it does not answer within `timeout`.
-inline std::optional<std::map<std::string, std::int64_t>> admin_stats(zmq::context_t& ctx, const std::string& ep,
-                                                                       std::chrono::milliseconds timeout) {
+inline std::optional<std::map<std::string, std::int64_t>> admin_stats(zmq::context_t& ctx,
+                                                                      const std::string& ep,
+                                                                      std::chrono::milliseconds timeout) {
   zmq::socket_t req(ctx, zmq::socket_type::req);
   req.set(zmq::sockopt::linger, 0);
   req.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
@@ -266,7 +268,8 @@ inline std::optional<std::map<std::string, std::int64_t>> admin_stats(zmq::conte
       std::string key = prefix + kv.key.as<std::string>();
       if (kv.val.type == msgpack::type::MAP)
         self(self, kv.val, key + ".");
-      else if (kv.val.type == msgpack::type::POSITIVE_INTEGER || kv.val.type == msgpack::type::NEGATIVE_INTEGER)
+      else if (kv.val.type == msgpack::type::POSITIVE_INTEGER ||
+               kv.val.type == msgpack::type::NEGATIVE_INTEGER)
         out[key] = kv.val.as<std::int64_t>();
     }
   };

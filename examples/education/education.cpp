@@ -12,6 +12,9 @@
 #include "education.hpp"
 
 #include <example_support.hpp>
+#include <mutex>
+#include <set>
+#include <unordered_map>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/pipeline/sink.hpp>
 #include <zmqkit/pipeline/ventilator.hpp>
@@ -20,10 +23,6 @@
 #include <zmqkit/pubsub/subscriber.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/worker.hpp>
-
-#include <mutex>
-#include <set>
-#include <unordered_map>
 
 using namespace std::chrono_literals;
 using example::say;
@@ -170,9 +169,11 @@ int scenario(const example::flags& f) {
   std::vector<std::string> emails;
   for (int i = 0; i < users; ++i) {
     // Every twentieth user hits the slow database path and will be retried by the client.
-    std::string email = (i % 20 == 3 ? "slow." : "") + std::string("user") + std::to_string(i) + "@example.org";
+    std::string email =
+        (i % 20 == 3 ? "slow." : "") + std::string("user") + std::to_string(i) + "@example.org";
     emails.push_back(email);
-    auto id = web.send(zmqkit::make_envelope("user.register", education::registration{email, "User " + std::to_string(i)}));
+    auto id = web.send(
+        zmqkit::make_envelope("user.register", education::registration{email, "User " + std::to_string(i)}));
     sent[id] = {email, std::chrono::steady_clock::now()};
   }
   std::vector<double> latency_ms;
@@ -183,10 +184,12 @@ int scenario(const example::flags& f) {
     auto c = web.poll(100ms);
     if (!c) continue;
     auto& [email, t0] = sent.at(c->id);
-    latency_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    latency_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     if (!c->outcome) {
       ++failures;
-      std::cout << "  " << email << ": " << c->outcome.failure().code << " " << c->outcome.failure().reason << "\n";
+      std::cout << "  " << email << ": " << c->outcome.failure().code << " " << c->outcome.failure().reason
+                << "\n";
       continue;
     }
     accounts[email] = c->outcome.reply().body_as<education::account>().account_id;
@@ -200,7 +203,8 @@ int scenario(const example::flags& f) {
   const auto retries = web.stats().retries;
   for (auto& email : emails)
     if (email.rfind("slow.", 0) == 0)
-      std::cout << "  " << email << ": first attempt outlived the client's 250 ms timeout, retried; accounts created: "
+      std::cout << "  " << email
+                << ": first attempt outlived the client's 250 ms timeout, retried; accounts created: "
                 << created[email] << " (" << accounts[email] << ")\n";
   check(failures == 0 && static_cast<int>(accounts.size()) == users,
         "every user got a reply (" + std::to_string(accounts.size()) + "/" + std::to_string(users) + ")");
@@ -215,8 +219,10 @@ int scenario(const example::flags& f) {
   summary["duplicate_accounts"] = std::to_string(duplicate_accounts);
 
   // 2. Course subscriptions over pub/sub; the recommendation service starts late.
-  std::cout << "== course subscriptions: published as course.subscribed, email + (late) recommendation service\n";
-  zmqkit::pubsub::publisher pub(ctx, {.id = "web-" + std::to_string(getpid()), .snapshot_endpoint = "tcp://127.0.0.1:*"});
+  std::cout
+      << "== course subscriptions: published as course.subscribed, email + (late) recommendation service\n";
+  zmqkit::pubsub::publisher pub(
+      ctx, {.id = "web-" + std::to_string(getpid()), .snapshot_endpoint = "tcp://127.0.0.1:*"});
   const std::string pub_ep = pub.bind("tcp://127.0.0.1:*");
   const std::string snap_ep = pub.snapshot_endpoint();
   // Ping until the listener says it hears us: a subscription needs a moment to reach the publisher.
@@ -234,13 +240,14 @@ int scenario(const example::flags& f) {
   auto subscribe = [&](int i) {
     const std::string& course = courses[static_cast<std::size_t>(i) % courses.size()];
     ++totals[course];
-    pub.publish("course.subscribed", education::course_subscription{emails[static_cast<std::size_t>(i)], course, totals});
+    pub.publish("course.subscribed",
+                education::course_subscription{emails[static_cast<std::size_t>(i)], course, totals});
   };
   const int half = users / 2;
   for (int i = 0; i < half; ++i) subscribe(i);
   const std::string totals_when_late_joined = format_totals(totals);
-  example::child recommendation("recommendation", {"course-listener", "--name", "recommendation", "--pub", pub_ep,
-                                                   "--snapshot", snap_ep});
+  example::child recommendation("recommendation", {"course-listener", "--name", "recommendation", "--pub",
+                                                   pub_ep, "--snapshot", snap_ep});
   ping_until_ready(recommendation);
   for (int i = half; i < users; ++i) subscribe(i);
   pub.publish("course.ping", std::int64_t{1});  // after every subscription, on the same connection
@@ -250,12 +257,12 @@ int scenario(const example::flags& f) {
   auto rec_result = recommendation.stop();
   const auto gaps = example::get_num(email_result, "gaps") + example::get_num(rec_result, "gaps") +
                     example::get_num(email_result, "missed") + example::get_num(rec_result, "missed");
-  std::cout << "  recommendation service joined after " << half << " subscriptions (totals then: "
-            << totals_when_late_joined << "), snapshot values: " << example::get_num(rec_result, "snapshot_values")
-            << "\n";
+  std::cout << "  recommendation service joined after " << half
+            << " subscriptions (totals then: " << totals_when_late_joined
+            << "), snapshot values: " << example::get_num(rec_result, "snapshot_values") << "\n";
   check(example::get_num(email_result, "emails") == static_cast<std::uint64_t>(users),
-        "email service mailed every subscriber once (" + std::to_string(example::get_num(email_result, "emails")) +
-            "/" + std::to_string(users) + ")");
+        "email service mailed every subscriber once (" +
+            std::to_string(example::get_num(email_result, "emails")) + "/" + std::to_string(users) + ")");
   check(example::get_num(rec_result, "snapshot_values") >= 1 &&
             example::get_num(rec_result, "received") == static_cast<std::uint64_t>(users - half),
         "late recommendation service: state from the snapshot, then " +
@@ -271,21 +278,21 @@ int scenario(const example::flags& f) {
   zmqkit::pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*",
                                     {.delivery = zmqkit::pipeline::delivery::at_least_once});
   bool batch_reported_complete = false;
-  zmqkit::pipeline::sink sink(ctx, "tcp://127.0.0.1:*",
-                              {.ventilator_endpoint = vent.endpoint(),
-                               .batch_deadline = 3s,
-                               .on_report = [&](const zmqkit::pipeline::batch_report& r) {
-                                 std::cout << "  sink: batch " << r.batch.to_string().substr(0, 8) << "… "
-                                           << (r.state == zmqkit::pipeline::batch_state::complete ? "complete"
-                                                                                                  : "incomplete")
-                                           << ", " << r.received << "/" << r.expected << " reviews\n";
-                                 if (r.state == zmqkit::pipeline::batch_state::complete) batch_reported_complete = true;
-                               }});
+  zmqkit::pipeline::sink sink(
+      ctx, "tcp://127.0.0.1:*",
+      {.ventilator_endpoint = vent.endpoint(),
+       .batch_deadline = 3s,
+       .on_report = [&](const zmqkit::pipeline::batch_report& r) {
+         std::cout << "  sink: batch " << r.batch.to_string().substr(0, 8) << "… "
+                   << (r.state == zmqkit::pipeline::batch_state::complete ? "complete" : "incomplete") << ", "
+                   << r.received << "/" << r.expected << " reviews\n";
+         if (r.state == zmqkit::pipeline::batch_state::complete) batch_reported_complete = true;
+       }});
   std::vector<std::unique_ptr<example::child>> scorers;
   for (int i = 0; i < 2; ++i) {
     scorers.push_back(std::make_unique<example::child>(
-        "review-worker",
-        std::vector<std::string>{"review-worker", "--ventilator", vent.endpoint(), "--sink", sink.endpoint()}));
+        "review-worker", std::vector<std::string>{"review-worker", "--ventilator", vent.endpoint(), "--sink",
+                                                  sink.endpoint()}));
     scorers.back()->expect("ready");
   }
   std::map<std::string, int> submitted_per_course;
@@ -302,7 +309,8 @@ int scenario(const example::flags& f) {
   auto batch = vent.submit_batch(std::move(tasks));
   std::map<std::string, std::pair<int, double>> rating;  // course → (reviews, score sum)
   const auto deadline = t0 + 20s;
-  while (batch && !(batch_reported_complete && vent.batch_done(*batch)) && std::chrono::steady_clock::now() < deadline) {
+  while (batch && !(batch_reported_complete && vent.batch_done(*batch)) &&
+         std::chrono::steady_clock::now() < deadline) {
     vent.poll(5ms);
     while (auto r = sink.receive(0ms)) {
       auto s = r->body_as<education::review_score>();
@@ -310,7 +318,8 @@ int scenario(const example::flags& f) {
       rating[s.course].second += s.score;
     }
   }
-  const double batch_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double batch_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   for (auto& s : scorers) s->stop();
   bool counts_match = true;
   for (auto& [course, n] : submitted_per_course) {
@@ -318,9 +327,11 @@ int scenario(const example::flags& f) {
                 rating[course].first ? rating[course].second / rating[course].first : 0.0);
     counts_match = counts_match && rating[course].first == n;
   }
-  check(batch_reported_complete, "the sink reported the batch complete (" + std::to_string(static_cast<int>(batch_ms)) + " ms)");
+  check(batch_reported_complete,
+        "the sink reported the batch complete (" + std::to_string(static_cast<int>(batch_ms)) + " ms)");
   check(counts_match && sink.counters().results == static_cast<std::uint64_t>(reviews),
-        "every review scored exactly once (" + std::to_string(sink.counters().results) + "/" + std::to_string(reviews) +
+        "every review scored exactly once (" + std::to_string(sink.counters().results) + "/" +
+            std::to_string(reviews) +
             ", duplicates dropped by the sink: " + std::to_string(sink.counters().duplicates) + ")");
   summary["review.score"] = std::to_string(sink.counters().results);
   summary["review.batch_ms"] = std::to_string(static_cast<int>(batch_ms));
@@ -329,7 +340,8 @@ int scenario(const example::flags& f) {
   if (f.has("admin"))
     if (auto st = example::admin_stats(ctx, f.need("admin"), 2s))
       std::cout << "  zmqkit-queue: received " << (*st)["received"] << ", duplicates suppressed "
-                << (*st)["duplicates_suppressed"] << ", answered from cache " << (*st)["answered_from_cache"] << "\n";
+                << (*st)["duplicates_suppressed"] << ", answered from cache " << (*st)["answered_from_cache"]
+                << "\n";
 
   std::string line = "summary education";
   for (auto& [k, v] : summary) line += " " + k + "=" + v;
@@ -341,8 +353,10 @@ int scenario(const example::flags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  example::install_stop_handler();
   const std::string role = argc > 1 ? argv[1] : "";
+  // Roles stop cleanly on SIGTERM and print their results; a scenario interrupted by
+  // Ctrl-C just dies, and its children follow (PR_SET_PDEATHSIG).
+  if (role != "scenario" && role != "stats") example::install_stop_handler();
   try {
     example::flags f(argc, argv, 2);
     if (role == "registration-worker") return registration_worker(f);

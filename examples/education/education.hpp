@@ -3,10 +3,9 @@
 // Python or Go service can read it with its own msgpack library.
 #pragma once
 
-#include <msgpack.hpp>
-
 #include <cstdint>
 #include <map>
+#include <msgpack.hpp>
 #include <string>
 
 namespace education {

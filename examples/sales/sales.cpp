@@ -12,6 +12,9 @@
 #include "sales.hpp"
 
 #include <example_support.hpp>
+#include <mutex>
+#include <set>
+#include <unordered_map>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/pipeline/sink.hpp>
 #include <zmqkit/pipeline/ventilator.hpp>
@@ -20,10 +23,6 @@
 #include <zmqkit/pubsub/subscriber.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/worker.hpp>
-
-#include <mutex>
-#include <set>
-#include <unordered_map>
 
 using namespace std::chrono_literals;
 using example::say;
@@ -36,7 +35,8 @@ constexpr std::int64_t restock_threshold = 10;
 constexpr std::int64_t restock_target = 40;
 
 std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -51,20 +51,23 @@ int order_worker(const example::flags& f) {
   for (auto& s : skus) stock[s] = initial_stock;
   std::int64_t processed = 0;
   {
-    zmqkit::reqrep::worker w(
-        ctx, f.need("backend"),
-        [&](const zmqkit::envelope& req) {
-          auto o = req.body_as<sales::order>();
-          std::this_thread::sleep_for(work);  // pick, pack, label
-          std::lock_guard lock(mu);
-          auto it = stock.find(o.sku);
-          if (it == stock.end()) throw zmqkit::reqrep::handler_error("unknown-sku", o.sku);
-          if (it->second < o.quantity) throw zmqkit::reqrep::handler_error("out-of-stock", o.sku);
-          it->second -= o.quantity;
-          pub.publish("stock.changed", sales::stock_level{o.sku, it->second});
-          return zmqkit::make_reply(req, "order.confirmed", sales::order_confirmation{o.order_no, ++processed, it->second});
-        },
-        {.services = {"order."}});
+    zmqkit::reqrep::worker w(ctx, f.need("backend"),
+                             [&](const zmqkit::envelope& req) {
+                               auto o = req.body_as<sales::order>();
+                               std::this_thread::sleep_for(work);  // pick, pack, label
+                               std::lock_guard lock(mu);
+                               auto it = stock.find(o.sku);
+                               if (it == stock.end())
+                                 throw zmqkit::reqrep::handler_error("unknown-sku", o.sku);
+                               if (it->second < o.quantity)
+                                 throw zmqkit::reqrep::handler_error("out-of-stock", o.sku);
+                               it->second -= o.quantity;
+                               pub.publish("stock.changed", sales::stock_level{o.sku, it->second});
+                               return zmqkit::make_reply(
+                                   req, "order.confirmed",
+                                   sales::order_confirmation{o.order_no, ++processed, it->second});
+                             },
+                             {.services = {"order."}});
     say("ready");
     auto next_beat = std::chrono::steady_clock::now();
     while (!example::stopping()) {
@@ -99,7 +102,8 @@ int payment_worker(const example::flags& f) {
           std::this_thread::sleep_for(bank);  // the card network
           if (req.expired(zmqkit::clock::real().wall_now())) {
             ++refused_late;
-            throw zmqkit::reqrep::handler_error(zmqkit::reply_error::expired, "bank answered after the deadline; not charged");
+            throw zmqkit::reqrep::handler_error(zmqkit::reply_error::expired,
+                                                "bank answered after the deadline; not charged");
           }
           ++charged;
           return zmqkit::make_reply(req, "payment.authorized", sales::authorisation{p.payment_no, now_ns()});
@@ -126,7 +130,8 @@ int restock_worker(const example::flags& f) {
       if (!task) continue;
       auto r = task->body_as<sales::restock_request>();
       std::this_thread::sleep_for(5ms);  // the supplier's API
-      w.send_result(zmqkit::make_reply(*task, "restock.ordered", sales::restock_order{r.sku, r.target - r.on_hand}));
+      w.send_result(
+          zmqkit::make_reply(*task, "restock.ordered", sales::restock_order{r.sku, r.target - r.on_hand}));
       ++placed;
     }
   }
@@ -184,7 +189,8 @@ int scenario(const example::flags& f) {
   };
 
   // 1. A backlog of regular orders, then VIP orders at priority 9.
-  std::cout << "== orders: " << regular << " regular orders queued, then " << vip << " VIP orders (priority 9)\n";
+  std::cout << "== orders: " << regular << " regular orders queued, then " << vip
+            << " VIP orders (priority 9)\n";
   zmqkit::reqrep::client shop(ctx, frontend, {.retry = {.timeout = 5s, .retries = 2}});
   struct sent_order {
     bool vip;
@@ -211,7 +217,8 @@ int scenario(const example::flags& f) {
         if (std::chrono::steady_clock::now() > deadline) break;
         std::this_thread::sleep_for(2ms);
       }
-      std::cout << "  backlog: " << regular - handled_before_vip << " regular orders waiting or at the worker\n";
+      std::cout << "  backlog: " << regular - handled_before_vip
+                << " regular orders waiting or at the worker\n";
     }
     sales::order o{i + 1, skus[static_cast<std::size_t>(i) % skus.size()], 1 + i % 3, is_vip};
     auto env = zmqkit::make_envelope("order.place", o);
@@ -227,10 +234,12 @@ int scenario(const example::flags& f) {
     if (!c) continue;
     auto& s = sent.at(c->id);
     (s.vip ? lat_vip : lat_regular)
-        .push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s.t0).count());
+        .push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s.t0).count());
     if (!c->outcome) {
       ++order_failures;
-      std::cout << "  order failed: " << c->outcome.failure().code << " " << c->outcome.failure().reason << "\n";
+      std::cout << "  order failed: " << c->outcome.failure().code << " " << c->outcome.failure().reason
+                << "\n";
       continue;
     }
     s.processed_seq = c->outcome.reply().body_as<sales::order_confirmation>().processed_seq;
@@ -280,7 +289,8 @@ int scenario(const example::flags& f) {
     auto c = shop.poll(50ms);
     if (!c) continue;
     auto& p = pay_sent.at(c->id);
-    lat_pay.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p.t0).count());
+    lat_pay.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p.t0).count());
     if (c->outcome) {
       ++charged;
       auto a = c->outcome.reply().body_as<sales::authorisation>();
@@ -293,7 +303,8 @@ int scenario(const example::flags& f) {
     }
   }
   auto pay_result = payments_svc.stop();
-  std::cout << "  charged " << charged << ", expired " << expired << " (of which the worker refused after the bank call: "
+  std::cout << "  charged " << charged << ", expired " << expired
+            << " (of which the worker refused after the bank call: "
             << example::get_num(pay_result, "refused_late") << ")\n";
   check(charged + expired == payments && other == 0, "every payment either charged or expired");
   check(charged >= 1 && expired >= 1, "some were charged in time, the rest expired");
@@ -307,7 +318,8 @@ int scenario(const example::flags& f) {
   summary["expired_payments"] = std::to_string(expired);
 
   // 3. Inventory: every order published one stock.changed; restock what fell below the threshold.
-  std::cout << "== inventory: stock.changed to the restock planner, restock pipeline below " << restock_threshold << "\n";
+  std::cout << "== inventory: stock.changed to the restock planner, restock pipeline below "
+            << restock_threshold << "\n";
   {
     // The last events may still be on their way: wait for one per order, bounded.
     const auto deadline = std::chrono::steady_clock::now() + 3s;
@@ -321,11 +333,14 @@ int scenario(const example::flags& f) {
   }
   auto order_result = orders_svc.stop();
   const auto gaps = stock_sub.stats().gaps + stock_sub.stats().missed;
-  check(stock_events == sent.size() && gaps == 0,
-        "one stock.changed per order (" + std::to_string(stock_events) + "), subscriber gaps: " + std::to_string(gaps));
-  check(example::get_num(order_result, "processed") == sent.size(), "the order worker handled each order once");
+  check(stock_events == sent.size() && gaps == 0, "one stock.changed per order (" +
+                                                      std::to_string(stock_events) +
+                                                      "), subscriber gaps: " + std::to_string(gaps));
+  check(example::get_num(order_result, "processed") == sent.size(),
+        "the order worker handled each order once");
 
-  zmqkit::pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*", {.delivery = zmqkit::pipeline::delivery::at_least_once});
+  zmqkit::pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*",
+                                    {.delivery = zmqkit::pipeline::delivery::at_least_once});
   bool complete = false;
   zmqkit::pipeline::sink sink(ctx, "tcp://127.0.0.1:*",
                               {.ventilator_endpoint = vent.endpoint(),
@@ -341,7 +356,8 @@ int scenario(const example::flags& f) {
   for (auto& [sku, n] : on_hand)
     if (n < restock_threshold) {
       low.insert(sku);
-      tasks.push_back(zmqkit::make_envelope("restock.request", sales::restock_request{sku, n, restock_target}));
+      tasks.push_back(
+          zmqkit::make_envelope("restock.request", sales::restock_request{sku, n, restock_target}));
     }
   std::set<std::string> restocked;
   if (!tasks.empty()) {
@@ -357,8 +373,8 @@ int scenario(const example::flags& f) {
     }
   }
   restocker.stop();
-  check(!low.empty(), std::to_string(low.size()) + " of " + std::to_string(skus.size()) + " items fell below " +
-                          std::to_string(restock_threshold));
+  check(!low.empty(), std::to_string(low.size()) + " of " + std::to_string(skus.size()) +
+                          " items fell below " + std::to_string(restock_threshold));
   check(restocked == low && complete, "each of them restocked once, batch complete");
   summary["restock.request"] = std::to_string(restocked.size());
   summary["stock.changed"] = std::to_string(stock_events);
@@ -378,8 +394,10 @@ int scenario(const example::flags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  example::install_stop_handler();
   const std::string role = argc > 1 ? argv[1] : "";
+  // Roles stop cleanly on SIGTERM and print their results; a scenario interrupted by
+  // Ctrl-C just dies, and its children follow (PR_SET_PDEATHSIG).
+  if (role != "scenario" && role != "stats") example::install_stop_handler();
   try {
     example::flags f(argc, argv, 2);
     if (role == "order-worker") return order_worker(f);

@@ -2,9 +2,8 @@
 // Plain structs packed as msgpack maps (field names on the wire).
 #pragma once
 
-#include <msgpack.hpp>
-
 #include <cstdint>
+#include <msgpack.hpp>
 #include <string>
 
 namespace sales {

@@ -108,15 +108,15 @@ class child {
   child(std::string name, std::vector<std::string> args) : name_(std::move(name)) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    std::vector<std::string> argv_s{"/proc/self/exe"};
+    std::string self(4096, '\0');
+    ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
+    if (n <= 0) throw std::runtime_error("cannot find own executable");
+    self.resize(static_cast<std::size_t>(n));
+    std::vector<std::string> argv_s{self};  // so that ps shows "education registration-worker ..."
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
-    std::string self(1024, '\0');
-    ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
-    if (n <= 0) throw std::runtime_error("cannot find own executable");
-    self.resize(static_cast<std::size_t>(n));
     const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");

@@ -4,6 +4,7 @@
 //   sales payment-worker --backend EP [--bank-ms N]     authorises payments, never after their TTL
 //   sales restock-worker --ventilator EP --sink EP      places purchase orders (pipeline)
 //   sales scenario --frontend EP --backend EP [--admin EP] [--orders N] [--vip N] [--payments N]
+//                  [--vip-priority P]
 //                                                       the shop front: starts the roles above as
 //                                                       child processes, drives them, checks the outcome
 //   sales stats --admin EP                              zmqkit-queue's counters, one per line
@@ -153,6 +154,7 @@ int stats(const example::flags& f) {
 // --- the scenario -----------------------------------------------------------------------------------
 int scenario(const example::flags& f) {
   const int regular = f.num("orders", 30), vip = f.num("vip", 5), payments = f.num("payments", 12);
+  const int vip_priority = std::clamp(f.num("vip-priority", 9), 0, 9);  // try 2: the check fails
   const std::string frontend = f.need("frontend"), backend = f.need("backend");
   zmq::context_t ctx;
   example::checks check;
@@ -190,7 +192,7 @@ int scenario(const example::flags& f) {
 
   // 1. A backlog of regular orders, then VIP orders at priority 9.
   std::cout << "== orders: " << regular << " regular orders queued, then " << vip
-            << " VIP orders (priority 9)\n";
+            << " VIP orders (priority " << vip_priority << ")\n";
   zmqkit::reqrep::client shop(ctx, frontend, {.retry = {.timeout = 5s, .retries = 2}});
   struct sent_order {
     bool vip;
@@ -222,7 +224,7 @@ int scenario(const example::flags& f) {
     }
     sales::order o{i + 1, skus[static_cast<std::size_t>(i) % skus.size()], 1 + i % 3, is_vip};
     auto env = zmqkit::make_envelope("order.place", o);
-    env.priority = is_vip ? 9 : 2;
+    env.priority = static_cast<std::uint8_t>(is_vip ? vip_priority : 2);
     sent[shop.send(std::move(env))] = {is_vip, i, std::chrono::steady_clock::now()};
   }
   std::vector<double> lat_regular, lat_vip;

@@ -35,12 +35,6 @@ constexpr std::int64_t initial_stock = 25;
 constexpr std::int64_t restock_threshold = 10;
 constexpr std::int64_t restock_target = 40;
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // --- order worker: req/rep behind zmqkit-queue, publishes stock changes -----------------------
 int order_worker(const example::flags& f) {
   zmq::context_t ctx;
@@ -100,14 +94,16 @@ int payment_worker(const example::flags& f) {
         ctx, f.need("backend"),
         [&](const zmqkit::envelope& req) {
           auto p = req.body_as<sales::payment>();
-          std::this_thread::sleep_for(bank);  // the card network
-          if (req.expired(zmqkit::clock::real().wall_now())) {
+          std::this_thread::sleep_for(bank);                               // the card network
+          const zmqkit::wall_time now = zmqkit::clock::real().wall_now();  // the commit time
+          if (req.expired(now)) {
             ++refused_late;
             throw zmqkit::reqrep::handler_error(zmqkit::reply_error::expired,
                                                 "bank answered after the deadline; not charged");
           }
           ++charged;
-          return zmqkit::make_reply(req, "payment.authorized", sales::authorisation{p.payment_no, now_ns()});
+          return zmqkit::make_reply(req, "payment.authorized",
+                                    sales::authorisation{p.payment_no, now.time_since_epoch().count()});
         },
         {.services = {"payment."}});
     say("ready");
@@ -191,8 +187,8 @@ int scenario(const example::flags& f) {
   };
 
   // 1. A backlog of regular orders, then VIP orders at priority 9.
-  std::cout << "== orders: " << regular << " regular orders queued, then " << vip
-            << " VIP orders (priority " << vip_priority << ")\n";
+  std::cout << "== orders: " << regular << " regular orders queued, then " << vip << " VIP orders (priority "
+            << vip_priority << ")\n";
   zmqkit::reqrep::client shop(ctx, frontend, {.retry = {.timeout = 5s, .retries = 2}});
   struct sent_order {
     bool vip;

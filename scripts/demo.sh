@@ -27,7 +27,7 @@ build/patterns/queue/zmqkit-queue --frontend 'tcp://127.0.0.1:*' --backend 'tcp:
 pids+=($!)
 line=""
 for _ in $(seq 100); do
-  line=$(grep -m1 -o 'frontend tcp://[^ ]* backend tcp://[^ ]* admin tcp://[^ ]*' "$work/queue.log" || true)
+  line=$(grep -m1 -o 'frontend tcp://[^ ]* backend tcp://[^ ]* admin tcp://[^ ]*' "$work/queue.log" 2>/dev/null || true)
   [ -n "$line" ] && break
   sleep 0.1
 done

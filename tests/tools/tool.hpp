@@ -1,0 +1,53 @@
+// Running the built `zmqkit` program from the tool tests.
+#pragma once
+
+#include <support/piped_process.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace zmqkit::test {
+
+using json = nlohmann::ordered_json;
+using namespace std::chrono_literals;
+
+inline const std::string tool = ZMQKIT_TOOL_PATH;
+
+struct tool_result {
+  int code = -1;  // exit code; -1 when it did not exit in time (then it is killed)
+  std::string out, err;
+};
+
+// Runs `zmqkit args...` to completion, feeding `input` on stdin.
+inline tool_result run_tool(std::vector<std::string> args, const std::string& input = {},
+                            std::chrono::milliseconds limit = 20s) {
+  args.insert(args.begin(), tool);
+  piped_process p(std::move(args));
+  p.write_stdin(input);
+  p.close_stdin();
+  const auto code = p.wait(limit);
+  return {code.value_or(-1), p.out(), p.err()};
+}
+
+inline std::vector<json> json_lines(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+inline std::size_t count_lines(const std::string& text) {
+  std::size_t n = 0;
+  for (char c : text) n += c == '\n';
+  return n;
+}
+
+// The stderr of a failing run is one clear line.
+inline bool one_line(const std::string& err) { return count_lines(err) == 1 && err.back() == '\n'; }
+
+}  // namespace zmqkit::test

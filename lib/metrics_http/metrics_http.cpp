@@ -32,6 +32,13 @@ struct metrics_http_server::impl {
 metrics_http_server::metrics_http_server(metrics_http_options options, std::function<std::string()> render)
     : impl_(std::make_unique<impl>()) {
   auto& srv = impl_->server;
+  // cpp-httplib's default adds SO_REUSEPORT, which would let a second process
+  // bind the same port silently; keep only SO_REUSEADDR (fast restarts).
+  srv.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  srv.new_task_queue = [] { return new httplib::ThreadPool(2); };  // scrapes are rare and cheap
   srv.Get(options.path, [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
     try {
       res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");

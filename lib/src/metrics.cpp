@@ -48,7 +48,7 @@ std::string format_value(double v) {
 
 struct metric {
   std::string name;  // full name, prefixed, sanitized, _total for counters
-  std::string stem;  // name as in the snapshot, `_by_...` removed
+  std::string stem;  // name as in the snapshot
   bool gauge = false;
   std::vector<std::string> lines;
 };
@@ -109,15 +109,14 @@ std::string render_prometheus(const snapshot& snap, const prometheus_options& op
   for (const auto& s : snap) {
     if (s.path.empty()) continue;
     const std::string& top = s.path.front();
-    std::string stem = top;
+    const std::string& stem = top;
     std::string first_label = "key";
     if (auto it = options.label_names.find(top); it != options.label_names.end()) {
       first_label = it->second;
     } else if (auto by = top.rfind("_by_"); by != std::string::npos && by > 0 && by + 4 < top.size()) {
-      stem = top.substr(0, by);
       first_label = top.substr(by + 4);
     }
-    const bool gauge = options.gauges.contains(stem) || options.gauges.contains(top);
+    const bool gauge = options.gauges.contains(top);
     std::string name = sanitize_metric_name(options.prefix + stem) + (gauge ? "" : "_total");
     auto [it, inserted] = index.try_emplace(name, metrics.size());
     if (inserted) metrics.push_back({name, stem, gauge, {}});

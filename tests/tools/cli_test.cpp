@@ -1,7 +1,7 @@
 // The zmqkit command line itself: help, version, usage errors.
-#include "tool.hpp"
-
 #include <doctest/doctest.h>
+
+#include "tool.hpp"
 
 using namespace zmqkit::test;
 
@@ -47,7 +47,9 @@ TEST_CASE("usage errors exit 2") {
     CHECK(r.code == 2);
     CHECK(r.err.find("--type") != std::string::npos);
   }
-  SUBCASE("priority out of range") { CHECK(run_tool({"send", "-c", "tcp://127.0.0.1:1", "-t", "a", "-p", "10"}).code == 2); }
+  SUBCASE("priority out of range") {
+    CHECK(run_tool({"send", "-c", "tcp://127.0.0.1:1", "-t", "a", "-p", "10"}).code == 2);
+  }
   SUBCASE("malformed endpoint") {
     auto r = run_tool({"recv", "-c", "nonsense://x", "--timeout", "100"});
     CHECK(r.code == 2);

@@ -1,23 +1,16 @@
 // `zmqkit send` and `zmqkit recv` against real PUSH/PULL sockets.
-#include "tool.hpp"
-
-#include <support/sockets.hpp>
-#include <zmqkit/envelope.hpp>
-
 #include <doctest/doctest.h>
 
 #include <regex>
+#include <support/sockets.hpp>
+#include <zmqkit/envelope.hpp>
+
+#include "tool.hpp"
 
 using namespace zmqkit::test;
 using zmqkit::envelope;
 
 namespace {
-
-// An endpoint where nothing listens: bound once, then closed.
-std::string dead_endpoint(zmq::context_t& ctx) {
-  auto s = test_socket(ctx, zmq::socket_type::pull);
-  return bind_ephemeral(s);
-}
 
 std::vector<envelope> receive(zmq::socket_t& pull, int n) {
   std::vector<envelope> out;
@@ -37,8 +30,8 @@ TEST_CASE("send pushes the described envelope --count times, each with its own i
   zmq::context_t ctx;
   auto pull = test_socket(ctx, zmq::socket_type::pull, 10s);
   const auto ep = bind_ephemeral(pull);
-  auto r = run_tool({"send", "-c", ep, "-t", "order.created", "-p", "7", "--ttl", "1500", "-H", "tenant=acme", "-j",
-                     R"({"sku":"book","qty":2,"tags":["a",null,true],"price":9.5})", "-n", "2"});
+  auto r = run_tool({"send", "-c", ep, "-t", "order.created", "-p", "7", "--ttl", "1500", "-H", "tenant=acme",
+                     "-j", R"({"sku":"book","qty":2,"tags":["a",null,true],"price":9.5})", "-n", "2"});
   REQUIRE(r.code == 0);
   CHECK(r.err.empty());
   auto got = receive(pull, 2);
@@ -77,9 +70,9 @@ TEST_CASE("send --jsonl sends one envelope per stdin line, keeping the ids it is
   auto pull = test_socket(ctx, zmq::socket_type::pull, 10s);
   const auto ep = bind_ephemeral(pull);
   const auto id = zmqkit::message_id::generate();
-  const std::string input =
-      R"({"type":"a.one","id":")" + id.to_string() + R"(","body":{"n":1}})" + "\n\n" +
-      R"({"type":"a.two","priority":9,"headers":{"k":"v"},"body":{"base64":"AAE="}})" + "\n";
+  const std::string input = R"({"type":"a.one","id":")" + id.to_string() + R"(","body":{"n":1}})" + "\n\n" +
+                            R"({"type":"a.two","priority":9,"headers":{"k":"v"},"body":{"base64":"AAE="}})" +
+                            "\n";
   auto r = run_tool({"send", "-c", ep, "--jsonl"}, input);
   REQUIRE(r.code == 0);
   auto got = receive(pull, 2);
@@ -129,7 +122,8 @@ TEST_CASE("recv --body-only prints just the bodies") {
   auto push = test_socket(ctx, zmq::socket_type::push, 15s);
   const auto ep = bind_ephemeral(push);
   piped_process recv({tool, "recv", "-c", ep, "-n", "1", "--body-only", "--timeout", "15000"});
-  REQUIRE(push.send(zmqkit::encode(zmqkit::make_envelope("x.y", std::vector<int>{1, 2, 3})), zmq::send_flags::none));
+  REQUIRE(push.send(zmqkit::encode(zmqkit::make_envelope("x.y", std::vector<int>{1, 2, 3})),
+                    zmq::send_flags::none));
   REQUIRE(recv.wait(15s) == 0);
   CHECK(recv.out() == "[1,2,3]\n");
 }
@@ -167,7 +161,7 @@ TEST_CASE("recv and send pass envelopes through each other unchanged") {
 
 TEST_CASE("send to an unreachable endpoint fails with a timeout") {
   zmq::context_t ctx;
-  const auto ep = dead_endpoint(ctx);
+  const auto ep = unused_tcp_endpoint();
   const auto start = std::chrono::steady_clock::now();
   auto r = run_tool({"send", "-c", ep, "-t", "a.b", "-j", "{}", "--timeout", "300"});
   const auto took = std::chrono::steady_clock::now() - start;
@@ -180,7 +174,7 @@ TEST_CASE("send to an unreachable endpoint fails with a timeout") {
 
 TEST_CASE("recv with nothing arriving fails with a timeout") {
   zmq::context_t ctx;
-  const auto ep = dead_endpoint(ctx);
+  const auto ep = unused_tcp_endpoint();
   auto r = run_tool({"recv", "-c", ep, "-n", "1", "--timeout", "300"});
   CHECK(r.code == 1);
   CHECK(one_line(r.err));

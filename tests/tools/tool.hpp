@@ -1,13 +1,15 @@
 // Running the built `zmqkit` program from the tool tests.
 #pragma once
 
-#include <support/piped_process.hpp>
-
-#include <nlohmann/json.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <support/piped_process.hpp>
 #include <vector>
 
 namespace zmqkit::test {
@@ -31,6 +33,20 @@ inline tool_result run_tool(std::vector<std::string> args, const std::string& in
   p.close_stdin();
   const auto code = p.wait(limit);
   return {code.value_or(-1), p.out(), p.err()};
+}
+
+// A loopback TCP endpoint where nothing listens: a port the kernel handed out
+// and that was closed again (synchronously, unlike a ZeroMQ unbind).
+inline std::string unused_tcp_endpoint() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
 }
 
 inline std::vector<json> json_lines(const std::string& text) {

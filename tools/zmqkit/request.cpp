@@ -15,6 +15,7 @@ command add_request(CLI::App& root) {
     output_options out;
     long long timeout_ms = 2500;
     int retries = 3;
+    bool verbose = false;
   };
   auto s = std::make_shared<state>();
   auto* app = root.add_subcommand(
@@ -28,6 +29,7 @@ command add_request(CLI::App& root) {
   app->add_option("--retries", s->retries, "Attempts after the first")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app->add_flag("-v,--verbose", s->verbose, "Report each retry on stderr");
   return {app, [s] {
             envelope_source source(s->in);
             envelope request = *source.next();
@@ -81,7 +83,7 @@ command add_request(CLI::App& root) {
                 return exit_ok;
               }
               if (interrupted.load()) throw failure(exit_failure, "interrupted");
-              if (attempt < s->retries)
+              if (s->verbose && attempt < s->retries)
                 std::cerr << "zmqkit request: no reply within " << s->timeout_ms << " ms, retrying ("
                           << attempt + 1 << " of " << s->retries << ")\n";
             }

@@ -9,7 +9,7 @@
 //
 // A snapshot is a msgpack map name -> number, or name -> map of the same. A
 // nested map becomes one metric with a label per level: `pending_by_type`
-// {"order.": 3} renders as `zmqkit_queue_pending{type="order."} 3` (the
+// {"order.": 3} renders as `zmqkit_queue_pending_by_type{type="order."} 3` (a
 // `_by_<label>` suffix names the label), `rejected` {"expired": 2} as
 // `zmqkit_queue_rejected_total{code="expired"} 2`.
 #pragma once
@@ -40,8 +40,8 @@ struct prometheus_options {
   // Label name of a nested map's keys, by the map's name. Default: the text after
   // `_by_` in the name (`pending_by_type` -> `type`), else `key`.
   std::map<std::string, std::string, std::less<>> label_names{};
-  // Metric names (the `_by_` part removed) exported as gauges; the others are
-  // counters, named with the `_total` suffix.
+  // Names (as in the snapshot) exported as gauges; the others are counters,
+  // named with the `_total` suffix.
   std::set<std::string, std::less<>> gauges{};
   std::string help_suffix{};  // appended to each # HELP line (e.g. " (zmqkit-queue)")
 };

@@ -1,0 +1,104 @@
+// zmqkit-queue: the queue device as a program. See README.md in this folder.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <zmqkit/error.hpp>
+#include <zmqkit/queue/device.hpp>
+
+namespace {
+
+zmqkit::queue::device* running_device = nullptr;
+
+extern "C" void on_stop_signal(int) {
+  if (running_device) running_device->stop();  // async-signal-safe: an atomic store and a write()
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace std::chrono;
+  CLI::App app{"zmqkit-queue: load-balancing queue device between ZMK/1 request/reply clients and workers",
+               "zmqkit-queue"};
+  zmqkit::queue::device_options opts;
+  long long heartbeat_ms = 1000, no_service_ms = 5000;
+  std::string log_level = "info";
+
+  app.add_option("--frontend", opts.frontend, "endpoint clients connect to (bound), e.g. tcp://*:5555")
+      ->required();
+  app.add_option("--backend", opts.backend, "endpoint workers connect to (bound), e.g. tcp://*:5556")
+      ->required();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval to and from workers")
+      ->check(CLI::Range(1LL, 3'600'000LL))
+      ->capture_default_str();
+  app.add_option("--liveness", opts.liveness, "missed heartbeats before a worker is dead")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--max-requeue", opts.max_requeue, "requeues before a request is dead-lettered")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  app.add_option("--max-pending", opts.max_pending, "requests waiting before new ones are 'overloaded'")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
+      ->capture_default_str();
+  app.add_option("--reply-cache", opts.reply_cache, "recent replies kept to answer retries (0 = off)")
+      ->capture_default_str();
+  app.add_option("--no-service-ms", no_service_ms, "wait for a worker serving the type, then 'no-service'")
+      ->check(CLI::Range(0LL, 86'400'000LL))
+      ->capture_default_str();
+  app.add_option("--max-frame-bytes", opts.max_frame_bytes, "largest frame accepted on either socket")
+      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 31))
+      ->capture_default_str();
+  app.add_option("--admin", opts.admin, "stats endpoint (ROUTER, bound): send [empty, \"stats\"]");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.set_config("--config", "", "read options from a TOML/INI file (keys: the long flag names)");
+  app.set_version_flag("--version", std::string(ZMQKIT_VERSION));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "zmqkit-queue: %s (see --help)\n", e.what());
+    return 2;
+  }
+  opts.heartbeat = milliseconds(heartbeat_ms);
+  opts.no_service = milliseconds(no_service_ms);
+
+  auto logger = spdlog::stderr_color_mt("zmqkit-queue");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  opts.log = [](zmqkit::queue::log_level level, std::string_view text) {
+    using L = zmqkit::queue::log_level;
+    const auto l = level == L::debug  ? spdlog::level::debug
+                   : level == L::info ? spdlog::level::info
+                   : level == L::warn ? spdlog::level::warn
+                                      : spdlog::level::err;
+    spdlog::log(l, "{}", text);
+  };
+
+  try {
+    zmq::context_t ctx;
+    zmqkit::queue::device dev(ctx, opts);
+    running_device = &dev;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    spdlog::info("frontend {} backend {}{}{}", dev.frontend_endpoint(), dev.backend_endpoint(),
+                 opts.admin.empty() ? "" : " admin ", dev.admin_endpoint());
+    dev.run();
+    running_device = nullptr;
+    spdlog::info("stopped");
+    return 0;
+  } catch (const zmqkit::error& e) {
+    std::fprintf(stderr, "zmqkit-queue: %s\n", e.what());
+    return 2;
+  } catch (const zmq::error_t& e) {
+    std::fprintf(stderr, "zmqkit-queue: %s\n", e.what());
+    return 1;
+  }
+}

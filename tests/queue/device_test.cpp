@@ -1,0 +1,560 @@
+// Behaviour of zmqkit::queue::device, driven by raw cppzmq clients and workers
+// over inproc, with a manual clock for TTL, heartbeat and no-service timing.
+#include <doctest/doctest.h>
+
+#include "queue_support.hpp"
+
+using namespace zmqkit;
+using namespace zmqkit::test;
+using namespace std::chrono_literals;
+
+namespace {
+// Long heartbeats, so that advancing the clock for TTLs kills no worker.
+queue::device_options quiet() { return {.heartbeat = std::chrono::hours(1)}; }
+}  // namespace
+
+TEST_CASE("a plain body reaches a Paranoid Pirate worker as exactly [client, empty, body]") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  raw_client c(fx.ctx, fx.frontend());
+  c.send(zmq::message_t(std::string("hello 1")));
+
+  auto req = w.request();
+  REQUIRE(req.size() == 3);
+  CHECK(req[0].size() == 5);  // the ROUTER's identity of the client
+  CHECK(req[1].size() == 0);
+  CHECK(str(req[2]) == "hello 1");
+  w.reply(req, zmq::message_t(std::string("hello 1")));
+  auto got = c.receive();
+  REQUIRE(got);
+  CHECK(str(*got) == "hello 1");
+  const auto s = fx.stats();
+  CHECK(s.received == 1);
+  CHECK(s.routed == 1);
+  CHECK(s.replied == 1);
+}
+
+TEST_CASE("requests go to the least recently used ready worker") {
+  device_fixture fx(quiet());
+  raw_worker a(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  raw_worker b(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(2));
+  raw_worker c(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(3));
+  raw_client client(fx.ctx, fx.frontend());
+
+  client.send(request("t.x"));
+  auto ra = a.request();
+  REQUIRE(ra.size() == 3);
+  client.send(request("t.x"));
+  auto rb = b.request();
+  REQUIRE(rb.size() == 3);
+  // a finishes first, then b: a is now the least recently used ready worker,
+  // ahead of b but behind c, which has waited longest.
+  a.reply_to(ra);
+  REQUIRE(client.receive());
+  REQUIRE(fx.wait_ready(2));
+  b.reply_to(rb);
+  REQUIRE(client.receive());
+  REQUIRE(fx.wait_ready(3));
+  client.send(request("t.x"));
+  auto rc = c.request();
+  CHECK(rc.size() == 3);
+  client.send(request("t.x"));
+  auto ra2 = a.request();
+  CHECK(ra2.size() == 3);
+  client.send(request("t.x"));
+  auto rb2 = b.request();
+  CHECK(rb2.size() == 3);
+}
+
+TEST_CASE("a request goes only to workers serving its type; a plain body only to those that listed none") {
+  device_fixture fx(quiet());
+  raw_worker orders(fx.ctx, fx.backend(), {"order."});
+  REQUIRE(fx.wait_ready(1));
+  raw_worker any(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(2));
+  raw_client client(fx.ctx, fx.frontend());
+
+  SUBCASE("typed request skips the LRU worker that does not serve it") {
+    client.send(request("course.subscribed"));
+    auto r = any.request();
+    REQUIRE(r.size() == 3);
+    CHECK(decode(r.back()).type == "course.subscribed");
+    CHECK_FALSE(orders.receives_request_within(50ms));
+  }
+  SUBCASE("prefix match") {
+    client.send(request("order.created"));
+    auto r = orders.request();
+    REQUIRE(r.size() == 3);
+    CHECK(decode(r.back()).type == "order.created");
+  }
+  SUBCASE("plain body waits for a worker that listed no prefixes") {
+    client.send(request("x.busy"));  // occupies `any`
+    auto busy = any.request();
+    REQUIRE(busy.size() == 3);
+    client.send(zmq::message_t(std::string("plain")));
+    REQUIRE(fx.wait_pending(1));
+    CHECK_FALSE(orders.receives_request_within(50ms));
+    any.reply_to(busy);
+    REQUIRE(client.receive());
+    auto plain = any.request();
+    REQUIRE(plain.size() == 3);
+    CHECK(str(plain.back()) == "plain");
+    CHECK(fx.stats().pending_by_type.empty());
+  }
+}
+
+TEST_CASE("pending requests are served in priority order, FIFO within a priority") {
+  device_fixture fx(quiet());
+  raw_client client(fx.ctx, fx.frontend());
+  const std::vector<std::pair<std::uint8_t, std::string>> sent = {
+      {1, "low"}, {9, "urgent-1"}, {4, "normal-1"}, {9, "urgent-2"}, {4, "normal-2"}, {0, "lowest"}};
+  for (const auto& [p, name] : sent) client.send(request("job." + name, p));
+  REQUIRE(fx.wait_pending(sent.size()));
+  const auto s = fx.stats();
+  CHECK(s.pending_by_priority[9] == 2);
+  CHECK(s.pending_by_priority[4] == 2);
+  CHECK(s.pending_by_type.at("job.low") == 1);
+
+  raw_worker w(fx.ctx, fx.backend());
+  std::vector<std::string> order;
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    auto r = w.request();
+    REQUIRE(r.size() == 3);
+    order.push_back(decode(r.back()).type);
+    w.reply_to(r);  // a reply is READY for the next one
+  }
+  CHECK(order == std::vector<std::string>{"job.urgent-1", "job.urgent-2", "job.normal-1", "job.normal-2",
+                                          "job.low", "job.lowest"});
+}
+
+TEST_CASE("an expired request is answered 'expired' and never delivered") {
+  device_fixture fx(quiet());
+  raw_client client(fx.ctx, fx.frontend());
+
+  SUBCASE("expired on arrival") {
+    raw_worker w(fx.ctx, fx.backend());
+    REQUIRE(fx.wait_ready(1));
+    envelope e = request("t.x", 4, fx.clock);
+    e.timestamp -= 10s;
+    e.ttl = 1s;
+    client.send(e);
+    auto got = client.receive_envelope();
+    REQUIRE(got);
+    CHECK(error_of(got) == "expired");
+    CHECK(got->correlation_id == e.id);
+    CHECK_FALSE(w.receives_request_within(50ms));
+  }
+  SUBCASE("expired while queued") {
+    envelope e = request("t.x", 4, fx.clock);
+    e.ttl = 1s;
+    client.send(e);
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(1001ms);
+    auto got = client.receive_envelope();
+    REQUIRE(got);
+    CHECK(error_of(got) == "expired");
+    CHECK(fx.stats().pending == 0);
+    raw_worker w(fx.ctx, fx.backend());
+    CHECK_FALSE(w.receives_request_within(50ms));
+  }
+  SUBCASE("expired when its worker frees up (checked at dispatch)") {
+    raw_worker w(fx.ctx, fx.backend());
+    REQUIRE(fx.wait_ready(1));
+    client.send(request("t.first", 4, fx.clock));
+    auto first = w.request();
+    REQUIRE(first.size() == 3);
+    envelope e = request("t.second", 4, fx.clock);
+    e.ttl = 1s;
+    client.send(e);
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(2s);
+    w.reply_to(first);
+    auto r1 = client.receive_envelope();
+    auto r2 = client.receive_envelope();
+    REQUIRE(r1);
+    REQUIRE(r2);
+    CHECK((error_of(r1) == "expired") != (error_of(r2) == "expired"));
+    CHECK_FALSE(w.receives_request_within(50ms));
+  }
+  CHECK(fx.stats().expired == 1);
+}
+
+TEST_CASE("a type no connected worker serves is answered 'no-service' after the no-service time") {
+  auto o = quiet();
+  o.no_service = 5s;
+  device_fixture fx(o);
+  raw_worker other(fx.ctx, fx.backend(), {"other."});
+  REQUIRE(fx.wait_ready(1));
+  raw_client client(fx.ctx, fx.frontend());
+
+  SUBCASE("no-service") {
+    envelope e = request("lonely.type", 4, fx.clock);
+    client.send(e);
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(4s);
+    CHECK_FALSE(wait_until([&] { return fx.stats().pending == 0; }, 50ms));
+    fx.clock.advance(1s);
+    auto got = client.receive_envelope();
+    REQUIRE(got);
+    CHECK(error_of(got) == "no-service");
+    CHECK(got->correlation_id == e.id);
+  }
+  SUBCASE("the TTL wins when it ends first") {
+    envelope e = request("lonely.type", 4, fx.clock);
+    e.ttl = 2s;
+    client.send(e);
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(3s);
+    CHECK(error_of(client.receive_envelope()) == "expired");
+  }
+  SUBCASE("a busy worker serving the type keeps it waiting") {
+    raw_worker lonely(fx.ctx, fx.backend(), {"lonely."});
+    REQUIRE(fx.wait_ready(2));
+    client.send(request("lonely.type", 4, fx.clock));
+    auto held = lonely.request();
+    REQUIRE(held.size() == 3);
+    client.send(request("lonely.type", 4, fx.clock));
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(10s);
+    CHECK_FALSE(wait_until([&] { return fx.stats().pending == 0; }, 50ms));
+    lonely.reply_to(held);
+    REQUIRE(client.receive_envelope());
+    auto second = lonely.request();
+    CHECK(second.size() == 3);
+  }
+  SUBCASE("no-service for plain bodies when only typed workers are connected") {
+    client.send(zmq::message_t(std::string("plain")));
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(6s);
+    CHECK(error_of(client.receive_envelope()) == "no-service");
+  }
+}
+
+TEST_CASE("a dead worker's request is requeued at the head of its priority") {
+  device_fixture fx({.heartbeat = 1000ms, .liveness = 3});
+  raw_client client(fx.ctx, fx.frontend());
+  raw_worker w1(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  const envelope first = request("t.first");
+  client.send(first);
+  auto held = w1.request();
+  REQUIRE(held.size() == 3);
+  client.send(request("t.second"));
+  REQUIRE(fx.wait_pending(1));
+
+  std::optional<raw_worker> w2;
+  raw_worker* next = nullptr;
+  SUBCASE("silent for liveness x heartbeat") {
+    fx.clock.advance(2900ms);
+    CHECK_FALSE(fx.wait_stats([](const auto& s) { return s.requeued == 1; }, 50ms));
+    fx.clock.advance(200ms);
+  }
+  SUBCASE("DISCONNECT") { w1.disconnect(); }
+  SUBCASE("READY again while holding a request: it restarted, and may take it again") {
+    w1.send_ready();
+    next = &w1;
+  }
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.requeued == 1; }));
+  if (!next) next = &w2.emplace(fx.ctx, fx.backend());
+  auto again = next->request();
+  REQUIRE(again.size() == 3);
+  CHECK(decode(again.back()).id == first.id);  // ahead of t.second, which waited in the queue
+  next->reply_to(again);
+  auto reply = client.receive_envelope();
+  REQUIRE(reply);
+  CHECK(reply->correlation_id == first.id);
+}
+
+TEST_CASE("a request whose holders all die is answered 'dead-letter' after max-requeue + 1 deliveries") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_requeue = 2});
+  raw_client client(fx.ctx, fx.frontend());
+  const envelope e = request("t.poison");
+  client.send(e);
+  REQUIRE(fx.wait_pending(1));
+  for (int delivery = 1; delivery <= 3; ++delivery) {
+    raw_worker w(fx.ctx, fx.backend());
+    auto r = w.request();
+    REQUIRE(r.size() == 3);
+    CHECK(decode(r.back()).id == e.id);
+    w.disconnect();
+    REQUIRE(fx.wait_stats(
+        [&](const auto& s) { return s.requeued == std::uint64_t(delivery) || s.dead_lettered == 1; }));
+  }
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(error_of(got) == "dead-letter");
+  CHECK(got->correlation_id == e.id);
+  auto s = fx.stats();
+  CHECK(s.dead_lettered == 1);
+  CHECK(s.requeued == 2);
+  CHECK(s.routed == 3);
+
+  // A retry gets the same answer from the reply cache and reaches no worker.
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  client.send(e);
+  CHECK(error_of(client.receive_envelope()) == "dead-letter");
+  CHECK_FALSE(w.receives_request_within(50ms));
+  CHECK(fx.stats().answered_from_cache == 1);
+}
+
+TEST_CASE("a retried request is not queued twice and its reply goes to the newest sender") {
+  device_fixture fx(quiet());
+  raw_client first(fx.ctx, fx.frontend());
+  raw_client second(fx.ctx, fx.frontend());
+  const envelope e = request("t.retry");
+
+  SUBCASE("retry while pending") {
+    first.send(e);
+    REQUIRE(fx.wait_pending(1));
+    second.send(e);
+    REQUIRE(fx.wait_stats([](const auto& s) { return s.duplicates_suppressed == 1; }));
+    CHECK(fx.stats().pending == 1);
+    raw_worker w(fx.ctx, fx.backend());
+    auto r = w.request();
+    REQUIRE(r.size() == 3);
+    w.reply_to(r);
+    CHECK_FALSE(w.receives_request_within(50ms));
+  }
+  SUBCASE("retry while in flight; the worker's echoed frames do not steer the reply") {
+    raw_worker w(fx.ctx, fx.backend());
+    REQUIRE(fx.wait_ready(1));
+    first.send(e);
+    auto r = w.request();
+    REQUIRE(r.size() == 3);
+    second.send(e);
+    REQUIRE(fx.wait_stats([](const auto& s) { return s.duplicates_suppressed == 1; }));
+    w.reply_to(r);  // echoes the first client's identity
+    CHECK_FALSE(w.receives_request_within(50ms));
+  }
+  auto got = second.receive_envelope();
+  REQUIRE(got);
+  CHECK(got->correlation_id == e.id);
+  CHECK_FALSE(first.receive_envelope());
+
+  // Once answered, a retry is answered from the reply cache.
+  first.send(e);
+  auto cached = first.receive_envelope();
+  REQUIRE(cached);
+  CHECK(cached->correlation_id == e.id);
+  CHECK(cached->type == "test.reply");
+  const auto s = fx.stats();
+  CHECK(s.answered_from_cache == 1);
+  CHECK(s.routed == 1);
+  CHECK(s.reply_cache_size == 1);
+}
+
+TEST_CASE("the reply cache is bounded") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .reply_cache = 2});
+  raw_client client(fx.ctx, fx.frontend());
+  raw_worker w(fx.ctx, fx.backend());
+  std::vector<envelope> sent;
+  for (int i = 0; i < 3; ++i) {
+    sent.push_back(request("t.x"));
+    client.send(sent.back());
+    auto r = w.request();
+    REQUIRE(r.size() == 3);
+    w.reply_to(r);
+    REQUIRE(client.receive_envelope());
+  }
+  CHECK(fx.stats().reply_cache_size == 2);
+  client.send(sent[0]);  // evicted: executes again
+  auto r = w.request();
+  CHECK(r.size() == 3);
+}
+
+TEST_CASE("past max-pending waiting requests, new ones are answered 'overloaded'") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_pending = 2});
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("t.x"));
+  client.send(request("t.x"));
+  REQUIRE(fx.wait_pending(2));
+  const envelope third = request("t.x");
+  client.send(third);
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(error_of(got) == "overloaded");
+  CHECK(got->correlation_id == third.id);
+  CHECK(fx.stats().rejected.at("overloaded") == 1);
+  CHECK(fx.stats().pending == 2);
+}
+
+TEST_CASE("heartbeats go to every live worker; a heartbeat never makes a busy worker ready") {
+  device_fixture fx({.heartbeat = 1000ms, .liveness = 3});
+  raw_worker a(fx.ctx, fx.backend());
+  raw_worker b(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(2));
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("t.x"));
+  client.send(request("t.x"));
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.workers_busy == 2; }));
+  auto ra = a.request();
+  auto rb = b.request();
+  REQUIRE(ra.size() == 3);
+  REQUIRE(rb.size() == 3);
+
+  // Busy workers keep heartbeating; the device heartbeats both.
+  for (int i = 0; i < 5; ++i) {
+    fx.clock.advance(1000ms);
+    int beats_a = 0, beats_b = 0;
+    a.heartbeat();
+    b.heartbeat();
+    zmq::pollitem_t items[] = {{a.s.handle(), 0, ZMQ_POLLIN, 0}, {b.s.handle(), 0, ZMQ_POLLIN, 0}};
+    REQUIRE(wait_until([&] {
+      zmq::poll(items, 2, 10ms);
+      if (items[0].revents & ZMQ_POLLIN && str(recv_all(a.s).at(0)) == "\x02") ++beats_a;
+      if (items[1].revents & ZMQ_POLLIN && str(recv_all(b.s).at(0)) == "\x02") ++beats_b;
+      return beats_a > 0 && beats_b > 0;
+    }));
+  }
+  client.send(request("t.third"));
+  REQUIRE(fx.wait_pending(1));
+  auto s = fx.stats();
+  CHECK(s.workers_busy == 2);
+  CHECK(s.workers_ready == 0);
+  CHECK(s.requeued == 0);  // heartbeats kept them alive through 5 s
+  // A reply counts as READY: the next request follows without a READY frame.
+  a.reply_to(ra);
+  auto next = a.request();
+  REQUIRE(next.size() == 3);
+  CHECK(decode(next.back()).type == "t.third");
+}
+
+TEST_CASE("malformed input on either socket is counted and dropped; the device keeps serving") {
+  device_fixture fx(quiet());
+  raw_client client(fx.ctx, fx.frontend());
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+
+  // Frontend: no delimiter, two bodies, an empty message body after the delimiter is fine (plain).
+  client.s.send(zmq::buffer(std::string("no delimiter")));
+  client.s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+  client.s.send(zmq::buffer(std::string("a")), zmq::send_flags::sndmore);
+  client.s.send(zmq::buffer(std::string("b")));
+  // Bad msgpack that looks like an envelope: bad-request, answered.
+  client.send(zmq::message_t(std::string("\x93\x01\xa1x", 4)));
+  auto bad = client.receive_envelope();
+  REQUIRE(bad);
+  CHECK(error_of(bad) == "bad-request");
+  CHECK(bad->header(header::reason).value_or("").find("ZMK/1") != std::string_view::npos);
+  // Random bytes starting like an array.
+  std::string noise(200, '\0');
+  for (std::size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<char>((i * 37 + 11) & 0xff);
+  noise[0] = '\x9a';
+  client.send(zmq::message_t(noise));
+  CHECK(error_of(client.receive_envelope()) == "bad-request");
+
+  // Backend: a stranger's reply and heartbeat, a reply from an idle worker,
+  // bad READY prefixes, a control byte with extra frames.
+  raw_worker stranger(fx.ctx, fx.backend(), {}, false);
+  stranger.s.send(zmq::buffer(std::string("\x00\x01\x02\x03\x04", 5)), zmq::send_flags::sndmore);
+  stranger.s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+  stranger.s.send(zmq::buffer(std::string("reply for nobody")));
+  stranger.heartbeat();
+  w.s.send(zmq::buffer(std::string("\x00\x01\x02\x03\x04", 5)), zmq::send_flags::sndmore);
+  w.s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+  w.s.send(zmq::buffer(std::string("unsolicited")));
+  stranger.s.send(zmq::buffer("\x01", 1), zmq::send_flags::sndmore);
+  stranger.s.send(zmq::buffer(std::string("not msgpack \xc1")));
+  stranger.s.send(zmq::buffer("\x02", 1), zmq::send_flags::sndmore);
+  stranger.s.send(zmq::buffer(std::string("x")), zmq::send_flags::sndmore);
+  stranger.s.send(zmq::buffer(std::string("y")));
+  stranger.s.send(zmq::buffer(std::string("?")));
+
+  REQUIRE(fx.wait_stats([](const queue::device_stats& s) {
+    auto n = [&](const char* k) { return s.dropped.count(k) ? s.dropped.at(k) : 0; };
+    return n("frontend-frames") == 2 && n("unknown-worker") == 2 && n("unknown-reply") == 1 &&
+           n("backend-frames") == 3;
+  }));
+  auto s = fx.stats();
+  CHECK(s.rejected.at("bad-request") == 2);
+  CHECK(s.workers_ready == 1);
+
+  // Still serving.
+  client.send(request("t.after"));
+  auto r = w.request();
+  REQUIRE(r.size() == 3);
+  w.reply_to(r);
+  CHECK(client.receive_envelope());
+}
+
+TEST_CASE("a frame over max-frame-bytes never reaches a worker") {
+  // Over tcp, where ZMQ_MAXMSGSIZE is enforced by the stream engine.
+  zmq::context_t ctx;
+  queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*",
+                          .backend = "tcp://127.0.0.1:*",
+                          .heartbeat = std::chrono::hours(1),
+                          .max_frame_bytes = 4096});
+  std::thread t([&] { dev.run(); });
+  raw_worker tw(ctx, dev.backend_endpoint());
+  REQUIRE(wait_until([&] { return dev.stats().workers_ready == 1; }));
+  raw_client big(ctx, dev.frontend_endpoint());
+  big.send(zmq::message_t(std::string(8192, 'x')));
+  CHECK_FALSE(tw.receives_request_within(200ms));
+  raw_client small(ctx, dev.frontend_endpoint());
+  small.send(zmq::message_t(std::string(1024, 'y')));
+  auto r = tw.request();
+  REQUIRE(r.size() == 3);
+  CHECK(r.back().size() == 1024);
+  tw.reply(r, zmq::message_t(std::string("done")));
+  CHECK(small.receive());
+  dev.stop();
+  t.join();
+}
+
+TEST_CASE("the admin endpoint answers [empty, \"stats\"] with a msgpack map of counters") {
+  device_fixture fx({.admin = unique_inproc("queue-admin"), .heartbeat = std::chrono::hours(1)});
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("t.waiting", 7));
+  REQUIRE(fx.wait_pending(1));
+
+  zmq::socket_t admin = test_socket(fx.ctx, zmq::socket_type::req);
+  admin.connect(fx.dev.admin_endpoint());
+  admin.send(zmq::buffer(std::string("stats")));
+  zmq::message_t reply;
+  REQUIRE(admin.recv(reply));
+  auto h = msgpack::unpack(static_cast<const char*>(reply.data()), reply.size());
+  auto m = h.get().as<std::map<std::string, msgpack::object>>();
+  for (const char* key :
+       {"received", "routed", "replied", "expired", "requeued", "dead_lettered", "duplicates_suppressed",
+        "rejected", "pending", "pending_by_priority", "pending_by_type", "workers_ready", "workers_busy"})
+    CHECK_MESSAGE(m.count(key) == 1, key);
+  CHECK(m.at("received").as<int>() == 1);
+  CHECK(m.at("pending").as<int>() == 1);
+  CHECK(m.at("pending_by_priority").as<std::map<std::string, int>>().at("7") == 1);
+  CHECK(m.at("pending_by_type").as<std::map<std::string, int>>().at("t.waiting") == 1);
+}
+
+TEST_CASE("stop: queued requests are answered 'unavailable', replies from workers still forwarded") {
+  device_fixture fx(quiet());
+  raw_client client(fx.ctx, fx.frontend());
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  const envelope held = request("t.held");
+  client.send(held);
+  auto r = w.request();
+  REQUIRE(r.size() == 3);
+  const envelope queued = request("t.queued");
+  client.send(queued);
+  REQUIRE(fx.wait_pending(1));
+
+  fx.dev.stop();
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(error_of(got) == "unavailable");
+  CHECK(got->correlation_id == queued.id);
+  CHECK(got->header(header::reason) == "shutting down");
+  client.send(request("t.late"));
+  CHECK(error_of(client.receive_envelope()) == "unavailable");
+  CHECK_FALSE(fx.done.load());  // still waiting for the held request
+
+  w.reply_to(r);
+  auto reply = client.receive_envelope();
+  REQUIRE(reply);
+  CHECK(reply->correlation_id == held.id);
+  CHECK(wait_until([&] { return fx.done.load(); }));
+}

@@ -20,8 +20,10 @@ class router_peer {
   // back after it (nothing = no answer).
   using answer_fn = std::function<std::vector<std::string>(const std::vector<std::string>& body)>;
 
-  router_peer(zmq::context_t& ctx, answer_fn answer)
+  // `setup` runs on the socket before it binds (e.g. CURVE server options).
+  router_peer(zmq::context_t& ctx, answer_fn answer, const std::function<void(zmq::socket_t&)>& setup = {})
       : socket_(test_socket(ctx, zmq::socket_type::router)), answer_(std::move(answer)) {
+    if (setup) setup(socket_);
     endpoint_ = bind_ephemeral(socket_);
     thread_ = std::thread([this] { loop(); });
   }
@@ -65,20 +67,24 @@ class fake_server {
  public:
   using handler = std::function<std::optional<envelope>(const envelope& request, int nth)>;
 
-  fake_server(zmq::context_t& ctx, handler handle)
-      : handle_(std::move(handle)), peer_(ctx, [this](const std::vector<std::string>& body) {
-          std::vector<std::string> out;
-          if (body.size() != 2 || !body[0].empty()) return out;
-          envelope request = decode(body[1]);
-          int nth;
-          {
-            std::lock_guard lock(mutex_);
-            requests_.push_back(request);
-            nth = static_cast<int>(requests_.size());
-          }
-          if (auto reply = handle_(request, nth)) out = {"", std::string(as_string_view(encode(*reply)))};
-          return out;
-        }) {}
+  fake_server(zmq::context_t& ctx, handler handle, const std::function<void(zmq::socket_t&)>& setup = {})
+      : handle_(std::move(handle)),
+        peer_(
+            ctx,
+            [this](const std::vector<std::string>& body) {
+              std::vector<std::string> out;
+              if (body.size() != 2 || !body[0].empty()) return out;
+              envelope request = decode(body[1]);
+              int nth;
+              {
+                std::lock_guard lock(mutex_);
+                requests_.push_back(request);
+                nth = static_cast<int>(requests_.size());
+              }
+              if (auto reply = handle_(request, nth)) out = {"", std::string(as_string_view(encode(*reply)))};
+              return out;
+            },
+            setup) {}
 
   const std::string& endpoint() const { return peer_.endpoint(); }
   std::vector<envelope> requests() {

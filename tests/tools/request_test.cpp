@@ -1,6 +1,8 @@
 // `zmqkit request` against a fake request/reply server (a ROUTER in this process).
 #include <doctest/doctest.h>
 
+#include <zmqkit/socket_options.hpp>
+
 #include "fake_peers.hpp"
 #include "tool.hpp"
 
@@ -100,4 +102,33 @@ TEST_CASE("request refuses invalid JSON before sending anything") {
   CHECK(one_line(r.err));
   CHECK(r.err.find("invalid JSON") != std::string::npos);
   CHECK(server.requests().empty());
+}
+
+TEST_CASE("request speaks CURVE to a server given its public key") {
+  char server_public[41], server_secret[41];
+  REQUIRE(zmq_curve_keypair(server_public, server_secret) == 0);
+  zmq::context_t ctx;
+  fake_server server(
+      ctx, [](const envelope& req, int) { return zmqkit::make_reply(req, "secret.pong"); },
+      [&](zmq::socket_t& s) {
+        zmqkit::apply(s, {.security = zmqkit::curve_server{.secret_key = server_secret}});
+      });
+  SUBCASE("with the key: encrypted, answered") {
+    auto r = run_tool(
+        {"request", "-c", server.endpoint(), "-t", "secret.ping", "--curve-server-key", server_public});
+    REQUIRE(r.code == 0);
+    CHECK(json_lines(r.out).at(0)["type"] == "secret.pong");
+  }
+  SUBCASE("without it: the handshake fails, nothing arrives") {
+    auto r = run_tool(
+        {"request", "-c", server.endpoint(), "-t", "secret.ping", "--timeout", "200", "--retries", "0"});
+    CHECK(r.code == 1);
+    CHECK(server.requests().empty());
+  }
+  SUBCASE("a malformed key is a usage error") {
+    auto r =
+        run_tool({"request", "-c", server.endpoint(), "-t", "secret.ping", "--curve-server-key", "short"});
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+  }
 }

@@ -89,27 +89,49 @@ TEST_CASE("sub tails the types under its prefixes as JSON lines") {
   CHECK(sub.err().empty());
 }
 
-TEST_CASE("sub reports sequence gaps per publisher") {
+TEST_CASE("sub reports sequence gaps per (publisher, type) stream") {
   zmq::context_t ctx;
   auto xpub = test_socket(ctx, zmq::socket_type::xpub, 15s);
   const auto ep = bind_ephemeral(xpub);
-  piped_process sub({tool, "sub", "-c", ep, "-n", "7", "--timeout", "15000"});
+  piped_process sub({tool, "sub", "-c", ep, "-n", "9", "--timeout", "15000"});
   REQUIRE(await_subscription(xpub, ""));
   publish(xpub, "a.x", "P1", 1);
   publish(xpub, "a.x", "P2", 7);  // first seen at 7: joined late, not a gap
+  publish(xpub, "b.y", "P1", 1);  // another stream of P1: counts on its own
   publish(xpub, "a.x", "P1", 2);
   publish(xpub, "a.x", "P2", 8);
   publish(xpub, "a.x", "P1", 5);   // 3 and 4 lost
   publish(xpub, "a.x", "P2", 10);  // 9 lost
-  publish(xpub, "a.x", "P1", 1);   // P1 restarted
+  publish(xpub, "b.y", "P1", 2);
+  publish(xpub, "a.x", "P1", 1);  // P1 restarted
   REQUIRE(sub.wait(15s) == 0);
-  CHECK(count_lines(sub.out()) == 7);
+  CHECK(count_lines(sub.out()) == 9);
   const auto err = sub.err();
-  CHECK(err.find("gap: publisher P1 lost seq 3..4 (2 envelopes)") != std::string::npos);
-  CHECK(err.find("gap: publisher P2 lost seq 9 (1 envelope)") != std::string::npos);
-  CHECK(err.find("publisher P1 restarted: seq 1 after 5") != std::string::npos);
-  CHECK(err.find("7 envelopes received, 3 lost in 2 gaps") != std::string::npos);
-  CHECK(err.find("P2 lost seq 1") == std::string::npos);
+  CHECK(err.find("gap: publisher P1 type a.x lost seq 3..4 (2 envelopes)") != std::string::npos);
+  CHECK(err.find("gap: publisher P2 type a.x lost seq 9 (1 envelope)") != std::string::npos);
+  CHECK(err.find("publisher P1 type a.x restarted: seq 1 after 5") != std::string::npos);
+  CHECK(err.find("9 envelopes received, 3 lost in 2 gaps") != std::string::npos);
+  CHECK(err.find("b.y") == std::string::npos);
+  CHECK(count_lines(err) == 4);
+}
+
+TEST_CASE("pub numbers each type on its own") {
+  zmq::context_t ctx;
+  auto sub = test_socket(ctx, zmq::socket_type::sub, 15s);
+  sub.set(zmq::sockopt::subscribe, "");
+  const auto ep = bind_ephemeral(sub);
+  piped_process pub({tool, "pub", "-c", ep, "--jsonl", "--wait-subscribers", "1", "--timeout", "15000"});
+  pub.write_stdin("{\"type\":\"a.x\"}\n{\"type\":\"b.y\"}\n{\"type\":\"a.x\"}\n");
+  pub.close_stdin();
+  std::vector<std::string> seen;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<zmq::message_t> frames;
+    REQUIRE(zmq::recv_multipart(sub, std::back_inserter(frames)));
+    auto env = zmqkit::decode(frames.at(1));
+    seen.push_back(env.type + "#" + std::string(env.header("zmk.seq").value_or("?")));
+  }
+  CHECK(seen == std::vector<std::string>{"a.x#1", "b.y#1", "a.x#2"});
+  CHECK(pub.wait(15s) == 0);
 }
 
 TEST_CASE("pub and sub talk to each other") {

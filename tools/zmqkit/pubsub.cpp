@@ -1,5 +1,7 @@
 // `zmqkit pub` and `zmqkit sub`: the pub/sub wire format, frames [topic = type, envelope],
 // with zmk.pub / zmk.seq stamped by the publisher and checked by the subscriber.
+// zmk.seq counts per (publisher, type) stream (docs/protocol.md): prefix filtering
+// delivers whole types, so per-stream numbering makes every jump a real loss.
 #include <charconv>
 #include <iostream>
 #include <map>
@@ -24,7 +26,7 @@ command add_pub(CLI::App& root) {
       "pub", "Publish envelopes (PUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
   add_endpoint_options(*app, s->ep);
   add_envelope_options(*app, s->in, true);
-  app->add_option("-n,--count", s->count, "Publish the envelope N times (seq 1..N)")
+  app->add_option("-n,--count", s->count, "Publish the envelope N times (zmk.seq 1..N)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app->add_option("--interval", s->interval_ms, "Wait MS between envelopes")
@@ -74,9 +76,10 @@ command add_pub(CLI::App& root) {
               // With --jsonl the types are not known in advance: any subscription counts.
               if (s->in.jsonl || std::string_view(s->in.type).starts_with(prefix)) ++matching;
             }
-            std::uint64_t seq = 0;
+            std::map<std::string, std::uint64_t, std::less<>> seq_by_type;
             while (auto env = source.next()) {
               if (interrupted.load()) break;
+              std::uint64_t& seq = seq_by_type[env->type];
               env->headers.insert_or_assign(std::string(header::publisher), pub_id);
               env->headers.insert_or_assign(std::string(header::sequence), std::to_string(seq + 1));
               zmq::message_t frame;
@@ -126,7 +129,7 @@ command add_sub(CLI::App& root) {
         for (const auto& p : s->prefixes) socket.set(zmq::sockopt::subscribe, p);
         attach(socket, s->ep);
         install_signal_handlers();
-        std::map<std::string, std::uint64_t, std::less<>> last_seq;  // per publisher
+        std::map<std::pair<std::string, std::string>, std::uint64_t> last_seq;  // per (publisher, type)
         long long received = 0, gaps = 0;
         std::uint64_t lost = 0;
         while (s->count == 0 || received < s->count) {
@@ -153,20 +156,22 @@ command add_sub(CLI::App& root) {
               pub && seq_text &&
               std::from_chars(seq_text->data(), seq_text->data() + seq_text->size(), seq).ec == std::errc{};
           if (has_seq) {
-            auto it = last_seq.find(*pub);
+            std::pair<std::string, std::string> stream{std::string(*pub), env.type};
+            auto it = last_seq.find(stream);
             if (it == last_seq.end()) {
-              last_seq.emplace(std::string(*pub), seq);
+              last_seq.emplace(std::move(stream), seq);
             } else {
               if (seq > it->second + 1) {
                 const std::uint64_t n = seq - it->second - 1;
                 ++gaps;
                 lost += n;
-                std::cerr << "zmqkit sub: gap: publisher " << *pub << " lost seq " << it->second + 1;
+                std::cerr << "zmqkit sub: gap: publisher " << *pub << " type " << env.type << " lost seq "
+                          << it->second + 1;
                 if (n > 1) std::cerr << ".." << seq - 1;
                 std::cerr << " (" << n << " envelope" << (n > 1 ? "s" : "") << ")\n";
               } else if (seq <= it->second) {
-                std::cerr << "zmqkit sub: publisher " << *pub << " restarted: seq " << seq << " after "
-                          << it->second << '\n';
+                std::cerr << "zmqkit sub: publisher " << *pub << " type " << env.type << " restarted: seq "
+                          << seq << " after " << it->second << '\n';
               }
               it->second = seq;
             }

@@ -4,18 +4,18 @@
 // device's RSS holding 100 k pending 64-byte requests.
 //
 // usage: queue_bench [requests per client, default 25000]
-#include <zmqkit/envelope.hpp>
-#include <zmqkit/queue/device.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/queue/device.hpp>
 
 #include "bench_util.hpp"
 
@@ -89,7 +89,8 @@ void client(zmq::context_t& ctx, const std::string& endpoint, std::vector<zmq::m
       std::exit(1);
     }
     ++received;
-    if (latencies) latencies->push_back(std::chrono::duration<double, std::micro>(bench_clock::now() - t0).count());
+    if (latencies)
+      latencies->push_back(std::chrono::duration<double, std::micro>(bench_clock::now() - t0).count());
     if (sent < requests.size()) {
       t0 = bench_clock::now();
       send_next();
@@ -103,8 +104,8 @@ struct run_result {
 };
 
 // Runs clients x per_client requests through `frontend` with workers on `backend`.
-run_result run(zmq::context_t& ctx, const std::string& frontend, const std::string& backend, bool device_protocol,
-               std::size_t per_client, int in_flight, int client_count) {
+run_result run(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
+               bool device_protocol, std::size_t per_client, int in_flight, int client_count) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> ws;
   for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, backend, device_protocol, stop); });
@@ -137,7 +138,8 @@ run_result through_device(std::size_t per_client, int in_flight, int client_coun
   zmq::context_t ctx;
   zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"});
   std::thread t([&] { dev.run(); });
-  auto r = run(ctx, dev.frontend_endpoint(), dev.backend_endpoint(), true, per_client, in_flight, client_count);
+  auto r =
+      run(ctx, dev.frontend_endpoint(), dev.backend_endpoint(), true, per_client, in_flight, client_count);
   dev.stop();
   t.join();
   return r;
@@ -159,6 +161,47 @@ run_result through_proxy(std::size_t per_client, int in_flight, int client_count
   return r;
 }
 
+// The ZeroMQ guide's load-balancing broker in raw libzmq: the same one request
+// per worker at a time as the device, without priority, TTL, heartbeats or
+// dedup. It shows what the device's own bookkeeping costs.
+run_result through_raw_lru(std::size_t per_client, int in_flight, int client_count) {
+  zmq::context_t ctx;
+  zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
+  front.bind("tcp://127.0.0.1:*");
+  back.bind("tcp://127.0.0.1:*");
+  const std::string fe = front.get(zmq::sockopt::last_endpoint), be = back.get(zmq::sockopt::last_endpoint);
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    std::deque<zmq::message_t> ready;
+    std::vector<zmq::message_t> frames;
+    while (!stop) {
+      zmq::pollitem_t items[] = {{back.handle(), 0, ZMQ_POLLIN, 0}, {front.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, ready.empty() ? 1 : 2, 50ms);
+      if (items[0].revents & ZMQ_POLLIN) {
+        frames.clear();
+        zmq::recv_multipart(back, std::back_inserter(frames));
+        if (frames.size() == 2 && frames[1].size() == 1 && *frames[1].data<char>() == 0x02) continue;
+        ready.push_back(std::move(frames[0]));
+        if (frames.size() > 2) {
+          frames.erase(frames.begin());
+          zmq::send_multipart(front, frames);
+        }
+      }
+      if (!ready.empty() && (items[1].revents & ZMQ_POLLIN)) {
+        frames.clear();
+        zmq::recv_multipart(front, std::back_inserter(frames));
+        frames.insert(frames.begin(), std::move(ready.front()));
+        ready.pop_front();
+        zmq::send_multipart(back, frames);
+      }
+    }
+  });
+  auto r = run(ctx, fe, be, true, per_client, in_flight, client_count);
+  stop = true;
+  t.join();
+  return r;
+}
+
 long rss_kb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -171,29 +214,17 @@ long rss_kb() {
 
 int main(int argc, char** argv) {
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;
-  std::printf("queue_bench: %d clients x %d in flight x %d workers, 64-byte bodies (ZMK/1), tcp loopback, %zu "
-              "requests per client\n",
-              clients, window, workers, per_client);
+  std::printf(
+      "queue_bench: %d clients x %d in flight x %d workers, 64-byte bodies (ZMK/1), tcp loopback, %zu "
+      "requests per client\n",
+      clients, window, workers, per_client);
 
-  // Alternate the two, best of three each, so neither gets a quieter machine.
-  double dev_tput = 0, raw_tput = 0, dev_lat = 1e18, raw_lat = 1e18;
-  for (int round = 0; round < 3; ++round) {
-    raw_tput = std::max(raw_tput, through_proxy(per_client, window, clients).per_second);
-    dev_tput = std::max(dev_tput, through_device(per_client, window, clients).per_second);
-  }
-  zmqkit::bench::report("throughput, 4 x 100 in flight x 4 workers", "req/s", dev_tput, raw_tput, 0.8, true);
-  const std::size_t latency_requests = std::max<std::size_t>(per_client / 5, 1000);
-  for (int round = 0; round < 3; ++round) {
-    raw_lat = std::min(raw_lat, through_proxy(latency_requests, 1, 1).mean_latency_us);
-    dev_lat = std::min(dev_lat, through_device(latency_requests, 1, 1).mean_latency_us);
-  }
-  zmqkit::bench::report("window-1 mean latency, 1 client x 4 workers", "us", dev_lat, raw_lat, 1.1, false);
-
-  // RSS with 100 k pending 64-byte requests (no workers).
+  // RSS with 100 k pending 64-byte requests (no workers): first, in a clean process.
   {
     zmq::context_t ctx;
     const long before = rss_kb();
-    zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*",
+    zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*",
+                                    .backend = "tcp://127.0.0.1:*",
                                     .no_service = std::chrono::hours(1)});
     std::thread t([&] { dev.run(); });
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -214,5 +245,21 @@ int main(int argc, char** argv) {
     dev.stop();
     t.join();
   }
+  // Alternate the two, best of three each, so neither gets a quieter machine.
+  double dev_tput = 0, raw_tput = 0, lru_tput = 0, dev_lat = 1e18, raw_lat = 1e18;
+  for (int round = 0; round < 3; ++round) {
+    raw_tput = std::max(raw_tput, through_proxy(per_client, window, clients).per_second);
+    dev_tput = std::max(dev_tput, through_device(per_client, window, clients).per_second);
+    lru_tput = std::max(lru_tput, through_raw_lru(per_client, window, clients).per_second);
+  }
+  zmqkit::bench::report("throughput, 4 x 100 in flight x 4 workers", "req/s", dev_tput, raw_tput, 0.8, true);
+  zmqkit::bench::report("  same, raw guide LRU broker as baseline", "req/s", dev_tput, lru_tput, 0.8, true);
+  const std::size_t latency_requests = std::max<std::size_t>(per_client / 5, 1000);
+  for (int round = 0; round < 5; ++round) {
+    raw_lat = std::min(raw_lat, through_proxy(latency_requests, 1, 1).mean_latency_us);
+    dev_lat = std::min(dev_lat, through_device(latency_requests, 1, 1).mean_latency_us);
+  }
+  zmqkit::bench::report("window-1 mean latency, 1 client x 4 workers", "us", dev_lat, raw_lat, 1.1, false);
+
   return 0;
 }

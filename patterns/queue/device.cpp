@@ -111,7 +111,10 @@ struct device::impl {
     zmqkit::socket_options so = opts.socket;
     so.max_message_bytes = static_cast<std::int64_t>(opts.max_frame_bytes);
     for (auto* s : {&frontend, &backend}) {
-      apply(*s, so);
+      zmqkit::socket_options side = so;
+      const auto& security = s == &frontend ? opts.frontend_security : opts.backend_security;
+      if (security) side.security = *security;
+      apply(*s, side);
       s->set(zmq::sockopt::router_mandatory, true);
     }
     bind(frontend, opts.frontend, "frontend");
@@ -153,6 +156,7 @@ struct device::impl {
   detail::reply_cache cache;
   handle next_handle = 1;
   steady_time next_heartbeat{};
+  steady_time next_sweep{};
   bool draining = false;
   steady_time drain_deadline{};
   std::vector<zmq::message_t> frames;  // reused receive buffer
@@ -471,6 +475,16 @@ struct device::impl {
     // TTL while queued.
     while (!ttl_index.empty() && ttl_index.begin()->first <= wall)
       fail(ttl_index.begin()->second, reply_error::expired, "ttl passed while queued");
+    // Sweeps once per tick, not on every message.
+    if (now >= next_sweep) {
+      next_sweep = now + opts.tick;
+      sweep(now);
+    }
+    // Heartbeats to every live worker.
+    if (now >= next_heartbeat) heartbeat(now);
+  }
+
+  void sweep(steady_time now) {
     // Dead workers.
     const auto silence = opts.heartbeat * opts.liveness;
     // By identity: removing one worker may remove others (a failed send while requeueing).
@@ -495,26 +509,26 @@ struct device::impl {
       for (handle h : unserved)
         fail(h, reply_error::no_service, "no worker serving this type connected within the no-service time");
     }
-    // Heartbeats to every live worker.
-    if (now >= next_heartbeat) {
-      next_heartbeat = now + opts.heartbeat;
-      std::vector<std::string> gone;
-      workers.for_each([&](detail::worker& w) {
-        try {
-          if (!backend.send(zmq::message_t(w.identity.data(), w.identity.size()),
-                            zmq::send_flags::sndmore | zmq::send_flags::dontwait))
-            return;  // its pipe is full: silence will decide
-          backend.send(zmq::message_t(&heartbeat_byte, 1), zmq::send_flags::none);
-        } catch (const zmq::error_t&) {
-          gone.push_back(w.identity);
-        }
-      });
-      for (const std::string& id : gone)
-        if (detail::worker* w = workers.find(id)) {
-          log(log_level::info, "worker unreachable, removed");
-          remove_worker(*w);
-        }
-    }
+  }
+
+  void heartbeat(steady_time now) {
+    next_heartbeat = now + opts.heartbeat;
+    std::vector<std::string> gone;
+    workers.for_each([&](detail::worker& w) {
+      try {
+        if (!backend.send(zmq::message_t(w.identity.data(), w.identity.size()),
+                          zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+          return;  // its pipe is full: silence will decide
+        backend.send(zmq::message_t(&heartbeat_byte, 1), zmq::send_flags::none);
+      } catch (const zmq::error_t&) {
+        gone.push_back(w.identity);
+      }
+    });
+    for (const std::string& id : gone)
+      if (detail::worker* w = workers.find(id)) {
+        log(log_level::info, "worker unreachable, removed");
+        remove_worker(*w);
+      }
   }
 
   void begin_drain() {

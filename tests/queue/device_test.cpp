@@ -2,6 +2,8 @@
 // over inproc, with a manual clock for TTL, heartbeat and no-service timing.
 #include <doctest/doctest.h>
 
+#include <random>
+
 #include "queue_support.hpp"
 
 using namespace zmqkit;
@@ -557,4 +559,101 @@ TEST_CASE("stop: queued requests are answered 'unavailable', replies from worker
   REQUIRE(reply);
   CHECK(reply->correlation_id == held.id);
   CHECK(wait_until([&] { return fx.done.load(); }));
+}
+
+TEST_CASE("a reply for a client that has gone is counted, cached, and the device keeps serving") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  const envelope e = request("t.orphan");
+  {
+    raw_client gone(fx.ctx, fx.frontend());
+    gone.send(e);
+    auto r = w.request();
+    REQUIRE(r.size() == 3);
+    gone.s.close();
+    // ROUTER_MANDATORY: the device learns the client is unreachable when it replies.
+    wait_until([] { return false; }, 50ms);
+    w.reply_to(r);
+  }
+  REQUIRE(
+      fx.wait_stats([](const queue::device_stats& s) { return s.dropped.count("client-unreachable") == 1; }));
+  raw_client back(fx.ctx, fx.frontend());
+  back.send(e);  // the client's retry from a new socket
+  auto cached = back.receive_envelope();
+  REQUIRE(cached);
+  CHECK(cached->correlation_id == e.id);
+  CHECK_FALSE(w.receives_request_within(50ms));
+}
+
+TEST_CASE("random frames on both sockets never stop the device") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  raw_client noisy_client(fx.ctx, fx.frontend());
+  raw_worker noisy_worker(fx.ctx, fx.backend(), {}, false);
+  std::mt19937 rng(1234);
+  auto random_frame = [&] {
+    std::string f(rng() % 40, '\0');
+    for (auto& c : f) c = static_cast<char>(rng());
+    if (!f.empty() && rng() % 3 == 0) f[0] = static_cast<char>(0x90 | (rng() % 16));  // looks like an array
+    return f;
+  };
+  for (int i = 0; i < 300; ++i) {
+    zmq::socket_t& s = i % 2 ? noisy_client.s : noisy_worker.s;
+    const int n = 1 + static_cast<int>(rng() % 5);
+    for (int k = 0; k < n; ++k) {
+      const std::string f = k == 1 && rng() % 2 ? std::string() : random_frame();
+      s.send(zmq::buffer(f), k + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+  REQUIRE(fx.wait_stats([](const queue::device_stats& s) {
+    std::uint64_t n = s.received;
+    for (const auto& [k, v] : s.dropped) n += v;
+    return n >= 150;
+  }));
+  // With this seed no noise frame is a READY, so `w` is the only worker (a
+  // noise READY would be a legitimate worker that never replies).
+  const auto after = fx.stats();
+  REQUIRE(after.workers_ready + after.workers_busy == 1);
+  // Noise that is a plain request reaches `w`, which answers it; a real client is served.
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("t.after-noise"));
+  std::optional<envelope> reply;
+  REQUIRE(wait_until([&] {
+    zmq::pollitem_t it{w.s.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&it, 1, 10ms);
+    if (it.revents & ZMQ_POLLIN) {
+      auto r = w.request();
+      if (r.size() >= 3 && looks_like_envelope(as_string_view(r.back()))) {
+        try {
+          if (decode(r.back()).type == "t.after-noise") w.reply_to(r);
+        } catch (const zmqkit::error&) {
+        }
+      } else if (r.size() >= 2) {
+        w.reply(r, zmq::message_t(std::string("noise")));
+      }
+    }
+    zmq::pollitem_t c{client.s.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&c, 1, 0ms);
+    if (c.revents & ZMQ_POLLIN) reply = client.receive_envelope();
+    return reply.has_value();
+  }));
+  CHECK(reply->type == "test.reply");
+}
+
+TEST_CASE("bad options are refused with zmqkit::error{bad_config}") {
+  zmq::context_t ctx;
+  auto refused = [&](queue::device_options o) {
+    try {
+      queue::device dev(ctx, std::move(o));
+    } catch (const zmqkit::error& e) {
+      return e.code() == errc::bad_config;
+    }
+    return false;
+  };
+  CHECK(refused({.frontend = "", .backend = unique_inproc()}));
+  CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .liveness = 0}));
+  CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .heartbeat = 0ms}));
+  CHECK(refused({.frontend = "nonsense", .backend = unique_inproc()}));
 }

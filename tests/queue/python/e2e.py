@@ -89,10 +89,12 @@ def envelope_run(tmp, ctx):
     exec_log = os.path.join(tmp, "executions")
     workers = [spawn(os.path.join(HERE, "worker.py"), dev.back, "orders", "--prefix", "order.", "--exec-log", exec_log),
                spawn(os.path.join(HERE, "worker.py"), dev.back, "courses", "--prefix", "course.", "--exec-log",
-                     exec_log, "--delay-ms", "1")]
+                     exec_log, "--delay-ms", "1"),
+               spawn(os.path.join(HERE, "worker.py"), dev.back, "slow", "--prefix", "slow.", "--exec-log", exec_log,
+                     "--delay-ms", "300")]
     try:
-        m = dev.wait_stats(ctx, lambda m: m["workers_ready"] == 2)
-        check(m["workers_ready"] == 2, "two Python workers READY with type prefixes")
+        m = dev.wait_stats(ctx, lambda m: m["workers_ready"] == 3)
+        check(m["workers_ready"] == 3, "three Python workers READY with type prefixes")
         c = client(ctx, dev.front)
 
         # 300 requests, window 20, mixed types and priorities.
@@ -121,8 +123,8 @@ def envelope_run(tmp, ctx):
         check(len(replies) == total, "300 typed requests answered, each correlated to its request (%d)" % len(replies))
         check(wrong_worker == 0, "order.* and course.* each served only by the worker listing that prefix; bodies echoed")
 
-        # A retry with the same id while the first is at a worker: executed once.
-        env = zmk.envelope("order.slow", b"dedup")
+        # A retry with the same id while the first is at a (300 ms) worker: executed once.
+        env = zmk.envelope("slow.job", b"dedup")
         c.send(env)
         c.send(env)
         first = c.recv()

@@ -8,12 +8,24 @@
 #include <optional>
 #include <zmqkit/error.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/metrics_http.hpp>
 #include <zmqkit/queue/device.hpp>
 #include <zmqkit/zap_authenticator.hpp>
 
 namespace {
 
 zmqkit::queue::device* running_device = nullptr;
+
+// How the admin snapshot maps onto Prometheus metrics: counters get _total,
+// nested maps become labels (pending_by_type -> type, pending_by_priority -> priority).
+zmqkit::metrics::prometheus_options prometheus_options() {
+  return {.prefix = "zmqkit_queue_",
+          .label_names = {{"rejected", "code"}, {"dropped", "reason"}},
+          .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
+                     "workers_busy", "reply_cache_size"},
+          .help_suffix = " (zmqkit-queue admin stats)"};
+}
 
 extern "C" void on_stop_signal(int) {
   if (running_device) running_device->stop();  // async-signal-safe: an atomic store and a write()
@@ -49,6 +61,7 @@ int main(int argc, char** argv) {
   zmqkit::queue::device_options opts;
   long long heartbeat_ms = 1000, no_service_ms = 5000;
   std::string log_level = "info";
+  std::string metrics_http;
 
   app.add_option("--frontend", opts.frontend, "endpoint clients connect to (bound), e.g. tcp://*:5555")
       ->required();
@@ -75,6 +88,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 31))
       ->capture_default_str();
   app.add_option("--admin", opts.admin, "stats endpoint (ROUTER, bound): send [empty, \"stats\"]");
+  app.add_option("--metrics-http", metrics_http,
+                 "serve the stats in Prometheus text format at http://HOST:PORT/metrics (PORT 0 = any)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
@@ -119,6 +134,9 @@ int main(int argc, char** argv) {
   };
 
   try {
+    // Checked before anything binds, so a typo fails fast.
+    const auto http_address =
+        metrics_http.empty() ? std::nullopt : std::optional(zmqkit::parse_http_address(metrics_http));
     zmq::context_t ctx;
     zmqkit::zap_options zap;
     configure_side("frontend", front, opts.frontend_security, zap);
@@ -127,6 +145,15 @@ int main(int argc, char** argv) {
     std::optional<zmqkit::zap_authenticator> auth;
     if (!zap.domain_dirs.empty()) auth.emplace(ctx, zap);
     zmqkit::queue::device dev(ctx, opts);
+    // Declared after the device: destroyed (stopped, joined) before it.
+    std::optional<zmqkit::metrics_http_server> http;
+    if (http_address) {
+      http.emplace(*http_address, [&dev, popts = prometheus_options()] {
+        return zmqkit::metrics::render_prometheus(
+            zmqkit::metrics::parse_snapshot(zmqkit::queue::encode_stats(dev.stats())), popts);
+      });
+      spdlog::info("metrics http://{}:{}/metrics", http_address->host, http->port());
+    }
     running_device = &dev;
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
@@ -137,6 +164,7 @@ int main(int argc, char** argv) {
                  opts.admin.empty() ? "" : " admin ", dev.admin_endpoint());
     dev.run();
     running_device = nullptr;
+    if (http) http->stop();
     if (auth)
       spdlog::info("CURVE clients admitted {}, refused {}", auth->counters().accepted,
                    auth->counters().refused);

@@ -1,0 +1,219 @@
+#include "common.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <thread>
+#include <zmqkit/clock.hpp>
+
+namespace zmqkit::tool {
+
+std::atomic<bool> interrupted{false};
+
+namespace {
+
+extern "C" void on_signal(int) { interrupted.store(true); }
+
+// Slices blocking waits so that an interruption is seen promptly even when a
+// signal lands between the check and the wait.
+constexpr std::chrono::milliseconds slice{100};
+
+std::string read_all(const std::string& path, const char* what) {
+  if (path == "-") {
+    std::string data((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    return data;
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw failure(exit_usage, std::string("cannot read ") + what + " file '" + path + "'");
+  return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool wait_readable(zmq::socket_t& socket, std::chrono::milliseconds timeout) {
+  const bool forever = timeout.count() < 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (interrupted.load()) return false;
+    auto left = forever ? slice
+                        : std::chrono::duration_cast<std::chrono::milliseconds>(
+                              deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) left = std::chrono::milliseconds(0);
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      if (zmq::poll(&item, 1, std::min(left, slice)) > 0) return true;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    if (!forever && std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+void sleep_interruptibly(std::chrono::milliseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (!interrupted.load()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= end) return;
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(end - now, slice));
+  }
+}
+
+std::string endpoint_options::describe() const {
+  std::string out;
+  for (const auto* list : {&connect, &bind})
+    for (const auto& ep : *list) out += (out.empty() ? "" : ", ") + ep;
+  return out;
+}
+
+void add_endpoint_options(CLI::App& app, endpoint_options& opts) {
+  app.add_option("-c,--connect", opts.connect,
+                 "Endpoint to connect to (repeatable), e.g. tcp://127.0.0.1:5555")
+      ->group("Endpoints");
+  app.add_option("-b,--bind", opts.bind, "Endpoint to bind (repeatable), e.g. tcp://*:5555")
+      ->group("Endpoints");
+  app.add_option("--curve-server-key", opts.curve_server_key,
+                 "CURVE: the server's public key (Z85); enables encryption")
+      ->group("Security");
+  app.add_option("--curve-public-key", opts.curve_public_key, "CURVE: our public key (default: ephemeral)")
+      ->group("Security");
+  app.add_option("--curve-secret-key", opts.curve_secret_key, "CURVE: our secret key (default: ephemeral)")
+      ->group("Security");
+}
+
+socket_options make_socket_options(const endpoint_options& opts) {
+  socket_options so{};
+  if (!opts.curve_server_key.empty()) {
+    curve_client client{opts.curve_public_key, opts.curve_secret_key, opts.curve_server_key};
+    if (client.public_key.empty() != client.secret_key.empty())
+      throw failure(exit_usage, "give both --curve-public-key and --curve-secret-key, or neither");
+    if (client.public_key.empty()) {
+      char pub[41], sec[41];
+      if (zmq_curve_keypair(pub, sec) != 0) throw failure(exit_failure, "libzmq has no CURVE support");
+      client.public_key = pub;
+      client.secret_key = sec;
+    }
+    so.security = std::move(client);
+  }
+  return so;
+}
+
+void attach(zmq::socket_t& socket, const endpoint_options& opts) {
+  if (opts.connect.empty() && opts.bind.empty())
+    throw failure(exit_usage, "give an endpoint: --connect or --bind");
+  auto act = [&](const std::string& ep, bool bind) {
+    try {
+      bind ? socket.bind(ep) : socket.connect(ep);
+    } catch (const zmq::error_t& e) {
+      const bool malformed = e.num() == EINVAL || e.num() == EPROTONOSUPPORT || e.num() == ENOCOMPATPROTO;
+      throw failure(malformed ? exit_usage : exit_failure,
+                    std::string(bind ? "cannot bind " : "cannot connect to ") + ep + ": " + e.what());
+    }
+  };
+  for (const auto& ep : opts.bind) act(ep, true);
+  for (const auto& ep : opts.connect) act(ep, false);
+}
+
+void add_envelope_options(CLI::App& app, envelope_input& in, bool allow_jsonl) {
+  app.add_option("-t,--type", in.type, "Envelope type, e.g. order.created")->group("Envelope");
+  app.add_option("-p,--priority", in.priority, "Priority 0-9 (9 most urgent)")
+      ->check(CLI::Range(0, 9))
+      ->capture_default_str()
+      ->group("Envelope");
+  app.add_option("--ttl", in.ttl_ms, "Time to live in ms (0 = never expires)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->group("Envelope");
+  app.add_option("-H,--header", in.headers, "Header KEY=VALUE (repeatable)")->group("Envelope");
+  auto* json =
+      app.add_option("-j,--json", in.json_body,
+                     "Body as JSON, sent as msgpack; @FILE or @- reads the JSON from a file or stdin")
+          ->group("Body");
+  auto* raw =
+      app.add_option("-r,--raw", in.raw_file, "Body as raw bytes from FILE (- = stdin)")->group("Body");
+  json->excludes(raw);
+  if (allow_jsonl) {
+    auto* jsonl = app.add_flag("--jsonl", in.jsonl,
+                               "Read envelopes from stdin, one JSON object per line (as recv/sub print them)")
+                      ->group("Body");
+    jsonl->excludes(json)->excludes(raw);
+  }
+}
+
+envelope_source::envelope_source(const envelope_input& in) : in_(in) {
+  if (in.jsonl) {
+    if (!in.type.empty() || !in.headers.empty())
+      throw failure(exit_usage, "--jsonl takes type and headers from each line; drop --type/--header");
+    return;
+  }
+  if (in.type.empty()) throw failure(exit_usage, "--type is required (or --jsonl)");
+  if (!in.json_body.empty()) {
+    std::string text = in.json_body;
+    std::string what = "--json";
+    if (text.front() == '@') {
+      what = text == "@-" ? "stdin" : text.substr(1);
+      text = read_all(text == "@-" ? "-" : text.substr(1), "JSON");
+    }
+    try {
+      body_ = json_to_msgpack(parse_json(text, what));
+    } catch (const zmqkit::error& e) {
+      throw failure(exit_usage, e.what());
+    }
+  } else if (!in.raw_file.empty()) {
+    body_ = read_all(in.raw_file, "body");
+  }
+  for (const auto& h : in.headers) {
+    const auto eq = h.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw failure(exit_usage, "--header wants KEY=VALUE, got '" + h + "'");
+  }
+}
+
+std::optional<envelope> envelope_source::next() {
+  if (in_.jsonl) {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      ++line_no_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      try {
+        return envelope_from_json(parse_json(line, "stdin line " + std::to_string(line_no_)));
+      } catch (const zmqkit::error& e) {
+        std::string msg = e.what();
+        if (msg.rfind("invalid JSON", 0) != 0) msg = "stdin line " + std::to_string(line_no_) + ": " + msg;
+        throw failure(exit_usage, msg);
+      }
+    }
+    return std::nullopt;
+  }
+  if (remaining_ <= 0) return std::nullopt;
+  --remaining_;
+  envelope env = make_envelope(in_.type);
+  env.priority = static_cast<std::uint8_t>(in_.priority);
+  env.ttl = std::chrono::milliseconds(in_.ttl_ms);
+  env.body = body_;
+  for (const auto& h : in_.headers) {
+    const auto eq = h.find('=');
+    env.headers.insert_or_assign(h.substr(0, eq), h.substr(eq + 1));
+  }
+  return env;
+}
+
+void add_output_options(CLI::App& app, output_options& out) {
+  app.add_flag("--body-only", out.body_only, "Print only each body (as JSON), one per line")->group("Output");
+}
+
+void print_envelope(const envelope& env, const output_options& out) {
+  std::cout << dump_line(out.body_only ? body_to_json(env.body) : envelope_to_json(env)) << '\n'
+            << std::flush;
+}
+
+}  // namespace zmqkit::tool

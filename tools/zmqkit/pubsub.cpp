@@ -1,0 +1,195 @@
+// `zmqkit pub` and `zmqkit sub`: the pub/sub wire format, frames [topic = type, envelope],
+// with zmk.pub / zmk.seq stamped by the publisher and checked by the subscriber.
+// zmk.seq counts per (publisher, type) stream (docs/protocol.md): prefix filtering
+// delivers whole types, so per-stream numbering makes every jump a real loss.
+#include <charconv>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "commands.hpp"
+
+namespace zmqkit::tool {
+
+command add_pub(CLI::App& root) {
+  struct state {
+    endpoint_options ep;
+    envelope_input in;
+    long long count = 1;
+    long long interval_ms = 0;
+    int wait_subscribers = 0;
+    long long timeout_ms = 5000;
+    std::string publisher_id;
+  };
+  auto s = std::make_shared<state>();
+  auto* app = root.add_subcommand(
+      "pub", "Publish envelopes (PUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
+  add_endpoint_options(*app, s->ep);
+  add_envelope_options(*app, s->in, true);
+  app->add_option("-n,--count", s->count, "Publish the envelope N times (zmk.seq 1..N)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--interval", s->interval_ms, "Wait MS between envelopes")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--wait-subscribers", s->wait_subscribers,
+                  "Publish only once N subscriptions matching the type arrived (ZeroMQ drops messages "
+                  "published before a subscriber joins)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--timeout", s->timeout_ms,
+                  "Give up waiting for subscribers after MS; also bounds the final flush")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--publisher-id", s->publisher_id, "The zmk.pub value (default: a fresh UUID)");
+  return {app, [s] {
+            envelope_source source(s->in);
+            source.set_repeat(s->count);
+            const std::string pub_id =
+                s->publisher_id.empty() ? message_id::generate().to_string() : s->publisher_id;
+            zmq::context_t ctx;
+            // XPUB so that we can see subscriptions and wait for them.
+            zmq::socket_t socket(ctx, zmq::socket_type::xpub);
+            apply(socket, make_socket_options(s->ep));
+            socket.set(zmq::sockopt::xpub_verbose, 1);
+            socket.set(zmq::sockopt::linger, static_cast<int>(s->timeout_ms));
+            attach(socket, s->ep);
+            install_signal_handlers();
+            int matching = 0;
+            const auto deadline = std::chrono::steady_clock::now() + ms(s->timeout_ms);
+            while (matching < s->wait_subscribers) {
+              const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now());
+              if (interrupted.load()) return exit_ok;
+              if (left.count() <= 0 || !wait_readable(socket, left)) {
+                if (interrupted.load()) return exit_ok;
+                throw failure(exit_failure,
+                              "timeout: " + std::to_string(matching) + " of " +
+                                  std::to_string(s->wait_subscribers) + " subscriptions arrived within " +
+                                  std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
+              }
+              zmq::message_t msg;
+              if (!socket.recv(msg, zmq::recv_flags::dontwait) || msg.size() == 0) continue;
+              const std::string_view sub = as_string_view(msg);
+              if (sub[0] != 1) continue;  // an unsubscription
+              const std::string_view prefix = sub.substr(1);
+              // With --jsonl the types are not known in advance: any subscription counts.
+              if (s->in.jsonl || std::string_view(s->in.type).starts_with(prefix)) ++matching;
+            }
+            std::map<std::string, std::uint64_t, std::less<>> seq_by_type;
+            while (auto env = source.next()) {
+              if (interrupted.load()) break;
+              std::uint64_t& seq = seq_by_type[env->type];
+              env->headers.insert_or_assign(std::string(header::publisher), pub_id);
+              env->headers.insert_or_assign(std::string(header::sequence), std::to_string(seq + 1));
+              zmq::message_t frame;
+              try {
+                frame = encode(*env);
+              } catch (const zmqkit::error& e) {
+                throw failure(exit_usage, e.what());
+              }
+              ++seq;
+              socket.send(zmq::buffer(env->type), zmq::send_flags::sndmore);
+              socket.send(frame, zmq::send_flags::none);
+              if (s->interval_ms > 0) sleep_interruptibly(ms(s->interval_ms));
+            }
+            return exit_ok;
+          }};
+}
+
+command add_sub(CLI::App& root) {
+  struct state {
+    endpoint_options ep;
+    output_options out;
+    std::vector<std::string> prefixes;
+    long long count = 0;
+    long long timeout_ms = -1;
+  };
+  auto s = std::make_shared<state>();
+  auto* app = root.add_subcommand(
+      "sub",
+      "Tail notifications by type prefix (SUB), printing JSON lines and reporting sequence gaps on stderr");
+  add_endpoint_options(*app, s->ep);
+  add_output_options(*app, s->out);
+  app->add_option("-s,--prefix", s->prefixes,
+                  "Type prefix to receive, e.g. course. (repeatable; default: all)");
+  app->add_option("-n,--count", s->count, "Stop after N envelopes (0 = no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--timeout", s->timeout_ms,
+                  "Stop when nothing arrives for MS; an error unless --count (or one) envelopes arrived "
+                  "(-1 = wait forever)")
+      ->capture_default_str();
+  return {
+      app, [s] {
+        zmq::context_t ctx;
+        zmq::socket_t socket(ctx, zmq::socket_type::sub);
+        apply(socket, make_socket_options(s->ep));
+        if (s->prefixes.empty()) s->prefixes.emplace_back();
+        for (const auto& p : s->prefixes) socket.set(zmq::sockopt::subscribe, p);
+        attach(socket, s->ep);
+        install_signal_handlers();
+        std::map<std::pair<std::string, std::string>, std::uint64_t> last_seq;  // per (publisher, type)
+        long long received = 0, gaps = 0;
+        std::uint64_t lost = 0;
+        while (s->count == 0 || received < s->count) {
+          if (!wait_readable(socket, ms(s->timeout_ms))) break;
+          std::vector<zmq::message_t> frames;
+          if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
+          if (frames.size() != 2) {
+            std::cerr << "zmqkit sub: dropped a message of " << frames.size()
+                      << " frames (pub/sub sends [type, envelope])\n";
+            continue;
+          }
+          envelope env;
+          try {
+            env = decode(frames[1]);
+          } catch (const zmqkit::error& e) {
+            std::cerr << "zmqkit sub: dropped a bad frame (" << frames[1].size() << " bytes): " << e.what()
+                      << '\n';
+            continue;
+          }
+          const auto pub = env.header(header::publisher);
+          const auto seq_text = env.header(header::sequence);
+          std::uint64_t seq = 0;
+          const bool has_seq =
+              pub && seq_text &&
+              std::from_chars(seq_text->data(), seq_text->data() + seq_text->size(), seq).ec == std::errc{};
+          if (has_seq) {
+            std::pair<std::string, std::string> stream{std::string(*pub), env.type};
+            auto it = last_seq.find(stream);
+            if (it == last_seq.end()) {
+              last_seq.emplace(std::move(stream), seq);
+            } else {
+              if (seq > it->second + 1) {
+                const std::uint64_t n = seq - it->second - 1;
+                ++gaps;
+                lost += n;
+                std::cerr << "zmqkit sub: gap: publisher " << *pub << " type " << env.type << " lost seq "
+                          << it->second + 1;
+                if (n > 1) std::cerr << ".." << seq - 1;
+                std::cerr << " (" << n << " envelope" << (n > 1 ? "s" : "") << ")\n";
+              } else if (seq <= it->second) {
+                std::cerr << "zmqkit sub: publisher " << *pub << " type " << env.type << " restarted: seq "
+                          << seq << " after " << it->second << '\n';
+              }
+              it->second = seq;
+            }
+          }
+          print_envelope(env, s->out);
+          ++received;
+        }
+        if (gaps > 0)
+          std::cerr << "zmqkit sub: " << received << " envelopes received, " << lost << " lost in " << gaps
+                    << " gap" << (gaps > 1 ? "s" : "") << '\n';
+        if (interrupted.load()) return exit_ok;
+        if (received < std::max(s->count, 1LL))
+          throw failure(exit_failure, "timeout: received " + std::to_string(received) +
+                                          (s->count > 0 ? " of " + std::to_string(s->count) : "") +
+                                          " envelopes; nothing arrived within " +
+                                          std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
+        return exit_ok;
+      }};
+}
+
+}  // namespace zmqkit::tool

@@ -71,8 +71,9 @@ struct device_stats {
   std::array<std::size_t, 10> pending_by_priority{};
   std::map<std::string, std::size_t> pending_by_type;  // plain bodies under "(plain)"
   std::size_t in_flight = 0;
-  std::size_t workers_ready = 0;
-  std::size_t workers_busy = 0;
+  std::size_t workers_ready = 0;    // connected workers with a free slot
+  std::size_t workers_busy = 0;     // connected workers holding as many requests as their capacity
+  std::size_t worker_capacity = 0;  // sum of the connected workers' capacities (READY credit)
   std::size_t reply_cache_size = 0;
 };
 

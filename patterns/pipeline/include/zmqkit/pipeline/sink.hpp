@@ -1,0 +1,95 @@
+// zmqkit/pipeline/sink.hpp — collects results, counts each task once, knows
+// when a batch is complete and reports (to you and to the ventilator) which
+// tasks are missing when a batch's deadline passes.
+//
+//   zmqkit::pipeline::sink sink(ctx, "tcp://*:5558", {
+//       .ventilator_endpoint = "tcp://vent:5557",
+//       .batch_deadline = 2s,
+//       .on_report = [](const zmqkit::pipeline::batch_report& r) { log(r); }});
+//   while (running)
+//     if (auto result = sink.receive(250ms)) store(*result);   // duplicates never come out
+//
+// Threading: used from one thread; receive() runs its timers and callbacks.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/message_id.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::pipeline {
+
+enum class batch_state {
+  open,       // results still expected, deadline not passed
+  missing,    // the deadline passed with tasks missing (reported; more may still arrive)
+  complete,   // every task's result received
+  abandoned,  // still incomplete after max_reports reports: no more reports
+};
+
+struct batch_report {
+  message_id batch;
+  batch_state state = batch_state::open;
+  std::size_t expected = 0;         // task count (from zmk.batch.size or the ventilator's id list)
+  std::size_t received = 0;         // distinct task ids received
+  std::vector<message_id> missing;  // ids not received (empty when the id list is unknown)
+  bool ids_known = false;           // whether the ventilator's id list reached the sink
+};
+
+struct sink_options {
+  // The ventilator's endpoint, for batch id lists and missing reports. Empty:
+  // batches complete by count (zmk.batch.size) and missing ids cannot be named.
+  std::string ventilator_endpoint;
+  // Time from a batch's first sign (its id list or first result) to a missing report,
+  // and between reports.
+  std::chrono::milliseconds batch_deadline{5000};
+  int max_reports = 5;             // then the batch is abandoned
+  std::size_t max_batches = 1024;  // batches remembered (for duplicate detection), oldest forgotten
+  std::function<void(const batch_report&)> on_report;  // complete, missing, abandoned
+  zmqkit::socket_options socket{};                     // the results PULL (binds)
+  zmqkit::socket_options control_socket{};             // the DEALER to the ventilator (connects)
+  zmqkit::decode_limits limits{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+struct sink_counters {
+  std::uint64_t results = 0;     // results handed out (each task id once)
+  std::uint64_t duplicates = 0;  // results dropped: task id already counted
+  std::uint64_t bad_frames = 0;  // frames dropped: not an envelope, bad batch headers, no correlation id
+  std::uint64_t batches_complete = 0;
+  std::uint64_t missing_reports = 0;
+};
+
+class sink {
+ public:
+  // Binds a PULL to `endpoint` for results; connects to the ventilator if configured.
+  sink(zmq::context_t& ctx, const std::string& endpoint, sink_options opts = {});
+  sink(sink&&) noexcept;
+  sink& operator=(sink&&) noexcept;
+  ~sink();
+
+  std::string endpoint() const;
+
+  // Returns: the next result not seen before, waiting up to `timeout`; nullopt on
+  // timeout. Meanwhile handles the ventilator's messages, batch deadlines and reports.
+  std::optional<envelope> receive(std::chrono::milliseconds timeout);
+
+  // Returns: where `batch` stands, or nullopt when the sink has not heard of it.
+  std::optional<batch_report> status(const message_id& batch) const;
+
+  const sink_counters& counters() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::pipeline

@@ -1,0 +1,102 @@
+// zmqkit/pipeline/ventilator.hpp — hands tasks to workers, never more than a
+// worker has asked for (credit-based flow control), most urgent first.
+//
+//   zmqkit::pipeline::ventilator vent(ctx, "tcp://*:5557",
+//       {.delivery = zmqkit::pipeline::delivery::at_least_once});
+//   std::vector<zmqkit::envelope> tasks;
+//   for (int i = 0; i < 100; ++i) tasks.push_back(zmqkit::make_envelope("resize.image", i));
+//   auto batch = vent.submit_batch(std::move(tasks));
+//   while (!vent.batch_done(batch)) vent.poll(100ms);   // dispatches, resends what the sink reports missing
+//
+// Threading: used from one thread; poll() runs its timers and I/O.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/message_id.hpp>
+#include <zmqkit/pipeline/protocol.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::pipeline {
+
+struct ventilator_options {
+  pipeline::delivery delivery = delivery::at_most_once;
+  std::size_t max_pending = 100'000;  // tasks waiting for credit; submit() refuses beyond
+  std::size_t max_batches = 1024;     // batches remembered (ids, and tasks when at-least-once)
+  int max_attempts = 5;               // at-least-once: sends of one task, first one included
+  std::int64_t max_credit = 1 << 20;  // a worker's credit is capped here (hostile grants)
+  zmqkit::socket_options socket{};
+  zmqkit::decode_limits limits{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+struct ventilator_counters {
+  std::uint64_t submitted = 0;        // tasks accepted by submit/submit_batch
+  std::uint64_t dispatched = 0;       // task frames sent to a worker (resends included)
+  std::uint64_t resent = 0;           // of which resends of missing tasks
+  std::uint64_t refused = 0;          // submits refused: queue full
+  std::uint64_t missing_reports = 0;  // zmk.batch.missing received
+  std::uint64_t missing_ignored =
+      0;                         // ids reported missing and not resent (at-most-once, unknown, max attempts)
+  std::uint64_t bad_frames = 0;  // control frames dropped: undecodable or unknown
+  std::uint64_t workers_lost = 0;  // workers removed (bye, or unreachable on send)
+  std::uint64_t hwm_blocked = 0;   // sends refused by a worker's full queue (retried after the next poll)
+};
+
+class ventilator {
+ public:
+  // Binds a ROUTER to `endpoint` (workers and sinks connect to it).
+  // Throws: zmq::error_t when the bind fails; zmqkit::error for bad security keys.
+  ventilator(zmq::context_t& ctx, const std::string& endpoint, ventilator_options opts = {});
+  ventilator(ventilator&&) noexcept;
+  ventilator& operator=(ventilator&&) noexcept;
+  ~ventilator();
+
+  // The bound endpoint (with the real port when bound to `*`).
+  std::string endpoint() const;
+
+  // Queues one task outside any batch. Returns: false when max_pending tasks are waiting.
+  // Throws: zmqkit::error{bad_envelope} when the envelope cannot be encoded.
+  bool submit(const envelope& task);
+
+  // Queues every task as one batch: stamps zmk.batch and zmk.batch.size, announces
+  // the ids to connected sinks. Returns: the batch id, or nullopt when the queue
+  // cannot take the whole batch (nothing is queued then).
+  std::optional<message_id> submit_batch(std::vector<envelope> tasks);
+
+  // Waits up to `timeout` for worker credit and sink reports, and sends queued
+  // tasks to workers with credit, most urgent first.
+  void poll(std::chrono::milliseconds timeout);
+
+  // Polls until no task waits for credit. Returns: whether the queue emptied in time.
+  bool flush(std::chrono::milliseconds timeout);
+
+  // Queues again the given tasks of `batch` (at-least-once only; the sink does this
+  // for you through zmk.batch.missing). Returns: how many were queued.
+  std::size_t resend(const message_id& batch, std::span<const message_id> ids);
+
+  // Returns: whether a sink confirmed `batch` complete.
+  bool batch_done(const message_id& batch) const;
+
+  std::size_t pending() const noexcept;  // tasks waiting for credit
+  std::size_t workers() const noexcept;  // workers known (that granted credit)
+  std::int64_t credit() const noexcept;  // total credit across workers
+  const ventilator_counters& counters() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::pipeline

@@ -1,0 +1,80 @@
+// zmqkit/pubsub/forwarder.hpp — an XSUB/XPUB proxy, so that many publishers
+// and many subscribers meet at one address without knowing each other.
+//
+//   zmqkit::pubsub::forwarder fwd(ctx, {.frontend = "tcp://*:5559",   // publishers connect
+//                                       .backend = "tcp://*:5560"});  // subscribers connect
+//   // runs until fwd is destroyed
+//
+// Messages flow frontend -> backend unchanged (zmk.pub/zmk.seq included, so
+// gap detection works end to end). Subscriptions flow backend -> frontend, so
+// publishers filter at the source: a publisher sends a type only if some
+// subscriber of the forwarder wants it. Like any PUB, the backend drops
+// messages for a subscriber whose queue is full; its subscriber sees the gap.
+//
+// Last values: with a snapshot_endpoint, the forwarder subscribes to every
+// type upstream, keeps the last envelope of each type and the last sequence
+// number of each (publisher, type) it forwarded, and answers snapshot requests
+// exactly as a publisher does (see publisher.hpp), so late joiners need only
+// the forwarder's address. Publishers then send every type to the forwarder;
+// filtering for subscribers still happens at the backend.
+//
+// Threading: the proxy loop runs on a thread the forwarder owns. The
+// constructor returns once both sockets are bound and the loop runs; the
+// destructor stops and joins it (bounded by socket.linger).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::pubsub {
+
+struct forwarder_options {
+  std::string frontend;  // XSUB, bound: publishers connect here
+  std::string backend;   // XPUB, bound: subscribers connect here
+  // ROUTER endpoint serving last values; empty = no cache, subscriptions pass upstream.
+  std::string snapshot_endpoint{};
+  // Types (and separately, publisher/type streams) cached; the least recently
+  // forwarded is forgotten beyond it.
+  std::size_t max_types = 65536;
+  decode_limits limits{};  // for reading envelopes to cache
+  zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();  // TTL expiry of cached values
+};
+
+struct forwarder_stats {
+  std::uint64_t messages = 0;       // forwarded publisher -> subscribers
+  std::uint64_t subscriptions = 0;  // (un)subscriptions forwarded upstream
+  std::uint64_t uncacheable = 0;    // forwarded, but not [topic, stamped envelope]: not cached
+  std::uint64_t snapshots_served = 0;
+  std::uint64_t bad_snapshot_requests = 0;
+};
+
+class forwarder {
+ public:
+  // Throws: zmqkit::error{bad_config} for a missing endpoint; zmq::error_t when binding fails.
+  forwarder(zmq::context_t& ctx, forwarder_options options);
+  ~forwarder();
+  forwarder(forwarder&&) noexcept;
+  forwarder& operator=(forwarder&&) noexcept;
+  forwarder(const forwarder&) = delete;
+  forwarder& operator=(const forwarder&) = delete;
+
+  // Returns: the bound endpoints, tcp ports resolved.
+  const std::string& frontend_endpoint() const noexcept;
+  const std::string& backend_endpoint() const noexcept;
+  // Returns: the bound snapshot endpoint, or empty.
+  const std::string& snapshot_endpoint() const noexcept;
+  // Safe to call while the loop runs.
+  forwarder_stats stats() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::pubsub

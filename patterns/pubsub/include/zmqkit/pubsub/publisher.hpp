@@ -1,0 +1,98 @@
+// zmqkit/pubsub/publisher.hpp — publishes envelopes by type on a PUB socket,
+// stamped for gap detection, and optionally serves a last-value snapshot to
+// late joiners.
+//
+//   zmqkit::pubsub::publisher pub(ctx, {.snapshot_endpoint = "tcp://*:5557"});
+//   pub.bind("tcp://*:5556");
+//   pub.publish(zmqkit::make_envelope("course.subscribed", course{"c++", 42}));
+//
+// Wire: PUB -> SUB, two frames [topic, envelope] with topic = envelope type,
+// so a subscription to "course." receives "course.subscribed". Every envelope
+// carries zmk.pub (this publisher's id) and zmk.seq (decimal, 1, 2, 3, ...
+// counted per type, since subscribers receive whole types).
+//
+// Snapshot (ZeroMQ guide "Clone" style): a ROUTER socket answers
+// ["zmk.snapshot", prefix...] with ["zmk.snapshot", {publisher id: {type: seq}}
+// (msgpack map), envelope...]: for every type matching a prefix, its last
+// sequence number and (unless its TTL has passed) its last envelope. A
+// subscriber treats every live message at or below that number as covered.
+//
+// Threading: publish() and the other members are called from one thread. When
+// a snapshot endpoint is set, a background thread owned by the publisher
+// serves it; it starts in the constructor and is joined in the destructor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::pubsub {
+
+inline constexpr std::string_view snapshot_command = "zmk.snapshot";
+
+struct publisher_options {
+  // This publisher's id (zmk.pub). Empty = a random 12-hex-digit id. Must be
+  // unique per publisher incarnation: a restarted publisher restarts at seq 1.
+  std::string id{};
+  // A ROUTER endpoint to bind for late-joiner snapshots. Empty = no snapshot
+  // and no last-value cache.
+  std::string snapshot_endpoint{};
+  // Types remembered (sequence counter, cached last value). Beyond it the least
+  // recently published type is forgotten: its numbering restarts at 1, which
+  // subscribers count as a restart, not a gap.
+  std::size_t max_types = 65536;
+  zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+struct publisher_stats {
+  std::uint64_t published = 0;
+  std::uint64_t snapshots_served = 0;
+  std::uint64_t bad_snapshot_requests = 0;  // counted and dropped
+  std::uint64_t evicted_types = 0;          // types forgotten because of max_types
+};
+
+class publisher {
+ public:
+  // Throws: zmqkit::error (bad options), zmq::error_t (the snapshot bind fails).
+  publisher(zmq::context_t& ctx, publisher_options options = {});
+  ~publisher();
+  publisher(publisher&&) noexcept;
+  publisher& operator=(publisher&&) noexcept;
+  publisher(const publisher&) = delete;
+  publisher& operator=(const publisher&) = delete;
+
+  // Returns: the endpoint actually bound (resolves tcp ports given as *).
+  std::string bind(const std::string& endpoint);
+  // Connects the PUB socket, e.g. to a forwarder's frontend.
+  void connect(const std::string& endpoint);
+
+  // Stamps zmk.pub and zmk.seq (a fresh id and timestamp if env has none),
+  // then sends [type, envelope]. Never blocks: PUB drops the message for a
+  // subscriber whose queue is at its high-water mark (that subscriber sees a gap).
+  // Returns: the sequence number given to the message (within its type).
+  // Throws: zmqkit::error{bad_envelope} when env breaks an envelope rule.
+  std::uint64_t publish(envelope env);
+
+  template <body_value T>
+  std::uint64_t publish(std::string type, const T& body) {
+    return publish(make_envelope(std::move(type), body, *clock_));
+  }
+
+  const std::string& id() const noexcept;
+  // Returns: the bound snapshot endpoint (resolved), or empty.
+  std::string snapshot_endpoint() const;
+  publisher_stats stats() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  const zmqkit::clock* clock_;
+};
+
+}  // namespace zmqkit::pubsub

@@ -1,0 +1,158 @@
+// zmqkit/pubsub/subscriber.hpp — receives envelopes by type prefix, detects
+// gaps per publisher, can start from a last-value snapshot, and tells a
+// subscriber that falls too far behind.
+//
+//   zmqkit::pubsub::subscriber sub(ctx, {
+//       .snapshot_endpoints = {"tcp://pub-host:5557"},
+//       .on_gap = [](const zmqkit::pubsub::gap& g) { log("missed", g.count); },
+//   });
+//   sub.subscribe("course.");
+//   sub.connect("tcp://pub-host:5556");
+//   sub.request_snapshot(2s);                  // last value of each course.* type
+//   while (auto n = sub.receive(1s)) handle(n->env);
+//
+// Gap detection: each publisher numbers the messages of each type 1, 2, 3, ...
+// (zmk.seq). Numbering is per (publisher, type) -- a "stream" -- because prefix
+// filtering hands a subscriber whole types, never part of one: per-publisher
+// numbering would show every message of an unsubscribed type as a gap. The
+// subscriber expects the next number per stream; a jump from expected E to
+// S > E reports S - E missed messages (callback + counter). Before the first
+// message (or snapshot) of a stream nothing is expected, so what was published
+// before the subscriber joined is never a gap.
+//
+// Snapshot and sequence numbers: a snapshot reply carries, per stream, the
+// sequence number S of the last message published when it was taken (the
+// cached last value is that very message). The subscriber then expects S + 1,
+// and drops live messages numbered <= S of that stream (counted as `stale`):
+// the snapshot already reflects them.
+//
+// Threading: used from one thread; callbacks run inside receive().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::pubsub {
+
+// A run of messages of one type from one publisher that never arrived.
+struct gap {
+  std::string publisher;
+  std::string type;
+  std::uint64_t first_missing = 0;  // sequence number of the first missed message
+  std::uint64_t count = 0;          // how many in a row
+};
+
+// The subscriber is further behind the publisher's timestamps than max_lag.
+struct lag {
+  std::string publisher;
+  std::uint64_t sequence = 0;         // the message that showed the lag
+  std::chrono::nanoseconds behind{};  // receiver's wall clock minus the envelope timestamp
+};
+
+enum class lag_action {
+  keep_going,  // deliver what is queued, however old
+  resync,      // drop what is queued, re-request the snapshot, restart gap tracking from it
+};
+
+struct subscriber_options {
+  // ROUTER endpoints serving snapshots (a publisher's or a caching forwarder's), asked
+  // by request_snapshot() and on resync.
+  std::vector<std::string> snapshot_endpoints{};
+  // Called for every gap; the counters count them anyway.
+  std::function<void(const gap&)> on_gap{};
+  // 0 = lag checking off. Compares the injected clock's wall time with envelope
+  // timestamps, so publisher and subscriber clocks must be synchronised (NTP).
+  std::chrono::milliseconds max_lag{0};
+  // Called once when the lag first exceeds max_lag (again only after it has
+  // dropped back to max_lag or below). No callback = keep_going.
+  std::function<lag_action(const lag&)> on_lag{};
+  // How long a resync waits for the snapshot.
+  std::chrono::milliseconds resync_timeout{2000};
+  // Streams (publisher, type) remembered for gap detection; beyond it the least
+  // recently heard is forgotten (it then restarts without a baseline).
+  std::size_t max_streams = 65536;
+  decode_limits limits{};
+  zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+struct subscriber_stats {
+  std::uint64_t received = 0;       // live messages delivered
+  std::uint64_t from_snapshot = 0;  // snapshot values delivered
+  std::uint64_t missed = 0;         // messages reported missing (sum of gap counts)
+  std::uint64_t gaps = 0;           // gap reports
+  std::uint64_t stale = 0;          // live messages dropped, already covered by a snapshot
+  std::uint64_t bad_frames = 0;     // malformed messages, dropped
+  std::uint64_t untracked = 0;      // envelopes without zmk.pub/zmk.seq, delivered untracked
+  std::uint64_t restarts = 0;       // a publisher's sequence went backwards: tracking reset
+  std::uint64_t lag_reports = 0;
+  std::uint64_t resyncs = 0;
+  std::uint64_t snapshots = 0;  // snapshot replies received
+};
+
+struct notification {
+  envelope env;
+  std::uint64_t sequence = 0;  // zmk.seq, 0 when untracked
+  bool from_snapshot = false;
+};
+
+// The same without copies: env points into a frame the subscriber keeps until
+// the next receive, receive_view or resync call.
+struct notification_view {
+  envelope_view env;
+  std::uint64_t sequence = 0;
+  bool from_snapshot = false;
+};
+
+class subscriber {
+ public:
+  subscriber(zmq::context_t& ctx, subscriber_options options = {});
+  ~subscriber();
+  subscriber(subscriber&&) noexcept;
+  subscriber& operator=(subscriber&&) noexcept;
+  subscriber(const subscriber&) = delete;
+  subscriber& operator=(const subscriber&) = delete;
+
+  void connect(const std::string& endpoint);
+  // Type prefix; "" = everything. Subscribing before connecting avoids missing
+  // the first messages while the subscription travels to the publisher.
+  void subscribe(const std::string& prefix);
+  void unsubscribe(const std::string& prefix);
+
+  // Asks every snapshot endpoint for the last value of each subscribed type and
+  // queues the values for receive() (from_snapshot = true). Subscribe and
+  // connect first, so that nothing published meanwhile is lost.
+  // Returns: the number of values received (0 without snapshot endpoints or
+  // subscriptions), or nullopt when some endpoint did not answer within
+  // `timeout` (values from those that did are still queued).
+  std::optional<std::size_t> request_snapshot(std::chrono::milliseconds timeout);
+
+  // Drops everything queued (by reconnecting), then requests the snapshot
+  // again; gap tracking restarts from it. What was skipped is not a gap.
+  // Returns: as request_snapshot().
+  std::optional<std::size_t> resync(std::chrono::milliseconds timeout);
+
+  // Returns: the next message (queued snapshot values first), or nullopt when
+  // none arrives within `timeout`. Bad frames and stale messages are dropped
+  // and counted without ending the wait.
+  std::optional<notification> receive(std::chrono::milliseconds timeout);
+  // As receive(), without materialising the envelope: for hot paths.
+  std::optional<notification_view> receive_view(std::chrono::milliseconds timeout);
+
+  const subscriber_stats& stats() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::pubsub

@@ -1,0 +1,242 @@
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+#include <zmq_addon.hpp>
+#include <zmqkit/pubsub/publisher.hpp>
+
+#include "snapshot_protocol.hpp"
+
+namespace zmqkit::pubsub {
+
+namespace {
+
+std::string random_id() {
+  std::random_device rd;
+  const std::uint64_t bits = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id(12, '0');
+  for (std::size_t i = 0; i < id.size(); ++i) id[i] = hex[(bits >> (4 * i)) & 0xf];
+  return id;
+}
+
+std::string unique_control_endpoint() {
+  static std::atomic<std::uint64_t> counter{0};
+  return "inproc://zmqkit-pubsub-publisher-" + std::to_string(counter++);
+}
+
+}  // namespace
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct publisher::impl {
+  // Per type: its sequence counter and (with a snapshot endpoint) its last value.
+  struct type_state {
+    std::uint64_t seq = 0;
+    zmq::message_t last;  // shares the sent frame's buffer (zmq_msg_copy), no byte copy
+    std::optional<wall_time> expires_at;
+    std::list<const std::string*>::iterator lru;
+  };
+
+  publisher_options opts;
+  std::string id;
+  zmq::socket_t pub;
+  char seq_text[24];
+  // The two stamped headers, lent to envelopes that have none, so the common
+  // case allocates no map nodes; seq_value points at zmk.seq's value.
+  header_map stamp;
+  std::string* seq_value;
+
+  // Shared with the snapshot thread (under `mutex` when it runs).
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, type_state, string_hash, std::equal_to<>> types;
+  std::list<const std::string*> lru;  // most recently published type first
+
+  std::uint64_t published = 0, evicted = 0;  // owner thread only
+  std::atomic<std::uint64_t> snapshots_served{0}, bad_requests{0};
+  type_state* last_state = nullptr;  // the previous publish's type: usually the next one's too
+  std::string last_type;
+
+  // Snapshot thread: owns router_ and the far end of the control pipe.
+  std::string snapshot_bound;
+  zmq::socket_t router;
+  zmq::socket_t control;       // ours: a message on it stops the thread
+  zmq::socket_t control_peer;  // the thread's
+  std::thread thread;
+
+  impl(zmq::context_t& ctx, publisher_options o)
+      : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::pub) {
+    if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
+    if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
+    if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
+    stamp.emplace(header::publisher, id);
+    seq_value = &stamp.emplace(header::sequence, std::string()).first->second;
+    apply(pub, opts.socket);
+    if (!opts.snapshot_endpoint.empty()) {
+      router = zmq::socket_t(ctx, zmq::socket_type::router);
+      apply(router, opts.socket);
+      router.bind(opts.snapshot_endpoint);
+      snapshot_bound = router.get(zmq::sockopt::last_endpoint);
+      // An internal inproc pipe: not a network socket, so no socket_options.
+      const std::string ep = unique_control_endpoint();
+      control_peer = zmq::socket_t(ctx, zmq::socket_type::pair);
+      control_peer.set(zmq::sockopt::linger, 0);
+      control_peer.bind(ep);
+      control = zmq::socket_t(ctx, zmq::socket_type::pair);
+      control.set(zmq::sockopt::linger, 0);
+      control.connect(ep);
+      thread = std::thread([this] { serve(); });
+    }
+  }
+
+  ~impl() {
+    if (thread.joinable()) {
+      control.send(zmq::str_buffer("stop"), zmq::send_flags::none);
+      thread.join();
+    }
+  }
+
+  void serve() {
+    for (;;) {
+      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                                 {control_peer.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      if (items[1].revents & ZMQ_POLLIN) return;
+      if (items[0].revents & ZMQ_POLLIN) answer();
+    }
+  }
+
+  void answer() {
+    std::vector<zmq::message_t> request;
+    if (!zmq::recv_multipart(router, std::back_inserter(request), zmq::recv_flags::dontwait)) return;
+    const auto prefixes = detail::parse_snapshot_request(request);
+    if (!prefixes) {
+      ++bad_requests;
+      return;
+    }
+    detail::sequence_table table;
+    std::vector<zmq::message_t> values;
+    {
+      const wall_time now = opts.clock->wall_now();
+      std::lock_guard lock(mutex);
+      auto& seqs = table[id];
+      for (const auto& [type, state] : types) {
+        if (!detail::matches_any(type, *prefixes)) continue;
+        seqs.emplace(type, state.seq);
+        // An expired value is withheld, but its sequence number still counts.
+        if (state.expires_at && now >= *state.expires_at) continue;
+        values.emplace_back().copy(const_cast<zmq::message_t&>(state.last));
+      }
+      if (seqs.empty()) table.clear();
+    }
+    auto reply = detail::snapshot_reply_head(std::move(request[0]), table);
+    for (auto& v : values) reply.push_back(std::move(v));
+    // ROUTER drops a reply to a peer that is gone or full: the subscriber times out.
+    zmq::send_multipart(router, reply, zmq::send_flags::dontwait);
+    ++snapshots_served;
+  }
+};
+
+publisher::publisher(zmq::context_t& ctx, publisher_options options)
+    : impl_(std::make_unique<impl>(ctx, std::move(options))), clock_(impl_->opts.clock) {}
+publisher::~publisher() = default;
+publisher::publisher(publisher&&) noexcept = default;
+publisher& publisher::operator=(publisher&&) noexcept = default;
+
+std::string publisher::bind(const std::string& endpoint) {
+  impl_->pub.bind(endpoint);
+  return impl_->pub.get(zmq::sockopt::last_endpoint);
+}
+
+void publisher::connect(const std::string& endpoint) { impl_->pub.connect(endpoint); }
+
+std::uint64_t publisher::publish(envelope env) {
+  impl& s = *impl_;
+  if (env.id.is_nil()) env.id = message_id::generate();
+  if (env.timestamp == wall_time{}) env.timestamp = clock_->wall_now();
+  // Lend the stamp map when env has no headers (map nodes survive a swap).
+  struct lend_stamp {
+    header_map* borrower = nullptr;
+    header_map* owner = nullptr;
+    lend_stamp() = default;
+    lend_stamp(const lend_stamp&) = delete;
+    lend_stamp& operator=(const lend_stamp&) = delete;
+    ~lend_stamp() {
+      if (borrower != nullptr) borrower->swap(*owner);
+    }
+  } lend;
+  std::string* seq_value;
+  if (env.headers.empty()) {
+    env.headers.swap(s.stamp);
+    lend.borrower = &env.headers;
+    lend.owner = &s.stamp;
+    seq_value = s.seq_value;
+  } else {
+    env.headers.insert_or_assign(std::string(header::publisher), s.id);
+    seq_value = &env.headers.insert_or_assign(std::string(header::sequence), std::string()).first->second;
+  }
+
+  const bool caching = s.thread.joinable();
+  std::unique_lock lock(s.mutex, std::defer_lock);
+  if (caching) lock.lock();
+  impl::type_state* state = (s.last_state != nullptr && s.last_type == env.type) ? s.last_state : nullptr;
+  auto it = s.types.end();
+  if (state == nullptr) {
+    it = s.types.find(env.type);
+    if (it != s.types.end()) state = &it->second;
+  }
+  const std::uint64_t seq = (state == nullptr ? 0 : state->seq) + 1;
+  const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
+  seq_value->assign(s.seq_text, end);
+  zmq::message_t frame = encode(env);  // throws before anything is committed
+
+  if (state == nullptr) {
+    if (s.types.size() >= s.opts.max_types) {  // forget the least recently published type
+      s.types.erase(s.types.find(*s.lru.back()));
+      s.lru.pop_back();
+      ++s.evicted;
+      s.last_state = nullptr;
+    }
+    it = s.types.emplace(env.type, impl::type_state{}).first;
+    state = &it->second;
+    s.lru.push_front(&it->first);
+    state->lru = s.lru.begin();
+  } else if (state->lru != s.lru.begin()) {
+    s.lru.splice(s.lru.begin(), s.lru, state->lru);
+  }
+  state->seq = seq;
+  if (state != s.last_state) {
+    s.last_state = state;
+    s.last_type = env.type;
+  }
+  if (caching) {
+    state->last.copy(frame);
+    state->expires_at = env.expires_at();
+    lock.unlock();
+  }
+  s.pub.send(zmq::buffer(env.type), zmq::send_flags::sndmore);
+  s.pub.send(frame, zmq::send_flags::none);
+  ++s.published;
+  return seq;
+}
+
+const std::string& publisher::id() const noexcept { return impl_->id; }
+std::string publisher::snapshot_endpoint() const { return impl_->snapshot_bound; }
+
+publisher_stats publisher::stats() const {
+  return {.published = impl_->published,
+          .snapshots_served = impl_->snapshots_served.load(),
+          .bad_snapshot_requests = impl_->bad_requests.load(),
+          .evicted_types = impl_->evicted};
+}
+
+}  // namespace zmqkit::pubsub

@@ -1,0 +1,282 @@
+#include <algorithm>
+#include <deque>
+#include <set>
+#include <stdexcept>
+#include <unordered_map>
+#include <zmq_addon.hpp>
+#include <zmqkit/reqrep/client.hpp>
+#include <zmqkit/reqrep/handler.hpp>
+
+namespace zmqkit::reqrep {
+
+using namespace std::chrono_literals;
+
+// --- result -----------------------------------------------------------------
+
+void result::throw_failure() const {
+  const auto& f = std::get<request_failure>(value_);
+  if (f.what == request_failure::kind::timeout)
+    throw error(errc::timeout, "", "request timed out after " + std::to_string(f.attempts) + " attempts");
+  throw error(errc::request_failed, f.code, "request failed: " + f.code + ": " + f.reason);
+}
+
+const envelope& result::reply() const& {
+  if (!ok()) throw_failure();
+  return std::get<envelope>(value_);
+}
+
+envelope result::reply() && {
+  if (!ok()) throw_failure();
+  return std::move(std::get<envelope>(value_));
+}
+
+const request_failure& result::failure() const {
+  if (ok()) throw std::logic_error("zmqkit::reqrep::result::failure() on a successful result");
+  return std::get<request_failure>(value_);
+}
+
+// --- client -----------------------------------------------------------------
+
+namespace {
+// Longest single zmq::poll, so a loop driven by a manual clock notices time moving.
+constexpr auto max_slice = 100ms;
+constexpr int max_drain = 256;  // messages handled per wake-up before timers run again
+}  // namespace
+
+struct client::impl {
+  struct pending {
+    envelope request;
+    retry_schedule schedule;
+  };
+
+  zmq::context_t* ctx;
+  std::vector<std::string> endpoints;
+  std::size_t current = 0;
+  client_options opts;
+  zmq::socket_t socket;
+  std::unordered_map<message_id, pending> in_flight;
+  std::set<std::pair<steady_time, message_id>> deadlines;
+  std::deque<completion> done;
+  client_stats stats;
+  std::vector<zmq::message_t> frames;  // reused by drain()
+  int quick_calls = 0;
+
+  impl(zmq::context_t& c, std::vector<std::string> eps, client_options o)
+      : ctx(&c), endpoints(std::move(eps)), opts(std::move(o)) {
+    if (endpoints.empty()) throw error(errc::bad_config, "endpoints", "a client needs at least one endpoint");
+    if (!opts.clock) opts.clock = &clock::real();
+    open();
+  }
+
+  const clock& clk() const { return *opts.clock; }
+
+  void open() {
+    zmq::socket_t s(*ctx, zmq::socket_type::dealer);
+    apply(s, opts.socket);
+    s.connect(endpoints[current]);
+    socket = std::move(s);
+  }
+
+  // Moves to the next endpoint: the old socket and whatever it still queues are dropped.
+  void fail_over() {
+    ++stats.failovers;
+    socket.set(zmq::sockopt::linger, 0);
+    socket.close();
+    current = (current + 1) % endpoints.size();
+    open();
+  }
+
+  void transmit(pending& p) {
+    const int retry = p.schedule.attempt() - 1;
+    if (retry > 0) p.request.headers.insert_or_assign(std::string(header::attempt), std::to_string(retry));
+    std::array<zmq::message_t, 2> frames{zmq::message_t(), encode(p.request)};
+    if (!zmq::send_multipart(socket, frames, zmq::send_flags::dontwait)) ++stats.send_failures;
+  }
+
+  message_id send(envelope request, const retry_policy& policy) {
+    if (request.id.is_nil()) request.id = message_id::generate();
+    const message_id id = request.id;
+    if (in_flight.contains(id))
+      throw error(errc::bad_config, "id", "a request with this id is already in flight: " + id.to_string());
+    request.headers.erase(std::string(header::attempt));
+    auto [it, _] = in_flight.emplace(id, pending{std::move(request), retry_schedule(policy, clk().now())});
+    deadlines.emplace(it->second.schedule.deadline(), id);
+    ++stats.sent;
+    transmit(it->second);
+    return id;
+  }
+
+  void complete(std::unordered_map<message_id, pending>::iterator it, result outcome) {
+    deadlines.erase({it->second.schedule.deadline(), it->first});
+    done.push_back(completion{it->first, std::move(outcome)});
+    in_flight.erase(it);
+  }
+
+  void run_timers() {
+    if (deadlines.empty()) return;
+    const steady_time now = clk().now();
+    while (!deadlines.empty() && deadlines.begin()->first <= now) {
+      const message_id id = deadlines.begin()->second;
+      auto it = in_flight.find(id);
+      pending& p = it->second;
+      deadlines.erase(deadlines.begin());
+      switch (p.schedule.on_time(now)) {
+        case retry_schedule::step::wait: break;  // unreachable: the deadline has passed
+        case retry_schedule::step::give_up: {
+          ++stats.timeouts;
+          request_failure f{request_failure::kind::timeout, "timeout",
+                            "no reply after " + std::to_string(p.schedule.attempt()) + " attempts",
+                            p.schedule.attempt()};
+          deadlines.emplace(p.schedule.deadline(), id);  // complete() erases it
+          complete(it, std::move(f));
+          continue;
+        }
+        case retry_schedule::step::retry: break;
+      }
+      ++stats.retries;
+      deadlines.emplace(p.schedule.deadline(), id);
+      if (endpoints.size() > 1) {
+        fail_over();
+        resend_all_except(id, now);
+      }
+      transmit(p);
+    }
+  }
+
+  // After a failover every other request in flight is resent to the new endpoint.
+  void resend_all_except(const message_id& skip, steady_time now) {
+    for (auto& [id, p] : in_flight) {
+      if (id == skip) continue;
+      deadlines.erase({p.schedule.deadline(), id});
+      p.schedule.resend(now);
+      deadlines.emplace(p.schedule.deadline(), id);
+      ++stats.resends;
+      transmit(p);
+    }
+  }
+
+  void handle(std::vector<zmq::message_t>& frames) {
+    if (frames.size() != 2 || frames[0].size() != 0) {
+      ++stats.bad_replies;
+      return;
+    }
+    envelope reply;
+    try {
+      reply = decode(frames[1], opts.limits);
+    } catch (const error&) {
+      ++stats.bad_replies;
+      return;
+    }
+    if (!reply.correlation_id) {
+      ++stats.stale;  // e.g. bad-request for a frame whose id could not be read
+      return;
+    }
+    auto it = in_flight.find(*reply.correlation_id);
+    if (it == in_flight.end()) {
+      ++stats.stale;
+      return;
+    }
+    ++stats.replies;
+    if (reply.is_error()) {
+      request_failure f{request_failure::kind::error_reply, std::string(reply.error_code().value_or("")),
+                        std::string(reply.header(header::reason).value_or("")),
+                        it->second.schedule.attempt()};
+      complete(it, std::move(f));
+    } else {
+      complete(it, std::move(reply));
+    }
+  }
+
+  // Handles queued replies until one completes a request, so a caller keeping a
+  // window full sends its next request at once instead of after a whole batch.
+  // Returns: how many were read.
+  int drain() {
+    int n = 0;
+    const std::size_t before = done.size();
+    while (n < max_drain && done.size() == before) {
+      frames.clear();
+      if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      ++n;
+      handle(frames);
+    }
+    return n;
+  }
+
+  // Reads queued replies without waiting. Timers run on every 64th call here
+  // (and on every wait), so a busy stream of replies costs no clock reads while a
+  // lost reply still times out.
+  bool drain_ready() {
+    if (++quick_calls >= 64) {
+      quick_calls = 0;
+      run_timers();
+    }
+    return drain() > 0;
+  }
+
+  // One round: timers, queued replies, and only when there are none, wait up to `wait`.
+  void pump(std::chrono::milliseconds wait) {
+    run_timers();
+    if (drain() > 0) return;
+    auto slice = std::min<std::chrono::nanoseconds>(wait, max_slice);
+    if (!deadlines.empty())
+      slice = std::clamp<std::chrono::nanoseconds>(deadlines.begin()->first - clk().now(), 0ns, slice);
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    detail::poll(&item, 1, std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
+    drain();
+    run_timers();
+  }
+
+  std::optional<completion> take(const message_id* id) {
+    auto it = id ? std::find_if(done.begin(), done.end(), [&](const completion& c) { return c.id == *id; })
+                 : done.begin();
+    if (it == done.end()) return std::nullopt;
+    completion c = std::move(*it);
+    done.erase(it);
+    return c;
+  }
+};
+
+client::client(zmq::context_t& ctx, std::string endpoint, client_options opts)
+    : client(ctx, std::vector<std::string>{std::move(endpoint)}, std::move(opts)) {}
+
+client::client(zmq::context_t& ctx, std::vector<std::string> endpoints, client_options opts)
+    : impl_(std::make_unique<impl>(ctx, std::move(endpoints), std::move(opts))) {}
+
+client::~client() = default;
+client::client(client&&) noexcept = default;
+client& client::operator=(client&&) noexcept = default;
+
+result client::request(envelope request) { return this->request(std::move(request), impl_->opts.retry); }
+
+result client::request(envelope request, const retry_policy& policy) {
+  const message_id id = impl_->send(std::move(request), policy);
+  for (;;) {
+    if (auto c = impl_->take(&id)) return std::move(c->outcome);
+    if (!impl_->drain_ready()) impl_->pump(max_slice);
+  }
+}
+
+message_id client::send(envelope request) { return impl_->send(std::move(request), impl_->opts.retry); }
+message_id client::send(envelope request, const retry_policy& policy) {
+  return impl_->send(std::move(request), policy);
+}
+
+std::optional<completion> client::poll(std::chrono::milliseconds timeout) {
+  if (auto c = impl_->take(nullptr)) return c;
+  if (impl_->drain_ready())
+    if (auto c = impl_->take(nullptr)) return c;
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    impl_->pump(std::max(left, 0ms));
+    if (auto c = impl_->take(nullptr)) return c;
+    if (std::chrono::steady_clock::now() >= end) return std::nullopt;
+  }
+}
+
+std::size_t client::in_flight() const noexcept { return impl_->in_flight.size(); }
+const std::string& client::endpoint() const noexcept { return impl_->endpoints[impl_->current]; }
+const client_stats& client::stats() const noexcept { return impl_->stats; }
+
+}  // namespace zmqkit::reqrep

@@ -1,0 +1,54 @@
+#include <cerrno>
+#include <zmqkit/reqrep/handler.hpp>
+
+namespace zmqkit::reqrep::detail {
+
+zmq::message_t run_handler(const handler& h, const envelope& request, const clock& clk, bool& failed) {
+  failed = false;
+  std::string code;
+  std::string reason;
+  try {
+    envelope reply = h(request);
+    if (!reply.correlation_id) reply.correlation_id = request.id;
+    return encode(reply);
+  } catch (const handler_error& e) {
+    code = e.code().empty() ? std::string(to_string(reply_error::bad_request)) : e.code();
+    reason = e.what();
+  } catch (const std::exception& e) {
+    code = to_string(reply_error::bad_request);
+    reason = e.what();
+  } catch (...) {
+    code = to_string(reply_error::bad_request);
+    reason = "handler threw a non-standard exception";
+  }
+  failed = true;
+  return encode(make_error_reply(request.id, code, reason, clk));
+}
+
+zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, bool& failed) {
+  failed = false;
+  try {
+    const std::string out = h(body);
+    return zmq::message_t(out.data(), out.size());
+  } catch (...) {
+    failed = true;  // a plain peer has no error reply format: answer empty
+    return zmq::message_t();
+  }
+}
+
+std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept {
+  for (std::size_t i = 1; i < frames.size(); ++i)
+    if (frames[i].size() == 0) return i;
+  return 0;
+}
+
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
+}
+
+}  // namespace zmqkit::reqrep::detail

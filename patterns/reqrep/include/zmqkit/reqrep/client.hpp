@@ -1,0 +1,133 @@
+// zmqkit/reqrep/client.hpp — a retrying request/reply client (Lazy Pirate on a
+// DEALER): talks to a zmqkit server, a queue device's frontend, or any ROUTER
+// that answers [empty, envelope].
+//
+//   zmqkit::reqrep::client c(ctx, {"tcp://a:5555", "tcp://b:5555"},
+//                            {.retry = {.timeout = 500ms, .retries = 3}});
+//   auto r = c.request(zmqkit::make_envelope("price.get", std::string("book")));
+//   if (r) use(r.reply().body_as<double>());
+//   else log(r.failure().code, r.failure().reason);   // "timeout", "overloaded", ...
+//
+// Several requests may be in flight: send() returns at once and poll() hands
+// back completions (reply or failure) in the order they finish. A retry resends
+// the same request id with zmk.attempt = the retry number (1, 2, ...); replies
+// are matched by correlation_id, so a late reply to an earlier attempt
+// completes the request once and any further copy is discarded.
+//
+// With several endpoints the client talks to one at a time; each attempt that
+// times out moves it to the next endpoint (round robin), and the other requests
+// in flight are resent there at once (without using up their retries).
+//
+// Time: retry deadlines come from options.clock; the `timeout` of poll() is
+// real time, so a test with a manual_clock polls, advances, polls again.
+// Threading: one thread at a time (the object owns its socket); movable.
+#pragma once
+
+#include <chrono>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/reqrep/timing.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::reqrep {
+
+struct client_options {
+  retry_policy retry{};  // default: 2.5 s per attempt, 3 retries, constant timeout
+  decode_limits limits{};
+  zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+// Why a request did not get a reply.
+struct request_failure {
+  enum class kind { timeout, error_reply };
+  kind what = kind::timeout;
+  std::string code;  // "timeout", or the error reply's zmk.error code
+  std::string reason;
+  int attempts = 0;
+  // The code as one of the toolkit's codes, when it is one.
+  std::optional<reply_error> known_code() const noexcept { return parse_reply_error(code); }
+};
+
+// A reply, or a failure. Cheap to move.
+class result {
+ public:
+  result(envelope reply) : value_(std::move(reply)) {}
+  result(request_failure failure) : value_(std::move(failure)) {}
+
+  bool ok() const noexcept { return value_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+
+  // Returns: the reply. Throws: zmqkit::error{timeout} or {request_failed, code}
+  // when the request failed.
+  const envelope& reply() const&;
+  envelope reply() &&;
+  // Precondition: !ok(). Throws: std::logic_error otherwise.
+  const request_failure& failure() const;
+
+ private:
+  [[noreturn]] void throw_failure() const;
+  std::variant<envelope, request_failure> value_;
+};
+
+struct completion {
+  message_id id;
+  result outcome;
+};
+
+struct client_stats {
+  std::uint64_t sent = 0;           // first sends
+  std::uint64_t retries = 0;        // resends after a timeout
+  std::uint64_t resends = 0;        // resends caused by failover
+  std::uint64_t failovers = 0;      // endpoint switches
+  std::uint64_t replies = 0;        // replies that completed a request (error replies included)
+  std::uint64_t stale = 0;          // replies for no request in flight: late or duplicate, discarded
+  std::uint64_t bad_replies = 0;    // malformed frames, discarded
+  std::uint64_t timeouts = 0;       // requests that ran out of retries
+  std::uint64_t send_failures = 0;  // sends refused by the socket (HWM): the retry covers them
+};
+
+class client {
+ public:
+  // Connects to `endpoint` (or the first of `endpoints`). Throws: zmqkit::error{bad_config}
+  // when no endpoint is given; zmq::error_t when libzmq refuses one.
+  client(zmq::context_t& ctx, std::string endpoint, client_options opts = {});
+  client(zmq::context_t& ctx, std::vector<std::string> endpoints, client_options opts = {});
+  // So that client(ctx, {"tcp://a:1", "tcp://b:1"}) picks the list, not std::string's iterator pair.
+  client(zmq::context_t& ctx, std::initializer_list<std::string> endpoints, client_options opts = {})
+      : client(ctx, std::vector<std::string>(endpoints), std::move(opts)) {}
+  ~client();
+  client(client&&) noexcept;
+  client& operator=(client&&) noexcept;
+
+  // Sends and waits for the reply, retrying per the policy. Completions of
+  // other requests in flight that finish meanwhile are kept for poll().
+  result request(envelope request);
+  result request(envelope request, const retry_policy& policy);
+
+  // Sends without waiting. A nil id is replaced by a fresh one.
+  // Returns: the request id. Throws: zmqkit::error{bad_config} if that id is already in flight.
+  message_id send(envelope request);
+  message_id send(envelope request, const retry_policy& policy);
+
+  // Runs retries and receives replies for up to `timeout` (real time).
+  // Returns: the next completed request, or nullopt if none completed in time.
+  std::optional<completion> poll(std::chrono::milliseconds timeout);
+
+  std::size_t in_flight() const noexcept;
+  const std::string& endpoint() const noexcept;  // the one in use
+  const client_stats& stats() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::reqrep

@@ -1,0 +1,61 @@
+// zmqkit/reqrep/handler.hpp — what a worker or server runs for each request.
+//
+//   zmqkit::reqrep::handler h = [](const zmqkit::envelope& req) {
+//     if (req.body.empty()) throw zmqkit::reqrep::handler_error("bad-request", "empty body");
+//     return zmqkit::make_reply(req, "echo.done", req.body_as<std::string>());
+//   };
+//
+// A handler returns the reply envelope (its correlation_id is set to the
+// request's id if left empty). Throwing handler_error answers an error reply
+// with the handler's code; any other exception answers `bad-request` with the
+// exception's text as zmk.reason. A handler never crashes or silences a worker.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <zmqkit/envelope.hpp>
+
+namespace zmqkit::reqrep {
+
+using handler = std::function<envelope(const envelope& request)>;
+
+// For plain (non-envelope) bodies from ZeroMQ-guide clients: bytes in, bytes out.
+using plain_handler = std::function<std::string(std::string_view body)>;
+
+// Thrown by a handler to answer an error reply with its own code.
+class handler_error : public std::runtime_error {
+ public:
+  handler_error(std::string code, const std::string& reason)
+      : std::runtime_error(reason), code_(std::move(code)) {}
+  handler_error(reply_error code, const std::string& reason)
+      : handler_error(std::string(to_string(code)), reason) {}
+  const std::string& code() const noexcept { return code_; }
+
+ private:
+  std::string code_;
+};
+
+namespace detail {
+
+// Runs `h` on `request` and returns the encoded reply frame: the handler's
+// reply, or an error reply when it throws or returns an unencodable envelope.
+// `failed` is set when the answer is an error reply made here.
+zmq::message_t run_handler(const handler& h, const envelope& request, const clock& clk, bool& failed);
+
+// Same for a plain body: the handler's bytes, or empty when it throws.
+zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, bool& failed);
+
+// Index of the empty delimiter frame that ends the address stack, or 0 when
+// the message has none (a valid stack has at least one frame before it).
+std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept;
+
+// zmq::poll that treats a signal interrupting the wait (EINTR) as "nothing ready",
+// so a service's SIGTERM handler gets to run its shutdown.
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout);
+
+}  // namespace detail
+}  // namespace zmqkit::reqrep

@@ -1,0 +1,78 @@
+// zmqkit/reqrep/server.hpp — a direct (brokerless) request/reply server on a
+// ROUTER, for clients that talk to it without a queue device.
+//
+//   zmqkit::reqrep::server srv(ctx, "tcp://*:5555", [](const zmqkit::envelope& req) {
+//     return zmqkit::make_reply(req, "echo.reply", req.body_as<std::string>());
+//   });
+//   std::jthread loop([&](std::stop_token st) { srv.run(st); });
+//
+// Every reply is kept in a bounded cache by request id (options.cache), so a
+// retried request is answered from the cache and never runs twice; a
+// duplicate that arrives while the first copy still runs is not run either:
+// it gets the reply when that finishes. A bad frame is answered `bad-request`,
+// an expired request `expired`; neither reaches the handler.
+//
+// Threading: one thread at a time drives poll()/run(). With threads = 0 the
+// handler runs inline in that loop (lowest latency); with threads = N it runs
+// on N handler threads owned by the server, which start with it and are
+// joined by its destructor.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/reqrep/handler.hpp>
+#include <zmqkit/reqrep/reply_cache.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::reqrep {
+
+struct server_options {
+  plain_handler plain{};        // answers plain (non-envelope) bodies; none = drop them (counted)
+  int threads = 0;              // 0 = run the handler inline in the poll loop
+  reply_cache_options cache{};  // 10000 replies, 60 s
+  decode_limits limits{};
+  zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+struct server_stats {
+  std::uint64_t received = 0;        // messages read from the socket
+  std::uint64_t executed = 0;        // handler runs (envelope and plain)
+  std::uint64_t cache_hits = 0;      // retries answered from the reply cache
+  std::uint64_t joined = 0;          // duplicates that arrived while the first still ran
+  std::uint64_t bad_requests = 0;    // answered bad-request without running
+  std::uint64_t expired = 0;         // answered expired without running
+  std::uint64_t handler_errors = 0;  // handler threw
+  std::uint64_t dropped = 0;         // unroutable frames, plain bodies without a plain handler
+};
+
+class server {
+ public:
+  // Binds `endpoint`. Throws: zmq::error_t when libzmq refuses it.
+  server(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options opts = {});
+  ~server();
+  server(server&&) noexcept;
+  server& operator=(server&&) noexcept;
+
+  // Handles what arrives within `timeout`. Returns: messages handled (requests and results).
+  std::size_t poll(std::chrono::milliseconds timeout);
+  // Polls until `stop` is requested (checked every 100 ms at most).
+  void run(std::stop_token stop);
+
+  // The bound endpoint (with the port chosen for tcp://...:*).
+  std::string endpoint() const;
+  const server_stats& stats() const noexcept;
+  std::size_t cached() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::reqrep

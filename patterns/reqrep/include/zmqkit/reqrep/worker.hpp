@@ -1,0 +1,92 @@
+// zmqkit/reqrep/worker.hpp — a heartbeating worker behind a queue device
+// (Paranoid Pirate compatible): a DEALER connected to the device's backend.
+//
+//   zmqkit::reqrep::worker w(ctx, "tcp://queue:5556", [](const zmqkit::envelope& req) {
+//     return zmqkit::make_reply(req, "price.quote", quote(req.body_as<std::string>()));
+//   }, {.services = {"price."}});
+//   std::jthread loop([&](std::stop_token st) { w.run(st); });   // DISCONNECT on stop
+//
+// Protocol: READY (0x01) on connect, followed by a msgpack array of `services`
+// when there are any; HEARTBEAT (0x02) every heartbeat_interval, also while a
+// handler runs (the handler runs on the worker's own handler thread); the
+// device is dead after `liveness` intervals without a frame from it, and the
+// worker then reconnects with a fresh socket after 1 s, 2 s, 4 s ... 32 s and
+// sends READY again; DISCONNECT (0x03) on stop(). A request arrives as
+// [address stack..., empty, body] and is answered with the same leading frames.
+// Plain (non-envelope) bodies go to options.plain, so the worker serves the
+// ZeroMQ guide's Paranoid Pirate queue and clients unchanged.
+//
+// Time: heartbeats, liveness and backoff follow options.clock; the `timeout`
+// of poll() is real time. Threading: one thread at a time drives poll()/run().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/reqrep/handler.hpp>
+#include <zmqkit/socket_options.hpp>
+
+namespace zmqkit::reqrep {
+
+namespace control {
+inline constexpr std::uint8_t ready = 0x01;
+inline constexpr std::uint8_t heartbeat = 0x02;
+inline constexpr std::uint8_t disconnect = 0x03;
+}  // namespace control
+
+struct worker_options {
+  std::vector<std::string> services{};  // type prefixes sent with READY; empty = every type
+  plain_handler plain{};                // answers plain bodies; none = drop them (counted)
+  std::chrono::milliseconds heartbeat_interval{1000};
+  int liveness = 3;  // intervals of silence before the device counts as dead
+  std::chrono::milliseconds reconnect_initial{1000};
+  std::chrono::milliseconds reconnect_max{32000};
+  decode_limits limits{};
+  zmqkit::socket_options socket{};
+  const zmqkit::clock* clock = &zmqkit::clock::real();
+};
+
+struct worker_stats {
+  std::uint64_t requests = 0;        // requests handed to the handler
+  std::uint64_t replies = 0;         // replies sent
+  std::uint64_t handler_errors = 0;  // handler threw: answered with an error reply
+  std::uint64_t bad_requests = 0;    // answered bad-request without running
+  std::uint64_t expired = 0;         // answered expired without running
+  std::uint64_t heartbeats_sent = 0;
+  std::uint64_t heartbeats_received = 0;
+  std::uint64_t reconnects = 0;    // dead device detected, socket replaced
+  std::uint64_t dropped = 0;       // malformed or unknown frames, plain bodies without a handler
+  std::uint64_t replies_lost = 0;  // finished while disconnected: nowhere to send
+};
+
+class worker {
+ public:
+  // Connects to `endpoint` and sends READY. Throws: zmq::error_t when libzmq refuses it.
+  worker(zmq::context_t& ctx, std::string endpoint, handler h, worker_options opts = {});
+  // Sends DISCONNECT (if not stopped yet) and joins the handler thread.
+  ~worker();
+  worker(worker&&) noexcept;
+  worker& operator=(worker&&) noexcept;
+
+  // Runs the protocol for up to `timeout` (real time): requests, heartbeats, reconnects.
+  void poll(std::chrono::milliseconds timeout);
+  // Polls until `stop` is requested, then stop().
+  void run(std::stop_token stop);
+  // Sends DISCONNECT and closes the socket; later polls do nothing.
+  void stop();
+
+  bool connected() const noexcept;  // false while waiting to reconnect, or after stop()
+  const worker_stats& stats() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace zmqkit::reqrep

@@ -1,0 +1,201 @@
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+#include <zmq_addon.hpp>
+#include <zmqkit/reqrep/server.hpp>
+
+#include "executor.hpp"
+
+namespace zmqkit::reqrep {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr int max_drain = 256;
+using frames_t = std::vector<zmq::message_t>;
+
+bool same_stack(const frames_t& a, const frames_t& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end());
+}
+}  // namespace
+
+struct server::impl {
+  handler user;
+  server_options opts;
+  zmq::socket_t socket;
+  reply_cache cache;
+  std::unique_ptr<detail::executor> exec;  // null when threads == 0
+  // Requests running on a handler thread: id -> address stacks waiting for the reply.
+  std::unordered_map<message_id, std::vector<frames_t>> running;
+  server_stats stats;
+  frames_t frames;  // reused by drain()
+
+  impl(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options o)
+      : user(std::move(h)), opts(std::move(o)), socket(ctx, zmq::socket_type::router), cache(opts.cache) {
+    if (!opts.clock) opts.clock = &clock::real();
+    apply(socket, opts.socket);
+    socket.bind(endpoint);
+    if (opts.threads > 0) exec = std::make_unique<detail::executor>(ctx, opts.threads);
+  }
+
+  const clock& clk() const { return *opts.clock; }
+
+  void send(const frames_t& stack, zmq::message_t body) {
+    for (const auto& f : stack) socket.send(zmq::buffer(f.data(), f.size()), zmq::send_flags::sndmore);
+    socket.send(zmq::message_t(), zmq::send_flags::sndmore);
+    socket.send(std::move(body), zmq::send_flags::dontwait);
+  }
+
+  void handle_request(frames_t& frames) {
+    ++stats.received;
+    const std::size_t d = detail::find_delimiter(frames);
+    if (d == 0 || d + 2 != frames.size()) {
+      ++stats.dropped;
+      return;
+    }
+    zmq::message_t body = std::move(frames[d + 1]);
+    frames.resize(d);  // what is left is the address stack
+    const std::string_view raw = as_string_view(body);
+    if (!looks_like_envelope(raw)) return handle_plain(std::move(frames), raw);
+
+    envelope req;
+    try {
+      req = decode(raw, opts.limits);
+    } catch (const error& e) {
+      ++stats.bad_requests;
+      return send(frames, encode(make_error_reply(std::nullopt, reply_error::bad_request, e.what(), clk())));
+    }
+    const steady_time now = clk().now();
+    if (const zmq::message_t* hit = cache.find(req.id, now)) {
+      ++stats.cache_hits;
+      zmq::message_t copy;
+      copy.copy(const_cast<zmq::message_t&>(*hit));
+      return send(frames, std::move(copy));
+    }
+    if (auto it = running.find(req.id); it != running.end()) {
+      ++stats.joined;
+      auto& waiters = it->second;
+      if (std::none_of(waiters.begin(), waiters.end(),
+                       [&](const frames_t& s) { return same_stack(s, frames); }))
+        waiters.push_back(std::move(frames));
+      return;
+    }
+    if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {  // no clock read for the common no-TTL case
+      ++stats.expired;
+      return send(frames, encode(make_error_reply(req.id, reply_error::expired,
+                                                  "ttl elapsed before execution", clk())));
+    }
+    ++stats.executed;
+    if (!exec) {
+      bool failed = false;
+      zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
+      if (failed) ++stats.handler_errors;
+      cache.insert(req.id, reply, now);
+      return send(frames, std::move(reply));
+    }
+    running[req.id].push_back(std::move(frames));
+    exec->submit([this, req = std::move(req)] {
+      bool failed = false;
+      frames_t out;
+      out.emplace_back(req.id.as_bytes().data(), req.id.as_bytes().size());
+      zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
+      out.emplace_back(failed ? "\1" : "\0", 1);
+      out.push_back(std::move(reply));
+      return out;
+    });
+  }
+
+  void handle_plain(frames_t stack, std::string_view raw) {
+    if (!opts.plain) {
+      ++stats.dropped;
+      return;
+    }
+    ++stats.executed;
+    if (!exec) {
+      bool failed = false;
+      zmq::message_t reply = detail::run_plain_handler(opts.plain, raw, failed);
+      if (failed) ++stats.handler_errors;
+      return send(stack, std::move(reply));
+    }
+    exec->submit(
+        [this, body = std::string(raw), stack = std::make_shared<frames_t>(std::move(stack))]() mutable {
+          bool failed = false;
+          frames_t out;
+          out.emplace_back();  // no id: a plain request is answered, not cached
+          zmq::message_t reply = detail::run_plain_handler(opts.plain, body, failed);
+          out.emplace_back(failed ? "\1" : "\0", 1);
+          out.push_back(std::move(reply));
+          for (auto& f : *stack) out.push_back(std::move(f));
+          return out;
+        });
+  }
+
+  // [id or empty, failed flag, reply, (plain only) address stack...]
+  void handle_result(frames_t& out) {
+    if (out.size() < 3) return;
+    if (out[1].size() == 1 && *out[1].data<char>() == 1) ++stats.handler_errors;
+    if (out[0].size() == 0) {
+      frames_t stack(std::make_move_iterator(out.begin() + 3), std::make_move_iterator(out.end()));
+      return send(stack, std::move(out[2]));
+    }
+    const auto id = message_id::from_bytes(as_string_view(out[0]));
+    if (!id) return;
+    cache.insert(*id, out[2], clk().now());
+    auto it = running.find(*id);
+    if (it == running.end()) return;
+    for (const auto& stack : it->second) {
+      zmq::message_t copy;
+      copy.copy(out[2]);
+      send(stack, std::move(copy));
+    }
+    running.erase(it);
+  }
+
+  std::size_t drain() {
+    std::size_t handled = 0;
+    if (exec) {
+      for (int i = 0; i < max_drain; ++i, ++handled) {
+        frames.clear();
+        if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait))
+          break;
+        handle_result(frames);
+      }
+    }
+    for (int i = 0; i < max_drain; ++i, ++handled) {
+      frames.clear();
+      if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_request(frames);
+    }
+    return handled;
+  }
+
+  // Handles what is queued; waits (up to `timeout`) only when nothing is.
+  std::size_t poll(std::chrono::milliseconds timeout) {
+    if (const std::size_t handled = drain()) return handled;
+    std::array<zmq::pollitem_t, 2> items{
+        zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0},
+        zmq::pollitem_t{exec ? exec->results().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    detail::poll(items.data(), exec ? 2 : 1, timeout);
+    return drain();
+  }
+};
+
+server::server(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options opts)
+    : impl_(std::make_unique<impl>(ctx, endpoint, std::move(h), std::move(opts))) {}
+server::~server() = default;
+server::server(server&&) noexcept = default;
+server& server::operator=(server&&) noexcept = default;
+
+std::size_t server::poll(std::chrono::milliseconds timeout) { return impl_->poll(timeout); }
+
+void server::run(std::stop_token stop) {
+  while (!stop.stop_requested()) impl_->poll(100ms);
+}
+
+std::string server::endpoint() const { return impl_->socket.get(zmq::sockopt::last_endpoint); }
+const server_stats& server::stats() const noexcept { return impl_->stats; }
+std::size_t server::cached() const noexcept { return impl_->cache.size(); }
+
+}  // namespace zmqkit::reqrep

@@ -1,0 +1,243 @@
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <zmq_addon.hpp>
+#include <zmqkit/reqrep/timing.hpp>
+#include <zmqkit/reqrep/worker.hpp>
+
+#include "executor.hpp"
+
+namespace zmqkit::reqrep {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto max_slice = 100ms;  // so a loop on a manual clock notices time moving
+constexpr int max_drain = 256;
+using frames_t = std::vector<zmq::message_t>;
+
+zmq::message_t control_frame(std::uint8_t code) { return zmq::message_t(&code, 1); }
+}  // namespace
+
+struct worker::impl {
+  zmq::context_t* ctx;
+  std::string endpoint;
+  handler user;
+  worker_options opts;
+  std::optional<zmq::socket_t> socket;  // empty while waiting to reconnect
+  liveness_tracker liveness;
+  reconnect_backoff backoff;
+  steady_time reconnect_at{};
+  bool stopped = false;
+  std::string ready_services;  // msgpack array, empty when serving every type
+  worker_stats stats;
+  std::unique_ptr<detail::executor> exec;  // last: joined before the rest is destroyed
+
+  impl(zmq::context_t& c, std::string ep, handler h, worker_options o)
+      : ctx(&c),
+        endpoint(std::move(ep)),
+        user(std::move(h)),
+        opts(std::move(o)),
+        liveness(opts.heartbeat_interval, opts.liveness, (opts.clock ? *opts.clock : clock::real()).now()),
+        backoff(opts.reconnect_initial, opts.reconnect_max) {
+    if (!opts.clock) opts.clock = &clock::real();
+    if (!opts.services.empty()) {
+      msgpack::sbuffer buf;
+      msgpack::pack(buf, opts.services);
+      ready_services.assign(buf.data(), buf.size());
+    }
+    exec = std::make_unique<detail::executor>(c, 1);
+    connect();
+  }
+
+  const clock& clk() const { return *opts.clock; }
+
+  void connect() {
+    zmq::socket_t s(*ctx, zmq::socket_type::dealer);
+    apply(s, opts.socket);
+    s.connect(endpoint);
+    socket = std::move(s);
+    if (ready_services.empty()) {
+      socket->send(control_frame(control::ready), zmq::send_flags::dontwait);
+    } else {
+      socket->send(control_frame(control::ready), zmq::send_flags::sndmore);
+      socket->send(zmq::buffer(ready_services), zmq::send_flags::dontwait);
+    }
+    liveness.reset(clk().now());
+  }
+
+  void close_socket() {
+    socket->set(zmq::sockopt::linger, 0);
+    socket.reset();
+  }
+
+  void send(const frames_t& stack, zmq::message_t body) {
+    if (!socket) {
+      ++stats.replies_lost;
+      return;
+    }
+    for (const auto& f : stack) socket->send(zmq::buffer(f.data(), f.size()), zmq::send_flags::sndmore);
+    socket->send(zmq::message_t(), zmq::send_flags::sndmore);
+    if (socket->send(std::move(body), zmq::send_flags::dontwait))
+      ++stats.replies;
+    else
+      ++stats.replies_lost;
+  }
+
+  void run_timers() {
+    const steady_time now = clk().now();
+    if (!socket) {
+      if (now >= reconnect_at) connect();
+      return;
+    }
+    if (liveness.dead(now)) {
+      ++stats.reconnects;
+      close_socket();
+      reconnect_at = now + backoff.next();
+      return;
+    }
+    if (liveness.heartbeat_due(now)) {
+      socket->send(control_frame(control::heartbeat), zmq::send_flags::dontwait);
+      liveness.on_sent(now);
+      ++stats.heartbeats_sent;
+    }
+  }
+
+  void handle_device(frames_t& frames) {
+    liveness.on_heard(clk().now());
+    backoff.reset();
+    if (frames.size() == 1) {
+      if (frames[0].size() == 1 && *frames[0].data<std::uint8_t>() == control::heartbeat)
+        ++stats.heartbeats_received;
+      else
+        ++stats.dropped;
+      return;
+    }
+    const std::size_t d = detail::find_delimiter(frames);
+    if (d == 0 || d + 2 != frames.size()) {
+      ++stats.dropped;
+      return;
+    }
+    zmq::message_t body = std::move(frames[d + 1]);
+    frames.resize(d);
+    const std::string_view raw = as_string_view(body);
+    if (!looks_like_envelope(raw)) {
+      if (!opts.plain) {
+        ++stats.dropped;
+        return;
+      }
+      ++stats.requests;
+      exec->submit(
+          [this, text = std::string(raw), stack = std::make_shared<frames_t>(std::move(frames))]() mutable {
+            bool failed = false;
+            frames_t out;
+            zmq::message_t reply = detail::run_plain_handler(opts.plain, text, failed);
+            out.emplace_back(failed ? "\1" : "\0", 1);
+            out.push_back(std::move(reply));
+            for (auto& f : *stack) out.push_back(std::move(f));
+            return out;
+          });
+      return;
+    }
+    envelope req;
+    try {
+      req = decode(raw, opts.limits);
+    } catch (const error& e) {
+      ++stats.bad_requests;
+      return send(frames, encode(make_error_reply(std::nullopt, reply_error::bad_request, e.what(), clk())));
+    }
+    if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {
+      ++stats.expired;
+      return send(frames, encode(make_error_reply(req.id, reply_error::expired,
+                                                  "ttl elapsed before execution", clk())));
+    }
+    ++stats.requests;
+    exec->submit(
+        [this, req = std::move(req), stack = std::make_shared<frames_t>(std::move(frames))]() mutable {
+          bool failed = false;
+          frames_t out;
+          zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
+          out.emplace_back(failed ? "\1" : "\0", 1);
+          out.push_back(std::move(reply));
+          for (auto& f : *stack) out.push_back(std::move(f));
+          return out;
+        });
+  }
+
+  // [failed flag, reply, address stack...]
+  void handle_result(frames_t& out) {
+    if (out.size() < 2) return;
+    if (out[0].size() == 1 && *out[0].data<char>() == 1) ++stats.handler_errors;
+    frames_t stack(std::make_move_iterator(out.begin() + 2), std::make_move_iterator(out.end()));
+    send(stack, std::move(out[1]));
+  }
+
+  void poll_once(std::chrono::nanoseconds wait) {
+    run_timers();
+    const steady_time next = socket ? liveness.next_event() : reconnect_at;
+    auto slice = std::clamp<std::chrono::nanoseconds>(next - clk().now(), 0ns,
+                                                      std::min<std::chrono::nanoseconds>(wait, max_slice));
+    std::array<zmq::pollitem_t, 2> items{
+        zmq::pollitem_t{exec->results().handle(), 0, ZMQ_POLLIN, 0},
+        zmq::pollitem_t{socket ? socket->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    detail::poll(items.data(), socket ? 2 : 1,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
+    frames_t frames;
+    for (int i = 0; i < max_drain; ++i) {
+      frames.clear();
+      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_result(frames);
+    }
+    for (int i = 0; socket && i < max_drain; ++i) {
+      frames.clear();
+      if (!zmq::recv_multipart(*socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_device(frames);
+    }
+    run_timers();
+  }
+
+  void poll(std::chrono::milliseconds timeout) {
+    if (stopped) return;
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+      poll_once(std::max<std::chrono::nanoseconds>(end - std::chrono::steady_clock::now(), 0ns));
+    } while (std::chrono::steady_clock::now() < end);
+  }
+
+  void stop() {
+    if (stopped) return;
+    stopped = true;
+    if (!socket) return;
+    socket->send(control_frame(control::disconnect), zmq::send_flags::dontwait);
+    // Keep the default linger so DISCONNECT leaves before the socket closes.
+    socket.reset();
+  }
+};
+
+worker::worker(zmq::context_t& ctx, std::string endpoint, handler h, worker_options opts)
+    : impl_(std::make_unique<impl>(ctx, std::move(endpoint), std::move(h), std::move(opts))) {}
+
+worker::~worker() {
+  if (impl_) impl_->stop();
+}
+worker::worker(worker&&) noexcept = default;
+worker& worker::operator=(worker&& other) noexcept {
+  if (this != &other) {
+    if (impl_) impl_->stop();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+void worker::poll(std::chrono::milliseconds timeout) { impl_->poll(timeout); }
+
+void worker::run(std::stop_token stop) {
+  while (!stop.stop_requested() && !impl_->stopped) impl_->poll(100ms);
+  impl_->stop();
+}
+
+void worker::stop() { impl_->stop(); }
+bool worker::connected() const noexcept { return impl_->socket.has_value() && !impl_->stopped; }
+const worker_stats& worker::stats() const noexcept { return impl_->stats; }
+
+}  // namespace zmqkit::reqrep

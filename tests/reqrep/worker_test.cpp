@@ -1,0 +1,240 @@
+// The worker against a small in-test Paranoid Pirate queue: a ROUTER that
+// reads READY/HEARTBEAT/DISCONNECT and hands requests over as
+// [worker id, client id, empty, body]. Heartbeats, liveness and the reconnect
+// backoff run on a manual clock that the test advances.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <zmqkit/reqrep/worker.hpp>
+
+#include "helpers.hpp"
+
+using namespace std::chrono_literals;
+using namespace zmqkit;
+using namespace zmqkit::reqrep;
+using zmqkit::test::frames;
+
+namespace {
+
+struct pp_queue {
+  zmq::context_t& ctx;
+  zmq::socket_t socket;
+  std::string endpoint;
+  zmq::message_t worker_id;
+
+  explicit pp_queue(zmq::context_t& c, const std::string& ep = "tcp://127.0.0.1:*")
+      : ctx(c), socket(test::test_socket(c, zmq::socket_type::router)) {
+    socket.bind(ep);
+    endpoint = socket.get(zmq::sockopt::last_endpoint);
+  }
+  // Next message from the worker, driving the worker's loop meanwhile. Heartbeats are
+  // skipped unless asked for.
+  frames next(worker& w, bool skip_heartbeats = true) {
+    std::optional<frames> got;
+    REQUIRE(test::wait_until([&] {
+      w.poll(0ms);
+      got = test::try_recv_frames(socket);
+      if (got && skip_heartbeats && got->size() == 2 && got->at(1).size() == 1 &&
+          *got->at(1).data<std::uint8_t>() == control::heartbeat)
+        got.reset();
+      return got.has_value();
+    }));
+    worker_id = test::copy_of(got->at(0));
+    return std::move(*got);
+  }
+  void dispatch(std::string_view client_id, const zmq::message_t& body) {
+    frames f;
+    f.push_back(test::copy_of(worker_id));
+    f.emplace_back(client_id.data(), client_id.size());
+    f.emplace_back();
+    f.push_back(test::copy_of(body));
+    test::send_frames(socket, f);
+  }
+  void heartbeat() {
+    frames f;
+    f.push_back(test::copy_of(worker_id));
+    f.push_back(test::byte_frame(control::heartbeat));
+    test::send_frames(socket, f);
+  }
+};
+
+bool is_control(const frames& f, std::uint8_t code) {
+  return f.size() >= 2 && f[1].size() == 1 && *f[1].data<std::uint8_t>() == code;
+}
+
+envelope echo(const envelope& req) {
+  envelope reply = make_reply(req, "echo.reply");
+  reply.body = req.body;
+  return reply;
+}
+
+}  // namespace
+
+TEST_CASE("worker: READY, then a request comes back with the same leading frames") {
+  zmq::context_t ctx;
+  manual_clock clock;
+  pp_queue queue(ctx);
+  worker w(ctx, queue.endpoint, echo, {.clock = &clock});
+  const frames ready = queue.next(w);
+  REQUIRE(ready.size() == 2);
+  CHECK(is_control(ready, control::ready));
+
+  const envelope req = make_envelope("echo", std::string("hi"));
+  queue.dispatch("client-7", encode(req));
+  const frames reply = queue.next(w);
+  REQUIRE(reply.size() == 4);
+  CHECK(reply[1].to_string() == "client-7");
+  CHECK(reply[2].size() == 0);
+  const envelope got = decode(reply[3]);
+  CHECK(got.correlation_id == req.id);
+  CHECK(got.body_as<std::string>() == "hi");
+}
+
+TEST_CASE("worker: READY carries the served type prefixes as a msgpack array") {
+  zmq::context_t ctx;
+  pp_queue queue(ctx);
+  worker w(ctx, queue.endpoint, echo, {.services = {"price.", "stock."}});
+  const frames ready = queue.next(w);
+  REQUIRE(ready.size() == 3);
+  CHECK(is_control(ready, control::ready));
+  const auto handle = msgpack::unpack(ready[2].data<char>(), ready[2].size());
+  CHECK(handle.get().as<std::vector<std::string>>() == std::vector<std::string>{"price.", "stock."});
+}
+
+TEST_CASE("worker: heartbeats every interval, also while its handler is busy") {
+  zmq::context_t ctx;
+  manual_clock clock;
+  pp_queue queue(ctx);
+  std::atomic<bool> release{false};
+  std::atomic<bool> running{false};
+  worker w(ctx, queue.endpoint,
+           [&](const envelope& req) {
+             running = true;
+             while (!release) std::this_thread::sleep_for(1ms);
+             return make_reply(req, "done");
+           },
+           {.heartbeat_interval = 1s, .clock = &clock});
+  queue.next(w);  // READY
+  queue.dispatch("c", encode(make_envelope("slow")));
+  REQUIRE(test::wait_until([&] {
+    w.poll(0ms);
+    return running.load();
+  }));
+  for (int i = 0; i < 3; ++i) {
+    queue.heartbeat();  // the queue is alive too, so the worker keeps its socket
+    clock.advance(1s);
+    CHECK(is_control(queue.next(w, false), control::heartbeat));
+  }
+  release = true;
+  const frames reply = queue.next(w);
+  REQUIRE(reply.size() == 4);
+  CHECK(decode(reply[3]).type == "done");
+  CHECK(w.stats().reconnects == 0);
+}
+
+TEST_CASE(
+    "worker: a dead queue is detected after liveness x interval; it reconnects with backoff and READYs "
+    "again") {
+  zmq::context_t ctx;
+  manual_clock clock;
+  auto queue = std::make_unique<pp_queue>(ctx);
+  const std::string endpoint = queue->endpoint;
+  worker w(ctx, endpoint, echo, {.heartbeat_interval = 1s, .liveness = 3, .clock = &clock});
+  queue->next(w);  // READY
+  queue.reset();   // the queue goes away
+
+  auto poll_a_bit = [&] {
+    for (int i = 0; i < 5; ++i) w.poll(1ms);
+  };
+  clock.advance(2999ms);
+  poll_a_bit();
+  CHECK(w.connected());
+  clock.advance(1ms);
+  poll_a_bit();
+  CHECK_FALSE(w.connected());  // dead: waits 1 s before reconnecting
+  CHECK(w.stats().reconnects == 1);
+  clock.advance(999ms);
+  poll_a_bit();
+  CHECK_FALSE(w.connected());
+  clock.advance(1ms);
+  poll_a_bit();
+  CHECK(w.connected());
+
+  // Nobody answers this time either: the next wait doubles to 2 s.
+  clock.advance(3s);
+  poll_a_bit();
+  CHECK_FALSE(w.connected());
+  clock.advance(1999ms);
+  poll_a_bit();
+  CHECK_FALSE(w.connected());
+  clock.advance(1ms);
+  poll_a_bit();
+  CHECK(w.connected());
+
+  // The queue restarts on the same endpoint: the worker says READY again and serves.
+  pp_queue restarted(ctx, endpoint);
+  CHECK(is_control(restarted.next(w), control::ready));
+  const envelope req = make_envelope("echo", std::string("again"));
+  restarted.dispatch("c2", encode(req));
+  const frames reply = restarted.next(w);
+  REQUIRE(reply.size() == 4);
+  CHECK(decode(reply[3]).correlation_id == req.id);
+  CHECK(w.stats().reconnects == 2);
+}
+
+TEST_CASE("worker: a handler exception becomes an error reply") {
+  zmq::context_t ctx;
+  pp_queue queue(ctx);
+  worker w(ctx, queue.endpoint, [](const envelope& req) -> envelope {
+    if (req.type == "chosen") throw handler_error("out-of-stock", "sku 42");
+    throw std::invalid_argument("quantity must be positive");
+  });
+  queue.next(w);
+  auto ask = [&](const envelope& req) {
+    queue.dispatch("c", encode(req));
+    const frames reply = queue.next(w);
+    REQUIRE(reply.size() == 4);
+    const envelope got = decode(reply[3]);
+    CHECK(got.correlation_id == req.id);
+    return got;
+  };
+  const envelope a = ask(make_envelope("order"));
+  CHECK(a.error_code() == "bad-request");
+  CHECK(a.header(header::reason) == "quantity must be positive");
+  const envelope b = ask(make_envelope("chosen"));
+  CHECK(b.error_code() == "out-of-stock");
+  CHECK(w.stats().handler_errors == 2);
+  // Still serving afterwards.
+  queue.dispatch("c", zmq::message_t("\x93", 1));
+  const frames bad = queue.next(w);
+  REQUIRE(bad.size() == 4);
+  CHECK(decode(bad[3]).error_code() == "bad-request");
+}
+
+TEST_CASE("worker: plain Paranoid Pirate bodies pass through to the plain handler") {
+  zmq::context_t ctx;
+  pp_queue queue(ctx);
+  worker w(ctx, queue.endpoint, echo,
+           {.plain = [](std::string_view body) { return std::string(body) + "!"; }});
+  const frames ready = queue.next(w);
+  CHECK(ready.size() == 2);  // a plain PP queue sees a one-frame READY
+  queue.dispatch("guide-client", zmq::message_t(std::string_view("hello")));
+  const frames reply = queue.next(w);
+  REQUIRE(reply.size() == 4);
+  CHECK(reply[1].to_string() == "guide-client");
+  CHECK(reply[3].to_string() == "hello!");
+}
+
+TEST_CASE("worker: stop() sends DISCONNECT") {
+  zmq::context_t ctx;
+  pp_queue queue(ctx);
+  worker w(ctx, queue.endpoint, echo);
+  queue.next(w);
+  w.stop();
+  CHECK_FALSE(w.connected());
+  std::optional<frames> got;
+  REQUIRE(test::wait_until([&] {
+    got = test::try_recv_frames(queue.socket);
+    return got && is_control(*got, control::disconnect);
+  }));
+}

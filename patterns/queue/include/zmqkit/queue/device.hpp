@@ -9,7 +9,8 @@
 //   t.join();                             // run() returns after draining
 //
 // Speaks ZMK/1 request/reply from the broker's side (docs: patterns/queue/README.md):
-// LRU among ready workers serving the request's type, priority order, TTL,
+// LRU among workers with a free slot serving the request's type (a worker holds
+// 1 request, or up to the capacity its READY announced), priority order, TTL,
 // heartbeats, requeue with a dead-letter limit, duplicate suppression and a
 // recent-reply cache. Plain (non-envelope) bodies are routed too, so ZeroMQ
 // guide Lazy Pirate clients and Paranoid Pirate workers work unchanged.

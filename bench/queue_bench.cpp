@@ -271,13 +271,15 @@ int main(int argc, char** argv) {
     dev.stop();
     t.join();
   }
-  // Alternate them, best of three each, so none gets a quieter machine.
+  // Alternate them, best of five each, so none gets a quieter machine.
   double dev_tput = 0, dev1_tput = 0, raw_tput = 0, lru_tput = 0, dev_lat = 1e18, raw_lat = 1e18;
-  for (int round = 0; round < 3; ++round) {
+  // The one-at-a-time runs are 10x slower: a quarter of the requests keeps them short.
+  const std::size_t slow_per_client = std::max<std::size_t>(per_client / 4, 1000);
+  for (int round = 0; round < 5; ++round) {
     raw_tput = std::max(raw_tput, through_proxy(per_client, window, clients).per_second);
     dev_tput = std::max(dev_tput, through_device(per_client, window, clients, capacity).per_second);
-    dev1_tput = std::max(dev1_tput, through_device(per_client, window, clients, 1).per_second);
-    lru_tput = std::max(lru_tput, through_raw_lru(per_client, window, clients).per_second);
+    dev1_tput = std::max(dev1_tput, through_device(slow_per_client, window, clients, 1).per_second);
+    lru_tput = std::max(lru_tput, through_raw_lru(slow_per_client, window, clients).per_second);
   }
   const std::string cap = "capacity " + std::to_string(capacity);
   zmqkit::bench::report("throughput, 4x100 in flight x 4 workers, " + cap, "req/s", dev_tput, raw_tput, 0.8,

@@ -696,6 +696,8 @@ TEST_CASE("a capacity-3 worker holds 3 requests at once, and each reply lets one
     CHECK(decode(held.back().back()).id == sent[static_cast<std::size_t>(i)].id);
   }
   CHECK_FALSE(w.receives_request_within(50ms));  // not a 4th
+  w.heartbeat();                                 // proves it alive, frees no slot
+  CHECK_FALSE(w.receives_request_within(50ms));
   auto s = fx.stats();
   CHECK(s.in_flight == 3);
   CHECK(s.pending == 2);

@@ -118,7 +118,7 @@ envelope make_envelope(std::string type, const clock& clk) {
   envelope env;
   env.type = std::move(type);
   env.timestamp = clk.wall_now();
-  env.id = message_id::generate();
+  env.id = message_id::generate(std::chrono::time_point_cast<std::chrono::system_clock::duration>(env.timestamp));
   return env;
 }
 

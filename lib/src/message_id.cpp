@@ -1,5 +1,6 @@
 #include <zmqkit/message_id.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -34,11 +35,12 @@ int hex_value(char c) noexcept {
 
 }  // namespace
 
-message_id message_id::generate() {
+message_id message_id::generate() { return generate(std::chrono::system_clock::now()); }
+
+message_id message_id::generate(std::chrono::system_clock::time_point now) {
   thread_local id_state state;
-  auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
+  const auto since_epoch = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(since_epoch, 0));
   if (ms > state.last_ms) {
     state.last_ms = ms;
     state.counter = static_cast<std::uint32_t>(state.next() & 0x1ff);  // leave room to count up

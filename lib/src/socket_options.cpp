@@ -1,12 +1,13 @@
 #include <zmqkit/clock.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/keys.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit {
 
 namespace {
 void check_key(std::string_view key, const char* what) {
-  if (key.size() != 40)
+  if (!is_z85_key(key))
     throw error(errc::security, what, std::string(what) + ": not a 40-character Z85 CURVE key");
 }
 }  // namespace

@@ -161,7 +161,10 @@ struct device::impl {
     zmqkit::socket_options so = opts.socket;
     so.max_message_bytes = static_cast<std::int64_t>(opts.max_frame_bytes);
     for (auto* s : {&frontend, &backend}) {
-      apply(*s, so);
+      zmqkit::socket_options side = so;
+      const auto& security = s == &frontend ? opts.frontend_security : opts.backend_security;
+      if (security) side.security = *security;
+      apply(*s, side);
       s->set(zmq::sockopt::router_mandatory, true);
     }
     bind(frontend, opts.frontend, "frontend");

@@ -5,8 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <zmqkit/error.hpp>
+#include <zmqkit/keys.hpp>
 #include <zmqkit/queue/device.hpp>
+#include <zmqkit/zap_authenticator.hpp>
 
 namespace {
 
@@ -14,6 +17,27 @@ zmqkit::queue::device* running_device = nullptr;
 
 extern "C" void on_stop_signal(int) {
   if (running_device) running_device->stop();  // async-signal-safe: an atomic store and a write()
+}
+
+// One side's CURVE flags: the side's secret key file and its allow-list directory.
+struct side_flags {
+  std::string secret, allow;
+};
+
+// Loads one side's key (if any) into `security`, and adds its allow-list to `zap`,
+// under a ZAP domain of its own so the two sides admit different keys.
+void configure_side(const std::string& side, const side_flags& flags,
+                    std::optional<zmqkit::security>& security, zmqkit::zap_options& zap) {
+  if (flags.secret.empty()) return;
+  const std::string domain = "zmqkit-" + side;
+  security = zmqkit::load_curve_server(flags.secret, domain);
+  if (flags.allow.empty()) {
+    zap.open_domains.push_back(domain);
+    spdlog::warn("{}: CURVE without --{}-allow: traffic is encrypted but any client key is admitted", side,
+                 side);
+  } else {
+    zap.domain_dirs[domain] = flags.allow;
+  }
 }
 
 }  // namespace
@@ -54,6 +78,15 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
+  side_flags front, back;
+  app.add_option("--frontend-curve-secret", front.secret,
+                 "CURVE on the frontend: its secret key file (zmqkit-keygen); clients need the .pub");
+  app.add_option("--frontend-allow", front.allow,
+                 "directory of client public keys (*.pub) admitted on the frontend; re-read when it changes");
+  app.add_option("--backend-curve-secret", back.secret,
+                 "CURVE on the backend: its secret key file; workers need the .pub");
+  app.add_option("--backend-allow", back.allow,
+                 "directory of worker public keys (*.pub) admitted on the backend; re-read when it changes");
   app.set_config("--config", "", "read options from a TOML/INI file (keys: the long flag names)");
   app.set_version_flag("--version", std::string(ZMQKIT_VERSION));
 
@@ -63,6 +96,12 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "zmqkit-queue: %s (see --help)\n", e.what());
     return 2;
+  }
+  for (const auto& [side, flags] : {std::pair{"frontend", front}, std::pair{"backend", back}}) {
+    if (!flags.allow.empty() && flags.secret.empty()) {
+      std::fprintf(stderr, "zmqkit-queue: --%s-allow needs --%s-curve-secret (see --help)\n", side, side);
+      return 2;
+    }
   }
   opts.heartbeat = milliseconds(heartbeat_ms);
   opts.no_service = milliseconds(no_service_ms);
@@ -81,6 +120,12 @@ int main(int argc, char** argv) {
 
   try {
     zmq::context_t ctx;
+    zmqkit::zap_options zap;
+    configure_side("frontend", front, opts.frontend_security, zap);
+    configure_side("backend", back, opts.backend_security, zap);
+    // Before the device binds, so no handshake slips past; destroyed after it.
+    std::optional<zmqkit::zap_authenticator> auth;
+    if (!zap.domain_dirs.empty()) auth.emplace(ctx, zap);
     zmqkit::queue::device dev(ctx, opts);
     running_device = &dev;
     struct sigaction sa {};
@@ -92,6 +137,9 @@ int main(int argc, char** argv) {
                  opts.admin.empty() ? "" : " admin ", dev.admin_endpoint());
     dev.run();
     running_device = nullptr;
+    if (auth)
+      spdlog::info("CURVE clients admitted {}, refused {}", auth->counters().accepted,
+                   auth->counters().refused);
     spdlog::info("stopped");
     return 0;
   } catch (const zmqkit::error& e) {

@@ -89,8 +89,8 @@ struct client::impl {
   void transmit(pending& p) {
     const int retry = p.schedule.attempt() - 1;
     if (retry > 0) p.request.headers.insert_or_assign(std::string(header::attempt), std::to_string(retry));
-    std::array<zmq::message_t, 2> frames{zmq::message_t(), encode(p.request)};
-    if (!zmq::send_multipart(socket, frames, zmq::send_flags::dontwait)) ++stats.send_failures;
+    std::array<zmq::message_t, 2> out{zmq::message_t(), encode(p.request)};
+    if (!zmq::send_multipart(socket, out, zmq::send_flags::dontwait)) ++stats.send_failures;
   }
 
   message_id send(envelope request, const retry_policy& policy) {
@@ -98,7 +98,7 @@ struct client::impl {
     const message_id id = request.id;
     if (in_flight.contains(id))
       throw error(errc::bad_config, "id", "a request with this id is already in flight: " + id.to_string());
-    request.headers.erase(std::string(header::attempt));
+    if (auto h = request.headers.find(header::attempt); h != request.headers.end()) request.headers.erase(h);
     auto [it, _] = in_flight.emplace(id, pending{std::move(request), retry_schedule(policy, clk().now())});
     deadlines.emplace(it->second.schedule.deadline(), id);
     ++stats.sent;

@@ -18,7 +18,7 @@ class executor {
  public:
   using job = std::function<std::vector<zmq::message_t>()>;
 
-  // Starts `threads` (>= 1) handler threads; returns once they are connected.
+  // Starts `threads` (>= 1) handler threads; the result socket is bound before they start.
   executor(zmq::context_t& ctx, int threads);
   // Signals and joins the threads; jobs not yet started are dropped.
   ~executor();

@@ -16,7 +16,9 @@ TEST_CASE("a slow worker beside fast ones gets a share matching its speed, not 1
   const bool full = std::getenv("ZMQKIT_FULL") != nullptr;
   const std::size_t task_count = full ? 1200 : 300;
   const auto fast_work = 2ms;
-  const auto slow_work = 40ms;  // 20x the fast workers' time per task
+  // 50x the fast workers' time per task: a busy machine stretches the fast
+  // workers' 2 ms (scheduling delays) but hardly the slow one's 100 ms.
+  const auto slow_work = 100ms;
 
   zmq::context_t ctx;
   pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*");
@@ -42,11 +44,11 @@ TEST_CASE("a slow worker beside fast ones gets a share matching its speed, not 1
   std::size_t fast_done = 0;
   for (auto& f : fast) fast_done += f->done();
   MESSAGE("slow worker took " << slow.done() << " of " << task_count << " tasks (share " << slow_share
-                              << ", 1/N = 0.25, speed-proportional ~0.016); fast workers " << fast_done);
+                              << ", 1/N = 0.25, speed-proportional ~0.007); fast workers " << fast_done);
   CHECK(slow.done() + fast_done == task_count);
-  // Generous: a quarter of 1/N. Holds however slow the machine, since the slow
-  // worker's 40 ms per task does not shrink when the machine is busy.
-  CHECK(slow_share < 0.25 / 4);
+  // Generous: half of 1/N, where speed alone would give under 1 %. It holds until
+  // a fast worker's 2 ms task takes over 30 ms on a busy machine.
+  CHECK(slow_share < 0.25 / 2);
   CHECK(slow.done() >= 1);
 }
 

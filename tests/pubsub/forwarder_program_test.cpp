@@ -15,13 +15,13 @@ using namespace zmqkit;
 
 namespace {
 
-// Two distinct loopback TCP ports that were free a moment ago. Plain sockets,
+// Distinct loopback TCP ports that were free a moment ago. Plain sockets,
 // because a ZeroMQ socket closes its listener asynchronously (the port may
-// still be taken); both are held until both are known, so they differ.
-std::pair<std::string, std::string> free_endpoints() {
-  int fds[2];
-  std::string eps[2];
-  for (int i = 0; i < 2; ++i) {
+// still be taken); all are held until all are known, so they differ.
+std::vector<std::string> free_endpoints(int n) {
+  std::vector<int> fds(n);
+  std::vector<std::string> eps(n);
+  for (int i = 0; i < n; ++i) {
     fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fds[i] >= 0);
     sockaddr_in addr{};
@@ -32,9 +32,8 @@ std::pair<std::string, std::string> free_endpoints() {
     REQUIRE(::getsockname(fds[i], reinterpret_cast<sockaddr*>(&addr), &len) == 0);
     eps[i] = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   }
-  ::close(fds[0]);
-  ::close(fds[1]);
-  return {eps[0], eps[1]};
+  for (int fd : fds) ::close(fd);
+  return eps;
 }
 
 int exit_code(std::optional<int> status) {
@@ -56,7 +55,8 @@ TEST_CASE("zmqkit-forwarder answers --help and --version") {
 
 TEST_CASE("zmqkit-forwarder passes subscriptions and messages through and exits 0 on SIGTERM") {
   zmq::context_t ctx;
-  const auto [frontend, backend] = free_endpoints();
+  const auto eps = free_endpoints(2);
+  const std::string &frontend = eps[0], &backend = eps[1];
   test::child_process fwd({ZMQKIT_FORWARDER_PATH, "--frontend", frontend, "--backend", backend});
 
   pubsub::publisher pub(ctx);
@@ -81,5 +81,34 @@ TEST_CASE("zmqkit-forwarder passes subscriptions and messages through and exits 
   CHECK_FALSE(orders.receive(100ms));
 
   fwd.signal(SIGTERM);
+  CHECK(exit_code(fwd.wait(5s)) == 0);
+}
+
+TEST_CASE("zmqkit-forwarder --snapshot serves the last value of each type") {
+  zmq::context_t ctx;
+  const auto eps = free_endpoints(3);
+  test::child_process fwd(
+      {ZMQKIT_FORWARDER_PATH, "--frontend", eps[0], "--backend", eps[1], "--snapshot", eps[2]});
+  pubsub::publisher pub(ctx);
+  pub.connect(eps[0]);
+  auto probe = test::test_socket(ctx, zmq::socket_type::dealer);
+  probe.connect(eps[2]);
+  REQUIRE(test::wait_until([&] {  // until the forwarder runs and has cached one
+    pub.publish("course.opened", std::string("latest"));
+    test::send_raw(probe, {"zmk.snapshot", "course."});
+    std::vector<zmq::message_t> reply;
+    return zmq::recv_multipart(probe, std::back_inserter(reply)) == 3;
+  }));
+
+  pubsub::subscriber sub(ctx, {.snapshot_endpoints = {eps[2]}});
+  sub.subscribe("course.");
+  sub.connect(eps[1]);
+  REQUIRE(sub.request_snapshot(2s) == 1u);
+  auto n = sub.receive(0ms);
+  REQUIRE(n);
+  CHECK(n->from_snapshot);
+  CHECK(n->env.body_as<std::string>() == "latest");
+
+  fwd.signal(SIGINT);
   CHECK(exit_code(fwd.wait(5s)) == 0);
 }

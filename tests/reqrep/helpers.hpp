@@ -1,6 +1,7 @@
 // Helpers for the reqrep tests: multipart send/receive with deadlines.
 #pragma once
 
+#include <atomic>
 #include <optional>
 #include <string>
 #include <support/sockets.hpp>
@@ -27,5 +28,14 @@ inline void send_frames(zmq::socket_t& s, frames& f) { zmq::send_multipart(s, f)
 inline zmq::message_t copy_of(const zmq::message_t& m) { return zmq::message_t(m.data(), m.size()); }
 
 inline zmq::message_t byte_frame(std::uint8_t b) { return zmq::message_t(&b, 1); }
+
+// Sets a flag a blocked test handler waits on, when the test's scope ends.
+struct release_on_exit {
+  std::atomic<bool>& flag;
+  ~release_on_exit() {
+    flag = true;
+    flag.notify_all();
+  }
+};
 
 }  // namespace zmqkit::test

@@ -80,7 +80,9 @@ struct in_netns {
 TEST_CASE("10% packet loss both ways: every request answered, none executed twice, retries used") {
   lossy_link link;
   if (!link.ready) {
-    MESSAGE("skipped: cannot create network namespaces here (ip netns add refused)");
+    MESSAGE(
+        "skipped: cannot set up network namespaces with a veth pair and nftables here (ip netns add "
+        "refused?)");
     return;
   }
   test::child_process server({"/bin/ip", "netns", "exec", link.server_ns, ZMQKIT_REQREP_TEST_SERVER,

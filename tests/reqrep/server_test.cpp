@@ -112,10 +112,11 @@ TEST_CASE("server: a duplicate arriving while the first copy executes is not exe
   server srv(ctx, "tcp://127.0.0.1:*",
              [&](const envelope& req) {
                ++executions;
-               while (!release) std::this_thread::sleep_for(1ms);  // a slow handler
+               release.wait(false);  // a slow handler: busy until the test says so
                return make_reply(req, "done");
              },
              {.threads = 2});
+  test::release_on_exit guard{release};  // a failed REQUIRE must not leave the handler blocked
   auto first = dealer_to(ctx, srv.endpoint());
   auto second = dealer_to(ctx, srv.endpoint());  // the same request through another connection
   const envelope req = make_envelope("slow");
@@ -132,6 +133,7 @@ TEST_CASE("server: a duplicate arriving while the first copy executes is not exe
     return srv.stats().joined == 2;
   }));
   release = true;
+  release.notify_all();
   auto a = reply_on(first, srv);
   auto b = reply_on(second, srv);
   REQUIRE(a);

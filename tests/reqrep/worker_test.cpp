@@ -113,11 +113,12 @@ TEST_CASE("worker: heartbeats every interval, also while its handler is busy") {
   worker w(ctx, queue.endpoint,
            [&](const envelope& req) {
              running = true;
-             while (!release) std::this_thread::sleep_for(1ms);
+             release.wait(false);
              return make_reply(req, "done");
            },
            {.heartbeat_interval = 1s, .clock = &clock});
-  queue.next(w);  // READY
+  test::release_on_exit guard{release};  // a failed REQUIRE must not leave the handler blocked
+  queue.next(w);                         // READY
   queue.dispatch("c", encode(make_envelope("slow")));
   REQUIRE(test::wait_until([&] {
     w.poll(0ms);
@@ -129,6 +130,7 @@ TEST_CASE("worker: heartbeats every interval, also while its handler is busy") {
     CHECK(is_control(queue.next(w, false), control::heartbeat));
   }
   release = true;
+  release.notify_all();
   const frames reply = queue.next(w);
   REQUIRE(reply.size() == 4);
   CHECK(decode(reply[3]).type == "done");

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <compare>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +24,9 @@ struct message_id {
 
   // Thread-safe; each thread keeps its own monotonic state.
   static message_id generate();
+  // As generate(), stamped with `now` instead of reading the clock again
+  // (make_envelope passes the timestamp it already has).
+  static message_id generate(std::chrono::system_clock::time_point now);
   // Returns: the id whose 16 raw bytes are `raw`, or nullopt when raw.size() != 16.
   static std::optional<message_id> from_bytes(std::string_view raw) noexcept;
   // Returns: the id of a canonical UUID text (8-4-4-4-12 hex), or nullopt.

@@ -7,7 +7,9 @@
 //
 // Every pattern role takes a socket_options in its options struct and applies
 // it to each socket it owns. Defaults bound memory (max message size, HWM),
-// shutdown (linger) and half-open connections (handshake timeout).
+// shutdown (linger) and half-open connections (handshake timeout); docs/security.md
+// explains them, and zmqkit/keys.hpp and zmqkit/zap_authenticator.hpp provide the
+// key files and the client allow-list that CURVE needs.
 #pragma once
 
 #include <zmq.hpp>
@@ -43,7 +45,7 @@ struct socket_options {
 };
 
 // Applies `opts` to `socket`. Call before bind/connect.
-// Throws: zmqkit::error{errc::security} when a key is not 40-character Z85;
+// Throws: zmqkit::error{errc::security} when a key is not 40-character Z85 (or does not decode);
 //         zmq::error_t when libzmq refuses an option.
 void apply(zmq::socket_t& socket, const socket_options& opts);
 

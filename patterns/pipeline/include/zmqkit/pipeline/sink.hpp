@@ -53,9 +53,11 @@ struct sink_options {
   std::chrono::milliseconds batch_deadline{5000};
   int max_reports = 5;             // then the batch is abandoned
   std::size_t max_batches = 1024;  // batches remembered (for duplicate detection), oldest forgotten
-  std::function<void(const batch_report&)> on_report;  // complete, missing, abandoned
-  zmqkit::socket_options socket{};                     // the results PULL (binds)
-  zmqkit::socket_options control_socket{};             // the DEALER to the ventilator (connects)
+  // Called from receive() with complete, missing and abandoned reports; it must
+  // not call back into the sink.
+  std::function<void(const batch_report&)> on_report;
+  zmqkit::socket_options socket{};          // the results PULL (binds)
+  zmqkit::socket_options control_socket{};  // the DEALER to the ventilator (connects)
   zmqkit::decode_limits limits{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };

@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <zmq.hpp>
@@ -50,6 +51,12 @@ struct device_options {
   // Timers are checked at least this often; a manual clock is noticed within it.
   std::chrono::milliseconds tick{20};
   zmqkit::socket_options socket{};  // applied to every socket (max_message_bytes is overridden)
+  // Per-side security, replacing socket.security on that side only, so clients and
+  // workers can hold different keys (docs/security.md). The admin socket keeps
+  // socket.security. CURVE client authentication needs a zmqkit::zap_authenticator
+  // on the same context (zmqkit-queue starts one for --frontend-allow/--backend-allow).
+  std::optional<zmqkit::security> frontend_security{};
+  std::optional<zmqkit::security> backend_security{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
   // Called from run()'s thread; default: no logging.
   std::function<void(log_level, std::string_view)> log{};

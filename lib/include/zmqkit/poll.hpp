@@ -1,0 +1,19 @@
+// zmqkit/poll.hpp — zmq::poll for pattern loops.
+//
+// A signal that interrupts the wait (EINTR, e.g. the SIGTERM a service is being
+// stopped with) counts as "nothing ready" instead of throwing, so the caller's
+// loop comes round, sees its stop flag and shuts down cleanly.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <cstddef>
+
+namespace zmqkit {
+
+// Returns: the number of ready items; 0 on timeout or when a signal interrupted the wait.
+// Throws: zmq::error_t for any other libzmq failure.
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout);
+
+}  // namespace zmqkit

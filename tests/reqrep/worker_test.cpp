@@ -312,6 +312,7 @@ TEST_CASE(
              {.capacity = capacity});
     w.run(st);
   });
+  test::release_on_exit guard{release};  // destroyed first: a failed REQUIRE must not leave handlers blocked
 
   zmq::socket_t client = test::test_socket(ctx, zmq::socket_type::dealer);
   client.connect(dev.frontend_endpoint());

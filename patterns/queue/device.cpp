@@ -6,8 +6,10 @@
 #include <cerrno>
 #include <mutex>
 #include <set>
+#include <span>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 #include <zmq_addon.hpp>
 #include <zmqkit/envelope.hpp>
@@ -27,6 +29,7 @@ constexpr char heartbeat_byte = 0x02;
 constexpr char disconnect_byte = 0x03;
 constexpr int batch_limit = 512;  // messages taken from one socket per loop turn
 constexpr std::size_t max_prefixes = 256;
+constexpr std::uint64_t max_worker_capacity = 1024;  // READY map's "capacity"
 
 std::string_view view(const zmq::message_t& m) noexcept {
   return {static_cast<const char*>(m.data()), m.size()};
@@ -38,26 +41,73 @@ zmq::message_t copy_of(const zmq::message_t& m) {
   return c;
 }
 
-// Parses READY's optional prefix frame: a msgpack array of str (or bin).
-std::optional<std::vector<std::string>> parse_prefixes(std::string_view frame) {
+// What a worker announced in READY: the type prefixes it serves (empty: all)
+// and how many requests it may hold at once.
+struct ready_announcement {
+  std::vector<std::string> prefixes;
+  std::size_t capacity = 1;
+};
+
+constexpr std::size_t max_ready_keys = 16;  // unknown keys are ignored, within reason
+
+// Reads a msgpack array of str (or bin) into `out`. Returns: false if it is not one.
+bool read_prefixes(const msgpack::object& o, std::vector<std::string>& out) {
+  if (o.type != msgpack::type::ARRAY) return false;
+  for (const auto& p : std::span(o.via.array.ptr, o.via.array.size)) {
+    if (p.type == msgpack::type::STR)
+      out.emplace_back(p.via.str.ptr, p.via.str.size);
+    else if (p.type == msgpack::type::BIN)
+      out.emplace_back(p.via.bin.ptr, p.via.bin.size);
+    else
+      return false;
+  }
+  return true;
+}
+
+// Parses READY's optional frame: either a msgpack array of type prefixes (the
+// original form) or a map {"prefixes": [str...], "capacity": uint} (both keys
+// optional; unknown keys ignored). Returns: an error text when malformed.
+std::variant<ready_announcement, std::string> parse_ready(std::string_view frame) {
+  ready_announcement out;
   try {
     std::size_t offset = 0;
-    const msgpack::unpack_limit limit(max_prefixes, 1, max_prefixes, frame.size(), 1, 2);
+    const msgpack::unpack_limit limit(max_prefixes, max_ready_keys, max_prefixes, frame.size(), 1, 3);
     msgpack::object_handle h = msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
-    if (offset != frame.size() || h.get().type != msgpack::type::ARRAY) return std::nullopt;
-    std::vector<std::string> out;
-    for (const auto& o : std::span(h.get().via.array.ptr, h.get().via.array.size)) {
-      if (o.type == msgpack::type::STR)
-        out.emplace_back(o.via.str.ptr, o.via.str.size);
-      else if (o.type == msgpack::type::BIN)
-        out.emplace_back(o.via.bin.ptr, o.via.bin.size);
-      else
-        return std::nullopt;
+    if (offset != frame.size()) return std::string("READY frame has trailing bytes");
+    const msgpack::object& o = h.get();
+    if (o.type == msgpack::type::ARRAY) {
+      if (!read_prefixes(o, out.prefixes)) return std::string("READY prefixes are not all strings");
+      return out;
+    }
+    if (o.type != msgpack::type::MAP) return std::string("READY frame is neither a prefix array nor a map");
+    bool seen_prefixes = false, seen_capacity = false;
+    for (const auto& kv : std::span(o.via.map.ptr, o.via.map.size)) {
+      if (kv.key.type != msgpack::type::STR) return std::string("READY map key is not a string");
+      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      if (key == "prefixes") {
+        if (std::exchange(seen_prefixes, true)) return std::string("READY map repeats 'prefixes'");
+        if (!read_prefixes(kv.val, out.prefixes))
+          return std::string("READY 'prefixes' is not an array of strings");
+      } else if (key == "capacity") {
+        if (std::exchange(seen_capacity, true)) return std::string("READY map repeats 'capacity'");
+        if (kv.val.type != msgpack::type::POSITIVE_INTEGER || kv.val.via.u64 < 1 ||
+            kv.val.via.u64 > max_worker_capacity)
+          return "READY 'capacity' is not an integer in 1.." + std::to_string(max_worker_capacity);
+        out.capacity = static_cast<std::size_t>(kv.val.via.u64);
+      }
     }
     return out;
-  } catch (const std::exception&) {
-    return std::nullopt;
+  } catch (const std::exception& e) {
+    return std::string("READY frame is not msgpack: ") + e.what();
   }
+}
+
+// Hashes the address stack frames[first, last) (a request's route, or a reply's echo of it).
+std::size_t route_hash(const std::vector<zmq::message_t>& frames, std::size_t first, std::size_t last) {
+  std::size_t h = 0;
+  for (std::size_t i = first; i < last; ++i)
+    h = h * 1000003u ^ std::hash<std::string_view>{}(view(frames[i]));
+  return h;
 }
 
 // Self-pipe: stop() writes a byte (async-signal-safe), run()'s poll wakes.
@@ -179,6 +229,7 @@ struct device::impl {
     s.in_flight = requests.size() - pending.size();
     s.workers_ready = workers.ready_count();
     s.workers_busy = workers.busy_count();
+    s.worker_capacity = workers.slot_count();
     s.reply_cache_size = cache.size();
     return s;
   }
@@ -266,6 +317,22 @@ struct device::impl {
     if (r.expires) ttl_index.emplace(*r.expires, h);
   }
 
+  // Sends the request to `w` (which has a free slot) and records it there.
+  // Returns: false if `w` turned out to be gone: the worker is then removed
+  // (its other requests requeued); the caller places this one again.
+  bool hand_over(detail::worker& w, handle h, request& r) {
+    if (!send_to_worker(w, r)) {
+      log(log_level::info, "worker unreachable, removed");
+      remove_worker(w);
+      return false;
+    }
+    ++r.deliveries;
+    ++counters.routed;
+    // The route hash is only needed to match replies when a worker holds several.
+    workers.use(w, h, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0);
+    return true;
+  }
+
   // Gives the request to `w`. Returns: false if `w` turned out to be gone
   // (the worker is then removed and the request placed again).
   bool deliver(detail::worker& w, handle h) {
@@ -274,15 +341,7 @@ struct device::impl {
       fail(h, reply_error::expired, "ttl passed before a worker took it");
       return true;
     }
-    if (!send_to_worker(w, r)) {
-      log(log_level::info, "worker unreachable, removed");
-      remove_worker(w);  // it held nothing: it was ready
-      return false;
-    }
-    ++r.deliveries;
-    ++counters.routed;
-    workers.mark_busy(w, h);
-    return true;
+    return hand_over(w, h, r);
   }
 
   // Gives a request (not pending) to the LRU ready worker serving its type, or queues it.
@@ -296,12 +355,13 @@ struct device::impl {
     }
   }
 
-  // A worker is idle: give it the best pending request it serves, else mark it ready.
+  // A worker has free slots (READY, or a reply freed one): fill them with the
+  // best pending requests it serves. While any is left free it stays in the
+  // LRU list (the registry keeps that invariant).
   void worker_ready(detail::worker& w) {
-    workers.release(w);
-    while (!draining) {
+    while (!draining && !w.full()) {
       const auto h = pending.pop_best([&](std::string_view type) { return w.serves(type); });
-      if (!h) break;
+      if (!h) return;
       request& r = requests.at(*h);
       r.pending = false;
       if (r.expires) ttl_index.erase({*r.expires, *h});
@@ -309,32 +369,35 @@ struct device::impl {
         fail(*h, reply_error::expired, "ttl passed before a worker took it");
         continue;
       }
-      if (!send_to_worker(w, r)) {
-        remove_worker(w);  // it held nothing: it was being released
+      if (!hand_over(w, *h, r)) {  // w is gone
         place(*h, true);
         return;
       }
-      ++r.deliveries;
-      ++counters.routed;
-      workers.mark_busy(w, *h);
-      return;
     }
-    workers.mark_ready(w);
   }
 
-  // Removes a worker; the request it held is requeued at the head of its
+  // Removes a worker; every request it held is requeued at the head of its
   // priority, or answered dead-letter when it has used up its deliveries.
   void remove_worker(detail::worker& w) {
-    const std::optional<handle> held = w.holding;
+    const std::vector<detail::held_request> held = std::move(w.holding);
+    w.holding.clear();
     workers.remove(w);
-    if (!held) return;
-    request& r = requests.at(*held);
-    if (draining) return fail(*held, reply_error::unavailable, "shutting down; its worker died");
-    if (r.deliveries > opts.max_requeue)
-      return fail(*held, reply_error::dead_letter,
-                  "delivered " + std::to_string(r.deliveries) + " times; every worker holding it died");
-    ++counters.requeued;
-    place(*held, true);
+    // Newest first, each to the head of its priority: they keep their delivery order.
+    for (auto it = held.rbegin(); it != held.rend(); ++it) {
+      const handle h = it->request;
+      request& r = requests.at(h);
+      if (draining) {
+        fail(h, reply_error::unavailable, "shutting down; its worker died");
+        continue;
+      }
+      if (r.deliveries > opts.max_requeue) {
+        fail(h, reply_error::dead_letter,
+             "delivered " + std::to_string(r.deliveries) + " times; every worker holding it died");
+        continue;
+      }
+      ++counters.requeued;
+      place(h, true);
+    }
   }
 
   // --- frontend ---------------------------------------------------------------
@@ -416,40 +479,71 @@ struct device::impl {
       return drop("backend-frames", std::to_string(frames.size()) + " frames");
     if (!w) return drop("unknown-worker", "reply");
     w->last_seen = clk.now();
-    if (!w->holding) return drop("unknown-reply", "worker holds no request");
-    const handle h = *w->holding;
+    if (w->holding.empty()) return drop("unknown-reply", "worker holds no request");
+    const auto index = match_reply(*w);
+    if (!index) return drop("unknown-reply", "reply matches no request the worker holds");
+    const handle h = w->holding[*index].request;
     request& r = requests.at(h);
     zmq::message_t& reply = frames.back();
     if (r.id) cache.put(*r.id, reply);
     ++counters.replied;
     send_to_client(r.route, std::move(reply));
     forget(h);
-    workers.release(*w);
+    workers.release(*w, *index);  // a reply counts as READY for its slot
     worker_ready(*w);
   }
 
-  void on_ready(const std::string& identity, detail::worker* w) {
-    std::vector<std::string> prefixes;
-    if (frames.size() == 3) {
-      auto parsed = parse_prefixes(view(frames[2]));
-      if (!parsed) return drop("backend-frames", "READY prefixes are not a msgpack array of strings");
-      prefixes = std::move(*parsed);
+  // Returns: the index in w.holding of the request the reply in `frames`
+  // answers. A worker of capacity 1 holds one: it is that one (Paranoid Pirate
+  // workers may answer with anything). A worker holding several is matched by
+  // the reply's correlation id, else (plain or id-less replies) by the address
+  // stack it echoes, oldest first; nullopt when nothing matches.
+  std::optional<std::size_t> match_reply(const detail::worker& w) {
+    if (w.capacity == 1) return 0;
+    const std::string_view body = view(frames.back());
+    if (looks_like_envelope(body)) {
+      try {
+        const envelope_view env = decode_view(body, limits);
+        if (env.correlation_id) {
+          const auto it = active_ids.find(*env.correlation_id);
+          if (it == active_ids.end()) return std::nullopt;
+          for (std::size_t i = 0; i < w.holding.size(); ++i)
+            if (w.holding[i].request == it->second) return i;
+          return std::nullopt;
+        }
+      } catch (const zmqkit::error&) {
+        // Not a valid envelope: the body is the worker's business; match by route.
+      }
     }
-    if (w && w->holding) {
-      log(log_level::info, "worker sent READY while holding a request: it restarted");
+    const std::size_t echoed = route_hash(frames, 1, frames.size() - 2);
+    for (std::size_t i = 0; i < w.holding.size(); ++i)
+      if (w.holding[i].route_hash == echoed) return i;
+    return std::nullopt;
+  }
+
+  // READY: [0x01] (capacity 1, every type), [0x01, prefix array] or
+  // [0x01, {"prefixes": [...], "capacity": n}]. A malformed announcement is
+  // counted and dropped: the worker is not registered (nor changed).
+  void on_ready(const std::string& identity, detail::worker* w) {
+    ready_announcement announced;
+    if (frames.size() == 3) {
+      auto parsed = parse_ready(view(frames[2]));
+      if (auto* bad = std::get_if<std::string>(&parsed)) return drop("backend-frames", *bad);
+      announced = std::move(std::get<ready_announcement>(parsed));
+    }
+    if (w && !w->holding.empty()) {
+      log(log_level::info, "worker sent READY while holding requests: it restarted");
       remove_worker(*w);
       w = nullptr;
     }
     if (!w) {
-      w = &workers.add(identity, std::move(prefixes), clk.now());
-      log(log_level::info, "worker connected (" + std::to_string(workers.size()) + " now)");
+      w = &workers.add(identity, std::move(announced.prefixes), announced.capacity, clk.now());
+      log(log_level::info, "worker connected, capacity " + std::to_string(announced.capacity) + " (" +
+                               std::to_string(workers.size()) + " now)");
     } else {
-      w->prefixes = std::move(prefixes);
+      // Prefixes or capacity may have changed: re-rank it as idle.
       w->last_seen = clk.now();
-      if (w->ready) {  // prefixes may have changed: re-rank it as idle
-        workers.mark_busy(*w, 0);
-        workers.release(*w);
-      }
+      workers.reconfigure(*w, std::move(announced.prefixes), announced.capacity);
     }
     worker_ready(*w);
   }
@@ -636,7 +730,7 @@ std::string encode_stats(const device_stats& s) {
       pk.pack(static_cast<std::uint64_t>(v));
     }
   };
-  pk.pack_map(17);
+  pk.pack_map(18);
   auto num = [&](const char* name, std::uint64_t v) {
     pk.pack(std::string_view(name));
     pk.pack(v);
@@ -664,6 +758,7 @@ std::string encode_stats(const device_stats& s) {
   num("in_flight", s.in_flight);
   num("workers_ready", s.workers_ready);
   num("workers_busy", s.workers_busy);
+  num("worker_capacity", s.worker_capacity);
   num("reply_cache_size", s.reply_cache_size);
   return std::string(buf.data(), buf.size());
 }

@@ -1,5 +1,6 @@
-// The device's workers: identity, served type prefixes, liveness, the request
-// each holds, and the least-recently-used order of the ready ones.
+// The device's workers: identity, served type prefixes, capacity (how many
+// requests it may hold at once), liveness, the requests it holds, and the
+// least-recently-used order of the ones with a free slot.
 // Private to patterns/queue.
 #pragma once
 
@@ -16,13 +17,23 @@
 
 namespace zmqkit::queue::detail {
 
+// A request at a worker, and a hash of the address stack it was sent with
+// (matches a reply that carries no correlation id by the frames it echoes).
+struct held_request {
+  std::uint64_t request = 0;
+  std::size_t route_hash = 0;
+};
+
 struct worker {
   std::string identity;
   std::vector<std::string> prefixes;  // empty: serves every type, and plain bodies
+  std::size_t capacity = 1;           // requests it may hold at once (READY's credit)
   steady_time last_seen{};
-  std::optional<std::uint64_t> holding;  // the request at this worker
-  bool ready = false;
+  std::vector<held_request> holding;  // in delivery order
+  bool ready = false;                 // in the LRU list: it has a free slot
   std::list<worker*>::iterator lru_position{};
+
+  bool full() const noexcept { return holding.size() >= capacity; }
 
   // A plain body (empty type) goes only to workers that listed no prefixes.
   bool serves(std::string_view type) const noexcept {
@@ -34,6 +45,8 @@ struct worker {
   }
 };
 
+// Invariant: a worker is in the LRU list (ready) exactly when it holds fewer
+// requests than its capacity; busy_ counts the others (at capacity).
 class worker_registry {
  public:
   worker* find(std::string_view identity) {
@@ -41,47 +54,64 @@ class worker_registry {
     return it == workers_.end() ? nullptr : it->second.get();
   }
 
-  // Adds a worker that is neither ready nor busy yet.
-  worker& add(std::string identity, std::vector<std::string> prefixes, steady_time now) {
+  // Adds an idle worker at the back of the LRU list.
+  worker& add(std::string identity, std::vector<std::string> prefixes, std::size_t capacity,
+              steady_time now) {
     auto w = std::make_unique<worker>();
     w->identity = identity;
     w->prefixes = std::move(prefixes);
+    w->capacity = capacity;
     w->last_seen = now;
     auto& slot = workers_[std::move(identity)];
     slot = std::move(w);
+    slots_ += capacity;
+    enter_lru(*slot);
     return *slot;
   }
 
-  // Forgets `w`; the caller has dealt with the request it held.
+  // Changes an idle worker's prefixes and capacity and ranks it as just idle.
+  void reconfigure(worker& w, std::vector<std::string> prefixes, std::size_t capacity) {
+    leave_lru(w);
+    slots_ = slots_ - w.capacity + capacity;
+    w.prefixes = std::move(prefixes);
+    w.capacity = capacity;
+    enter_lru(w);
+  }
+
+  // Forgets `w`; the caller has dealt with the requests it held.
   void remove(worker& w) {
-    if (w.ready) ready_.erase(w.lru_position);
-    if (w.holding) --busy_;
+    if (w.ready)
+      leave_lru(w);
+    else
+      --busy_;
+    slots_ -= w.capacity;
     const std::string identity = w.identity;  // w dies in erase
     workers_.erase(identity);
   }
 
-  // Puts an idle worker at the back of the LRU list.
-  void mark_ready(worker& w) {
-    if (w.ready) return;
-    w.ready = true;
-    w.lru_position = ready_.insert(ready_.end(), &w);
+  // `w` (ready) takes a request: it becomes the most recently used, or busy when full.
+  void use(worker& w, std::uint64_t request, std::size_t route_hash) {
+    leave_lru(w);
+    w.holding.push_back({request, route_hash});
+    if (w.full())
+      ++busy_;
+    else
+      enter_lru(w);
   }
 
-  void mark_busy(worker& w, std::uint64_t request) {
-    if (w.ready) {
-      ready_.erase(w.lru_position);
-      w.ready = false;
+  // `w` gives back the request at `index` of its holding list. A worker that
+  // was full joins the back of the LRU list; one that had a free slot keeps
+  // its place (it was not used).
+  void release(worker& w, std::size_t index) {
+    const bool was_full = w.full();
+    w.holding.erase(w.holding.begin() + static_cast<std::ptrdiff_t>(index));
+    if (was_full && !w.full()) {
+      --busy_;
+      enter_lru(w);
     }
-    if (!w.holding) ++busy_;
-    w.holding = request;
   }
 
-  void release(worker& w) {
-    if (w.holding) --busy_;
-    w.holding.reset();
-  }
-
-  // Returns: the least recently used ready worker serving `type` (still ready), or nullptr.
+  // Returns: the least recently used worker with a free slot serving `type`, or nullptr.
   worker* lru_serving(std::string_view type) {
     for (worker* w : ready_)
       if (w->serves(type)) return w;
@@ -109,13 +139,25 @@ class worker_registry {
   }
 
   std::size_t size() const noexcept { return workers_.size(); }
-  std::size_t ready_count() const noexcept { return ready_.size(); }
-  std::size_t busy_count() const noexcept { return busy_; }
+  std::size_t ready_count() const noexcept { return ready_.size(); }  // with a free slot
+  std::size_t busy_count() const noexcept { return busy_; }           // at capacity
+  std::size_t slot_count() const noexcept { return slots_; }          // sum of capacities
 
  private:
+  void enter_lru(worker& w) {
+    w.ready = true;
+    w.lru_position = ready_.insert(ready_.end(), &w);
+  }
+  void leave_lru(worker& w) {
+    if (!w.ready) return;
+    ready_.erase(w.lru_position);
+    w.ready = false;
+  }
+
   std::unordered_map<std::string, std::unique_ptr<worker>> workers_;
   std::list<worker*> ready_;
   std::size_t busy_ = 0;
+  std::size_t slots_ = 0;
 };
 
 }  // namespace zmqkit::queue::detail

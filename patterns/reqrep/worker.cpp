@@ -1,7 +1,9 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <zmq_addon.hpp>
+#include <zmqkit/error.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
@@ -14,6 +16,7 @@ using namespace std::chrono_literals;
 namespace {
 constexpr auto max_slice = 100ms;  // so a loop on a manual clock notices time moving
 constexpr int max_drain = 256;
+constexpr std::uint32_t max_capacity = 1024;  // the device's limit for READY's "capacity"
 using frames_t = std::vector<zmq::message_t>;
 
 zmq::message_t control_frame(std::uint8_t code) { return zmq::message_t(&code, 1); }
@@ -29,7 +32,7 @@ struct worker::impl {
   reconnect_backoff backoff;
   steady_time reconnect_at{};
   bool stopped = false;
-  std::string ready_services;  // msgpack array, empty when serving every type
+  std::string ready_services;  // READY's second frame: empty (bare READY), prefix array or capacity map
   worker_stats stats;
   std::unique_ptr<detail::executor> exec;  // last: joined before the rest is destroyed
 
@@ -41,7 +44,22 @@ struct worker::impl {
         liveness(opts.heartbeat_interval, opts.liveness, (opts.clock ? *opts.clock : clock::real()).now()),
         backoff(opts.reconnect_initial, opts.reconnect_max) {
     if (!opts.clock) opts.clock = &clock::real();
-    if (!opts.services.empty()) {
+    if (opts.capacity < 1 || opts.capacity > max_capacity)
+      throw error(errc::bad_config, "capacity", "worker capacity must be 1..1024");
+    if (opts.capacity > 1) {
+      // The map form (docs/protocol.md, "Worker side"): a device older than it
+      // refuses the READY, so capacity 1 keeps the original forms below.
+      msgpack::sbuffer buf;
+      msgpack::packer<msgpack::sbuffer> pk(buf);
+      pk.pack_map(opts.services.empty() ? 1 : 2);
+      pk.pack(std::string_view("capacity"));
+      pk.pack(opts.capacity);
+      if (!opts.services.empty()) {
+        pk.pack(std::string_view("prefixes"));
+        pk.pack(opts.services);
+      }
+      ready_services.assign(buf.data(), buf.size());
+    } else if (!opts.services.empty()) {
       msgpack::sbuffer buf;
       msgpack::pack(buf, opts.services);
       ready_services.assign(buf.data(), buf.size());

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 
 #include "queue_support.hpp"
 
@@ -521,9 +522,9 @@ TEST_CASE("the admin endpoint answers [empty, \"stats\"] with a msgpack map of c
   REQUIRE(admin.recv(reply));
   auto h = msgpack::unpack(static_cast<const char*>(reply.data()), reply.size());
   auto m = h.get().as<std::map<std::string, msgpack::object>>();
-  for (const char* key :
-       {"received", "routed", "replied", "expired", "requeued", "dead_lettered", "duplicates_suppressed",
-        "rejected", "pending", "pending_by_priority", "pending_by_type", "workers_ready", "workers_busy"})
+  for (const char* key : {"received", "routed", "replied", "expired", "requeued", "dead_lettered",
+                          "duplicates_suppressed", "rejected", "pending", "pending_by_priority",
+                          "pending_by_type", "in_flight", "workers_ready", "workers_busy", "worker_capacity"})
     CHECK_MESSAGE(m.count(key) == 1, key);
   CHECK(m.at("received").as<int>() == 1);
   CHECK(m.at("pending").as<int>() == 1);
@@ -656,4 +657,328 @@ TEST_CASE("bad options are refused with zmqkit::error{bad_config}") {
   CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .liveness = 0}));
   CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .heartbeat = 0ms}));
   CHECK(refused({.frontend = "nonsense", .backend = unique_inproc()}));
+}
+
+// --- worker capacity (READY {"prefixes": [...], "capacity": n}) ----------------
+
+namespace {
+// Returns: `fn(packer)`'s output as a frame.
+template <class Fn>
+std::string packed(Fn&& fn) {
+  msgpack::sbuffer b;
+  msgpack::packer<msgpack::sbuffer> pk(b);
+  fn(pk);
+  return std::string(b.data(), b.size());
+}
+
+bool wait_workers(device_fixture& fx, std::size_t n) {
+  return fx.wait_stats([n](const auto& s) { return s.workers_ready + s.workers_busy == n; });
+}
+}  // namespace
+
+TEST_CASE("a capacity-3 worker holds 3 requests at once, and each reply lets one more through") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend(), {}, false);
+  w.send_ready_capacity(3);
+  REQUIRE(fx.wait_ready(1));
+  CHECK(fx.stats().worker_capacity == 3);
+  raw_client client(fx.ctx, fx.frontend());
+  std::vector<envelope> sent;
+  for (int i = 0; i < 5; ++i) {
+    sent.push_back(request("t." + std::to_string(i)));
+    client.send(sent.back());
+  }
+
+  std::vector<std::vector<zmq::message_t>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(w.request());
+    REQUIRE(held.back().size() == 3);
+    CHECK(decode(held.back().back()).id == sent[static_cast<std::size_t>(i)].id);
+  }
+  CHECK_FALSE(w.receives_request_within(50ms));  // not a 4th
+  w.heartbeat();                                 // proves it alive, frees no slot
+  CHECK_FALSE(w.receives_request_within(50ms));
+  auto s = fx.stats();
+  CHECK(s.in_flight == 3);
+  CHECK(s.pending == 2);
+  CHECK(s.workers_busy == 1);
+  CHECK(s.workers_ready == 0);
+
+  // Out of order: the reply to the second goes to its own request (by correlation id).
+  w.reply_to(held[1]);
+  auto r1 = client.receive_envelope();
+  REQUIRE(r1);
+  CHECK(r1->correlation_id == sent[1].id);
+  auto fourth = w.request();
+  REQUIRE(fourth.size() == 3);
+  CHECK(decode(fourth.back()).id == sent[3].id);
+  CHECK_FALSE(w.receives_request_within(50ms));  // still 3 held
+
+  w.reply_to(held[0]);
+  auto r0 = client.receive_envelope();
+  REQUIRE(r0);
+  CHECK(r0->correlation_id == sent[0].id);
+  auto fifth = w.request();
+  REQUIRE(fifth.size() == 3);
+  CHECK(decode(fifth.back()).id == sent[4].id);
+
+  w.reply_to(held[2]);
+  w.reply_to(fourth);
+  w.reply_to(fifth);
+  for (int i = 0; i < 3; ++i) CHECK(client.receive_envelope());
+  REQUIRE(fx.wait_ready(1));
+  s = fx.stats();
+  CHECK(s.in_flight == 0);
+  CHECK(s.replied == 5);
+  CHECK(s.workers_busy == 0);
+}
+
+TEST_CASE("a worker holding several requests is matched by correlation id, else by the route it echoes") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend(), {}, false);
+  w.send_ready_capacity(2);
+  REQUIRE(fx.wait_ready(1));
+  raw_client first(fx.ctx, fx.frontend());
+  raw_client second(fx.ctx, fx.frontend());
+
+  SUBCASE("plain bodies (no correlation id): by echoed route") {
+    first.send(zmq::message_t(std::string("from first")));
+    auto a = w.request();
+    REQUIRE(a.size() == 3);
+    second.send(zmq::message_t(std::string("from second")));
+    auto b = w.request();
+    REQUIRE(b.size() == 3);
+    w.reply(b, zmq::message_t(std::string("to second")));
+    w.reply(a, zmq::message_t(std::string("to first")));
+    auto got_second = second.receive();
+    auto got_first = first.receive();
+    REQUIRE(got_second);
+    REQUIRE(got_first);
+    CHECK(str(*got_second) == "to second");
+    CHECK(str(*got_first) == "to first");
+  }
+  SUBCASE("a reply whose correlation id the worker does not hold is dropped") {
+    const envelope e = request("t.x");
+    first.send(e);
+    auto a = w.request();
+    REQUIRE(a.size() == 3);
+    second.send(request("t.y"));
+    auto b = w.request();
+    REQUIRE(b.size() == 3);
+    w.reply(a, encode(make_reply(request("t.stranger"), "test.reply", std::string("?"))));
+    REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("unknown-reply") == 1; }));
+    CHECK(fx.stats().in_flight == 2);
+    w.reply_to(a);
+    auto got = first.receive_envelope();
+    REQUIRE(got);
+    CHECK(got->correlation_id == e.id);
+  }
+}
+
+TEST_CASE("LRU among workers with a free slot: requests alternate between capacity-2 workers") {
+  device_fixture fx(quiet());
+  raw_worker a(fx.ctx, fx.backend(), {}, false);
+  a.send_ready_capacity(2);
+  REQUIRE(fx.wait_ready(1));
+  raw_worker b(fx.ctx, fx.backend(), {}, false);
+  b.send_ready_capacity(2);
+  REQUIRE(fx.wait_ready(2));
+  raw_client client(fx.ctx, fx.frontend());
+  for (int i = 0; i < 4; ++i) client.send(request("t.x"));
+  // a, b, a, b: a worker that just took one goes behind the other.
+  for (raw_worker* w : {&a, &b, &a, &b}) CHECK(w->request().size() == 3);
+  client.send(request("t.fifth"));
+  REQUIRE(fx.wait_pending(1));
+  auto s = fx.stats();
+  CHECK(s.workers_busy == 2);
+  CHECK(s.in_flight == 4);
+  CHECK(s.worker_capacity == 4);
+}
+
+TEST_CASE("a dead capacity-3 worker's requests are all requeued at the head of their priority, in order") {
+  device_fixture fx({.heartbeat = 1000ms, .liveness = 3});
+  raw_client client(fx.ctx, fx.frontend());
+  raw_worker w1(fx.ctx, fx.backend(), {}, false);
+  w1.send_ready_capacity(3);
+  REQUIRE(fx.wait_ready(1));
+  std::vector<envelope> sent;
+  for (int i = 0; i < 3; ++i) {
+    sent.push_back(request("t.held-" + std::to_string(i)));
+    client.send(sent.back());
+    REQUIRE(w1.request().size() == 3);
+  }
+  const envelope waiting = request("t.waiting");
+  client.send(waiting);
+  REQUIRE(fx.wait_pending(1));
+
+  std::optional<raw_worker> w2;
+  raw_worker* next = nullptr;
+  SUBCASE("silent for liveness x heartbeat") {
+    fx.clock.advance(2900ms);
+    CHECK_FALSE(fx.wait_stats([](const auto& s) { return s.requeued > 0; }, 50ms));
+    fx.clock.advance(200ms);
+  }
+  SUBCASE("DISCONNECT") { w1.disconnect(); }
+  SUBCASE("READY again while holding requests: it restarted, and may take them again") {
+    w1.send_ready();  // bare READY: now capacity 1
+    next = &w1;
+  }
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.requeued == 3; }));
+  if (!next) next = &w2.emplace(fx.ctx, fx.backend());  // capacity 1
+  std::vector<message_id> order;
+  for (int i = 0; i < 4; ++i) {
+    auto r = next->request();
+    REQUIRE(r.size() == 3);
+    order.push_back(decode(r.back()).id);
+    next->reply_to(r);
+    REQUIRE(client.receive_envelope());
+  }
+  CHECK(order == std::vector<message_id>{sent[0].id, sent[1].id, sent[2].id, waiting.id});
+  const auto s = fx.stats();
+  CHECK(s.routed == 3 + 4);
+  CHECK(s.replied == 4);
+}
+
+TEST_CASE("every request a dead worker held counts a delivery toward max-requeue") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_requeue = 1});
+  raw_client client(fx.ctx, fx.frontend());
+  const envelope a = request("t.a"), b = request("t.b");
+  client.send(a);
+  client.send(b);
+  REQUIRE(fx.wait_pending(2));
+  for (int delivery = 1; delivery <= 2; ++delivery) {
+    raw_worker w(fx.ctx, fx.backend(), {}, false);
+    w.send_ready_capacity(2);
+    REQUIRE(w.request().size() == 3);
+    REQUIRE(w.request().size() == 3);
+    w.disconnect();
+    REQUIRE(fx.wait_stats(
+        [&](const auto& s) { return s.requeued == 2 * std::uint64_t(delivery) || s.dead_lettered == 2; }));
+  }
+  std::set<message_id> dead;
+  for (int i = 0; i < 2; ++i) {
+    auto got = client.receive_envelope();
+    REQUIRE(got);
+    CHECK(error_of(got) == "dead-letter");
+    dead.insert(*got->correlation_id);
+  }
+  CHECK(dead == std::set<message_id>{a.id, b.id});
+  const auto s = fx.stats();
+  CHECK(s.routed == 4);
+  CHECK(s.requeued == 2);
+  CHECK(s.dead_lettered == 2);
+}
+
+TEST_CASE("the bare and array READY forms, and a map without capacity, mean capacity 1") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend(), {}, false);
+  SUBCASE("bare READY (Paranoid Pirate)") { w.send_ready(); }
+  SUBCASE("array of prefixes") { w.send_ready({"t."}); }
+  SUBCASE("map with prefixes only") {
+    w.send_ready_frame(packed([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("prefixes"));
+      pk.pack(std::vector<std::string>{"t."});
+    }));
+  }
+  SUBCASE("empty map") {
+    w.send_ready_frame(packed([](auto& pk) { pk.pack_map(0); }));
+  }
+  REQUIRE(fx.wait_ready(1));
+  CHECK(fx.stats().worker_capacity == 1);
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("t.one"));
+  client.send(request("t.two"));
+  auto r = w.request();
+  REQUIRE(r.size() == 3);
+  CHECK_FALSE(w.receives_request_within(50ms));
+  CHECK(fx.stats().workers_busy == 1);
+  w.reply_to(r);
+  CHECK(w.request().size() == 3);
+}
+
+TEST_CASE("a map READY's prefixes restrict the types, and an unknown key is ignored") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend(), {}, false);
+  w.send_ready_frame(packed([](auto& pk) {
+    pk.pack_map(3);
+    pk.pack(std::string("future-key"));
+    pk.pack(42);
+    pk.pack(std::string("prefixes"));
+    pk.pack(std::vector<std::string>{"order."});
+    pk.pack(std::string("capacity"));
+    pk.pack(2);
+  }));
+  REQUIRE(fx.wait_ready(1));
+  CHECK(fx.stats().worker_capacity == 2);
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("course.x"));
+  REQUIRE(fx.wait_pending(1));
+  client.send(request("order.a"));
+  client.send(request("order.b"));
+  CHECK(decode(w.request().back()).type == "order.a");
+  CHECK(decode(w.request().back()).type == "order.b");
+  CHECK_FALSE(w.receives_request_within(50ms));
+}
+
+TEST_CASE("a malformed READY map is counted and dropped; the worker is not registered") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend(), {}, false);
+  auto capacity_of = [](auto value) {
+    return packed([&](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("capacity"));
+      pk.pack(value);
+    });
+  };
+  std::string frame;
+  SUBCASE("capacity 0") { frame = capacity_of(0); }
+  SUBCASE("capacity 1025") { frame = capacity_of(1025); }
+  SUBCASE("negative capacity") { frame = capacity_of(-3); }
+  SUBCASE("capacity as a string") { frame = capacity_of(std::string("3")); }
+  SUBCASE("capacity as a float") { frame = capacity_of(2.5); }
+  SUBCASE("prefixes not an array") {
+    frame = packed([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("prefixes"));
+      pk.pack(std::string("order."));
+    });
+  }
+  SUBCASE("a prefix that is not a string") {
+    frame = packed([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("prefixes"));
+      pk.pack(std::vector<int>{1});
+    });
+  }
+  SUBCASE("a key that is not a string") {
+    frame = packed([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(1);
+      pk.pack(3);
+    });
+  }
+  SUBCASE("a repeated key") {
+    frame = packed([](auto& pk) {
+      pk.pack_map(2);
+      pk.pack(std::string("capacity"));
+      pk.pack(2);
+      pk.pack(std::string("capacity"));
+      pk.pack(3);
+    });
+  }
+  SUBCASE("trailing bytes") { frame = capacity_of(2) + "x"; }
+  SUBCASE("truncated map") { frame = capacity_of(2).substr(0, 5); }
+  w.send_ready_frame(frame);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("backend-frames") == 1; }));
+  CHECK(wait_workers(fx, 0));
+  CHECK(fx.stats().worker_capacity == 0);
+  // It is not a worker: a request waits rather than reaching it.
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("t.x"));
+  REQUIRE(fx.wait_pending(1));
+  CHECK_FALSE(w.receives_request_within(50ms));
+  // A good READY afterwards registers it.
+  w.send_ready_capacity(2);
+  CHECK(w.request().size() == 3);
 }

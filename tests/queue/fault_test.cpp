@@ -39,9 +39,10 @@ std::unique_ptr<child_process> start_device(const endpoints& ep, int heartbeat_m
 }
 
 std::unique_ptr<child_process> start_worker(const endpoints& ep, const std::string& log, int heartbeat_ms,
-                                            int delay_us) {
-  return std::make_unique<child_process>(std::vector<std::string>{
-      ZMQKIT_QUEUE_FAULT_WORKER, ep.back, log, std::to_string(heartbeat_ms), "3", std::to_string(delay_us)});
+                                            int delay_us, unsigned capacity = 1) {
+  return std::make_unique<child_process>(
+      std::vector<std::string>{ZMQKIT_QUEUE_FAULT_WORKER, ep.back, log, std::to_string(heartbeat_ms), "3",
+                               std::to_string(delay_us), std::to_string(capacity)});
 }
 
 // Returns: one counter from the admin endpoint (-1 when it does not answer).
@@ -76,12 +77,16 @@ TEST_CASE("a random worker SIGKILLed every 200 ms: every request answered or fai
   const bool full = full_run();
   const std::size_t requests = full ? 100000 : 5000;
   const int delay_us = full ? 100 : 1000;
-  const endpoints ep("kill");
+  // Workers of capacity 8 hold several requests each: a kill requeues them all.
+  unsigned capacity = 1;
+  SUBCASE("workers of capacity 1 (Paranoid Pirate)") { capacity = 1; }
+  SUBCASE("workers of capacity 8") { capacity = 8; }
+  const endpoints ep("kill" + std::to_string(capacity));
   const std::string log = temp_path("kill-executions");
   std::remove(log.c_str());
   auto device = start_device(ep, 200);
   std::vector<std::unique_ptr<child_process>> workers;
-  for (int i = 0; i < 4; ++i) workers.push_back(start_worker(ep, log, 200, delay_us));
+  for (int i = 0; i < 4; ++i) workers.push_back(start_worker(ep, log, 200, delay_us, capacity));
   zmq::context_t ctx;
   REQUIRE(wait_until([&] { return admin_counter(ctx, ep.admin, "workers_ready") == 4; }));
 
@@ -97,7 +102,7 @@ TEST_CASE("a random worker SIGKILLed every 200 ms: every request answered or fai
       killed.insert(std::to_string(victim->pid()));
       victim->signal(SIGKILL);
       victim->wait(5000ms);
-      victim = start_worker(ep, log, 200, delay_us);
+      victim = start_worker(ep, log, 200, delay_us, capacity);
     }
   });
   const auto started = std::chrono::steady_clock::now();
@@ -119,11 +124,11 @@ TEST_CASE("a random worker SIGKILLed every 200 ms: every request answered or fai
   const long long requeued = admin_counter(ctx, ep.admin, "requeued");
   const long long suppressed = admin_counter(ctx, ep.admin, "duplicates_suppressed");
   std::printf(
-      "[fault] kill a worker every 200 ms: %zu requests in %.1f s, %zu workers killed; %s; "
+      "[fault] kill a worker (capacity %u) every 200 ms: %zu requests in %.1f s, %zu workers killed; %s; "
       "device requeued %lld, duplicates suppressed %lld; executed twice while the first worker lived %zu; "
       "because the first worker was killed: started again %zu, completed again %zu (its reply died with "
       "it)\n",
-      requests, seconds, killed.size(), describe(res).c_str(), requeued, suppressed, twice_alive,
+      capacity, requests, seconds, killed.size(), describe(res).c_str(), requeued, suppressed, twice_alive,
       started_again_after_kill, completed_again_after_kill);
   CHECK(res.lost == 0);
   std::size_t failed = 0;

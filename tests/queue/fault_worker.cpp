@@ -3,12 +3,16 @@
 // heartbeats (the device restarted), and lines appended to a shared log:
 // "S <pid> <id>" when a request arrives, "D <pid> <id>" once its reply is sent.
 //
-// usage: queue_fault_worker BACKEND LOG HEARTBEAT_MS LIVENESS DELAY_US
+// CAPACITY (default 1) > 1 announces READY's map form {"capacity": N}: the
+// device may queue N requests here; they are still handled one at a time.
+//
+// usage: queue_fault_worker BACKEND LOG HEARTBEAT_MS LIVENESS DELAY_US [CAPACITY]
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <msgpack.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,8 +23,8 @@
 using namespace std::chrono;
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: %s BACKEND LOG HEARTBEAT_MS LIVENESS DELAY_US\n", argv[0]);
+  if (argc != 6 && argc != 7) {
+    std::fprintf(stderr, "usage: %s BACKEND LOG HEARTBEAT_MS LIVENESS DELAY_US [CAPACITY]\n", argv[0]);
     return 2;
   }
   const std::string backend = argv[1];
@@ -28,14 +32,29 @@ int main(int argc, char** argv) {
   const milliseconds heartbeat(std::stoi(argv[3]));
   const int liveness_max = std::stoi(argv[4]);
   const microseconds delay(std::stoi(argv[5]));
+  const unsigned capacity = argc == 7 ? static_cast<unsigned>(std::stoul(argv[6])) : 1;
   const std::string pid = std::to_string(::getpid());
+  std::string ready_map;
+  if (capacity > 1) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> pk(b);
+    pk.pack_map(1);
+    pk.pack(std::string("capacity"));
+    pk.pack(capacity);
+    ready_map.assign(b.data(), b.size());
+  }
 
   zmq::context_t ctx;
   auto connect = [&] {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
     s.set(zmq::sockopt::linger, 0);
     s.connect(backend);
-    s.send(zmq::buffer("\x01", 1));
+    if (ready_map.empty()) {
+      s.send(zmq::buffer("\x01", 1));
+    } else {
+      s.send(zmq::buffer("\x01", 1), zmq::send_flags::sndmore);
+      s.send(zmq::buffer(ready_map));
+    }
     return s;
   };
   zmq::socket_t sock = connect();

@@ -46,6 +46,24 @@ struct raw_worker {
     s.send(zmq::buffer("\x01", 1), zmq::send_flags::sndmore);
     s.send(zmq::buffer(b.data(), b.size()));
   }
+  // READY with the map form: {"capacity": n} plus "prefixes" when given.
+  void send_ready_capacity(std::uint64_t capacity, const std::vector<std::string>& prefixes = {}) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> pk(b);
+    pk.pack_map(prefixes.empty() ? 1 : 2);
+    pk.pack(std::string("capacity"));
+    pk.pack(capacity);
+    if (!prefixes.empty()) {
+      pk.pack(std::string("prefixes"));
+      pk.pack(prefixes);
+    }
+    send_ready_frame(std::string(b.data(), b.size()));
+  }
+  // READY with an arbitrary second frame.
+  void send_ready_frame(const std::string& frame) {
+    s.send(zmq::buffer("\x01", 1), zmq::send_flags::sndmore);
+    s.send(zmq::buffer(frame));
+  }
   void heartbeat() { s.send(zmq::buffer("\x02", 1)); }
   void disconnect() { s.send(zmq::buffer("\x03", 1)); }
 

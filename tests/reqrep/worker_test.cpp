@@ -5,6 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <set>
+#include <thread>
+#include <zmqkit/queue/device.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
 #include "helpers.hpp"
@@ -239,4 +242,112 @@ TEST_CASE("worker: stop() sends DISCONNECT") {
     got = test::try_recv_frames(queue.socket);
     return got && is_control(*got, control::disconnect);
   }));
+}
+
+TEST_CASE("worker: capacity > 1 announces READY's map form; capacity 1 keeps the original forms") {
+  zmq::context_t ctx;
+  pp_queue queue(ctx);
+  SUBCASE("capacity and services") {
+    worker w(ctx, queue.endpoint, echo, {.services = {"price."}, .capacity = 8});
+    const frames ready = queue.next(w);
+    REQUIRE(ready.size() == 3);
+    CHECK(is_control(ready, control::ready));
+    const auto handle = msgpack::unpack(ready[2].data<char>(), ready[2].size());
+    const auto m = handle.get().as<std::map<std::string, msgpack::object>>();
+    CHECK(m.size() == 2);
+    CHECK(m.at("capacity").as<int>() == 8);
+    CHECK(m.at("prefixes").as<std::vector<std::string>>() == std::vector<std::string>{"price."});
+  }
+  SUBCASE("capacity alone") {
+    worker w(ctx, queue.endpoint, echo, {.capacity = 2});
+    const frames ready = queue.next(w);
+    REQUIRE(ready.size() == 3);
+    const auto handle = msgpack::unpack(ready[2].data<char>(), ready[2].size());
+    const auto m = handle.get().as<std::map<std::string, msgpack::object>>();
+    CHECK(m.size() == 1);
+    CHECK(m.at("capacity").as<int>() == 2);
+  }
+  SUBCASE("capacity 1: bare READY") {
+    worker w(ctx, queue.endpoint, echo, {.capacity = 1});
+    CHECK(queue.next(w).size() == 2);
+  }
+  SUBCASE("out of range") {
+    for (std::uint32_t bad : {0u, 1025u}) {
+      CAPTURE(bad);
+      try {
+        worker w(ctx, queue.endpoint, echo, {.capacity = bad});
+        FAIL("accepted");
+      } catch (const zmqkit::error& e) {
+        CHECK(e.code() == errc::bad_config);
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "worker: behind the real queue device, capacity N queues N requests at the worker, run one at a time") {
+  zmq::context_t ctx;
+  queue::device dev(
+      ctx, {.frontend = test::unique_inproc("cap-front"), .backend = test::unique_inproc("cap-back")});
+  std::thread device_thread([&] { dev.run(); });
+
+  std::uint32_t capacity = 1;
+  SUBCASE("capacity 3") { capacity = 3; }
+  SUBCASE("capacity 1 (default)") { capacity = 1; }
+  CAPTURE(capacity);
+
+  std::atomic<bool> release{false};
+  std::atomic<int> running{0}, most_at_once{0};
+  std::jthread worker_thread([&](std::stop_token st) {
+    worker w(ctx, dev.backend_endpoint(),
+             [&](const envelope& req) {
+               const int now = ++running;
+               int seen = most_at_once.load();
+               while (now > seen && !most_at_once.compare_exchange_weak(seen, now)) {
+               }
+               test::wait_until([&] { return release.load(); }, 10s);
+               --running;
+               return echo(req);
+             },
+             {.capacity = capacity});
+    w.run(st);
+  });
+  test::release_on_exit guard{release};  // destroyed first: a failed REQUIRE must not leave handlers blocked
+
+  zmq::socket_t client = test::test_socket(ctx, zmq::socket_type::dealer);
+  client.connect(dev.frontend_endpoint());
+  REQUIRE(test::wait_until([&] { return dev.stats().worker_capacity == capacity; }));
+  std::set<message_id> sent;
+  for (int i = 0; i < 5; ++i) {
+    const envelope req = make_envelope("job", std::string("n") + std::to_string(i));
+    sent.insert(req.id);
+    client.send(zmq::message_t(), zmq::send_flags::sndmore);
+    client.send(encode(req), zmq::send_flags::none);
+  }
+  // The device hands the worker exactly `capacity` requests; the rest wait at the device.
+  REQUIRE(test::wait_until([&] {
+    const auto s = dev.stats();
+    return s.in_flight == capacity && s.pending == 5 - capacity && s.workers_busy == 1 && running == 1;
+  }));
+  CHECK_FALSE(test::wait_until([&] { return dev.stats().in_flight > capacity; }, 50ms));
+
+  release = true;
+  std::set<message_id> answered;
+  for (int i = 0; i < 5; ++i) {
+    const auto reply = test::recv_frames(client);
+    REQUIRE(reply);
+    REQUIRE(reply->size() == 2);
+    answered.insert(*decode(reply->at(1)).correlation_id);
+  }
+  CHECK(answered == sent);
+  CHECK(most_at_once == 1);  // capacity queues requests; it does not run them concurrently
+  const auto s = dev.stats();
+  CHECK(s.replied == 5);
+  CHECK(s.requeued == 0);
+  CHECK(s.dropped.empty());
+
+  worker_thread.request_stop();
+  worker_thread.join();
+  dev.stop();
+  device_thread.join();
 }

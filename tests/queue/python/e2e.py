@@ -88,13 +88,14 @@ def envelope_run(tmp, ctx):
     dev = device(tmp, "env", "--heartbeat-ms", "200", "--no-service-ms", "500")
     exec_log = os.path.join(tmp, "executions")
     workers = [spawn(os.path.join(HERE, "worker.py"), dev.back, "orders", "--prefix", "order.", "--exec-log", exec_log),
-               spawn(os.path.join(HERE, "worker.py"), dev.back, "courses", "--prefix", "course.", "--exec-log",
-                     exec_log, "--delay-ms", "1"),
+               spawn(os.path.join(HERE, "worker.py"), dev.back, "courses", "--prefix", "course.", "--capacity", "4",
+                     "--exec-log", exec_log, "--delay-ms", "1"),
                spawn(os.path.join(HERE, "worker.py"), dev.back, "slow", "--prefix", "slow.", "--exec-log", exec_log,
                      "--delay-ms", "300")]
     try:
         m = dev.wait_stats(ctx, lambda m: m["workers_ready"] == 3)
         check(m["workers_ready"] == 3, "three Python workers READY with type prefixes")
+        check(m["worker_capacity"] == 6, "one READY in the map form announced capacity 4 (total %d)" % m["worker_capacity"])
         c = client(ctx, dev.front)
 
         # 300 requests, window 20, mixed types and priorities.

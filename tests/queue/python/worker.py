@@ -1,6 +1,8 @@
 """A ZMK/1 worker for the queue device's backend (Paranoid Pirate style).
 
-usage: worker.py ENDPOINT NAME [--prefix P]... [--exec-log FILE] [--delay-ms N]
+usage: worker.py ENDPOINT NAME [--prefix P]... [--capacity N] [--exec-log FILE] [--delay-ms N]
+--capacity N > 1 announces READY's map form {"prefixes": [...], "capacity": N}: the device may
+queue N requests here; they are still handled one at a time.
 Replies body = msgpack {"worker": NAME, "echo": request body}. Appends each executed request id (hex)
 to the exec log.
 """
@@ -20,6 +22,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("endpoint")
 ap.add_argument("name")
 ap.add_argument("--prefix", action="append", default=[])
+ap.add_argument("--capacity", type=int, default=1)
 ap.add_argument("--exec-log")
 ap.add_argument("--delay-ms", type=int, default=0)
 args = ap.parse_args()
@@ -31,7 +34,10 @@ def connect():
     s = ctx.socket(zmq.DEALER)
     s.linger = 0
     s.connect(args.endpoint)
-    if args.prefix:
+    if args.capacity > 1:
+        ready = {"prefixes": args.prefix, "capacity": args.capacity}
+        s.send_multipart([READY, msgpack.packb(ready, use_bin_type=True)])
+    elif args.prefix:
         s.send_multipart([READY, msgpack.packb(args.prefix, use_bin_type=True)])
     else:
         s.send(READY)

@@ -9,7 +9,8 @@
 //   t.join();                             // run() returns after draining
 //
 // Speaks ZMK/1 request/reply from the broker's side (docs: patterns/queue/README.md):
-// LRU among ready workers serving the request's type, priority order, TTL,
+// LRU among workers with a free slot serving the request's type (a worker holds
+// 1 request, or up to the capacity its READY announced), priority order, TTL,
 // heartbeats, requeue with a dead-letter limit, duplicate suppression and a
 // recent-reply cache. Plain (non-envelope) bodies are routed too, so ZeroMQ
 // guide Lazy Pirate clients and Paranoid Pirate workers work unchanged.
@@ -78,8 +79,9 @@ struct device_stats {
   std::array<std::size_t, 10> pending_by_priority{};
   std::map<std::string, std::size_t> pending_by_type;  // plain bodies under "(plain)"
   std::size_t in_flight = 0;
-  std::size_t workers_ready = 0;
-  std::size_t workers_busy = 0;
+  std::size_t workers_ready = 0;    // connected workers with a free slot
+  std::size_t workers_busy = 0;     // connected workers holding as many requests as their capacity
+  std::size_t worker_capacity = 0;  // sum of the connected workers' capacities (READY credit)
   std::size_t reply_cache_size = 0;
 };
 

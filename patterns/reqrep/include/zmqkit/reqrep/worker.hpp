@@ -7,7 +7,9 @@
 //   std::jthread loop([&](std::stop_token st) { w.run(st); });   // DISCONNECT on stop
 //
 // Protocol: READY (0x01) on connect, followed by a msgpack array of `services`
-// when there are any; HEARTBEAT (0x02) every heartbeat_interval, also while a
+// when there are any, or by a map {"prefixes": services, "capacity": n} when
+// `capacity` > 1 (the device may then queue up to n requests here; they still
+// run one at a time, in arrival order); HEARTBEAT (0x02) every heartbeat_interval, also while a
 // handler runs (the handler runs on the worker's own handler thread); the
 // device is dead after `liveness` intervals without a frame from it, and the
 // worker then reconnects with a fresh socket after 1 s, 2 s, 4 s ... 32 s and
@@ -42,7 +44,11 @@ inline constexpr std::uint8_t disconnect = 0x03;
 
 struct worker_options {
   std::vector<std::string> services{};  // type prefixes sent with READY; empty = every type
-  plain_handler plain{};                // answers plain bodies; none = drop them (counted)
+  // Requests the queue device may have outstanding here at once (1..1024). 1 keeps
+  // the Paranoid Pirate READY; more sends READY's map form. They queue in the
+  // worker's socket and run one at a time: capacity hides the device round trip.
+  std::uint32_t capacity = 1;
+  plain_handler plain{};  // answers plain bodies; none = drop them (counted)
   std::chrono::milliseconds heartbeat_interval{1000};
   int liveness = 3;  // intervals of silence before the device counts as dead
   std::chrono::milliseconds reconnect_initial{1000};
@@ -67,7 +73,8 @@ struct worker_stats {
 
 class worker {
  public:
-  // Connects to `endpoint` and sends READY. Throws: zmq::error_t when libzmq refuses it.
+  // Connects to `endpoint` and sends READY. Throws: zmq::error_t when libzmq refuses
+  // it; zmqkit::error{bad_config} when capacity is not in 1..1024.
   worker(zmq::context_t& ctx, std::string endpoint, handler h, worker_options opts = {});
   // Sends DISCONNECT (if not stopped yet) and joins the handler thread.
   ~worker();

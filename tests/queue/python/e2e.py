@@ -85,7 +85,8 @@ def spawn(*args):
 
 
 def envelope_run(tmp, ctx):
-    dev = device(tmp, "env", "--heartbeat-ms", "200", "--no-service-ms", "500")
+    # Liveness 3 x 500 ms: a Python worker starved of CPU on a loaded machine is not evicted.
+    dev = device(tmp, "env", "--heartbeat-ms", "500", "--no-service-ms", "500")
     exec_log = os.path.join(tmp, "executions")
     workers = [spawn(os.path.join(HERE, "worker.py"), dev.back, "orders", "--prefix", "order.", "--exec-log", exec_log),
                spawn(os.path.join(HERE, "worker.py"), dev.back, "courses", "--prefix", "course.", "--capacity", "4",
@@ -178,7 +179,9 @@ def plain_run(tmp, ctx):
         codes = [p.wait(timeout=60) for p in clients]
         check(codes == [0, 0], "Lazy Pirate clients through Paranoid Pirate workers: 2 x 50 plain requests")
         m = dev.stats(ctx)
-        check(m["replied"] == 100 and m["routed"] == 100, "plain bodies routed and replied (%d)" % m["replied"])
+        # A Lazy Pirate client resends after 2.5 s of silence (a loaded machine), so a request
+        # may be routed more than once; every one of the 100 must still be answered.
+        check(m["replied"] >= 100 and m["routed"] >= 100, "plain bodies routed and replied (%d)" % m["replied"])
     finally:
         for w in workers:
             w.kill()

@@ -169,12 +169,10 @@ struct worker::impl {
   bool send_result(envelope result) {
     if (!current) throw error(errc::protocol, "send_result", "send_result() before any task was received");
     if (!result.correlation_id) result.correlation_id = current->id;
-    if (current->in_batch) {
-      result.headers.insert_or_assign(std::string(header::batch), current->batch);
-      result.headers.insert_or_assign(std::string(header::batch_size), current->batch_size);
-    }
     if (!has_sink) return false;
-    zmq::message_t frame = encode(result);
+    // The batch headers are stamped at encode time (same bytes): no map nodes per result.
+    const header_ref stamp[] = {{header::batch, current->batch}, {header::batch_size, current->batch_size}};
+    zmq::message_t frame = current->in_batch ? encode(result, stamp) : encode(result);
     const auto end = std::chrono::steady_clock::now() + opts.send_timeout;
     for (;;) {
       if (results.send(frame, zmq::send_flags::dontwait)) {

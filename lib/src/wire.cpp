@@ -111,6 +111,11 @@ std::size_t size_timestamp(std::int64_t seconds, std::uint32_t nanoseconds) noex
 bool is_valid_utf8(std::string_view s) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
+  // Types and header keys are mostly ASCII: skip a leading ASCII run 8 bytes at a time.
+  for (std::uint64_t w; end - p >= 8; p += 8) {
+    std::memcpy(&w, p, 8);
+    if (w & 0x8080808080808080ULL) break;
+  }
   while (p < end) {
     const unsigned char c = *p;
     if (c < 0x80) {

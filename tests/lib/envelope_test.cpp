@@ -384,3 +384,13 @@ TEST_CASE("encode with stamped headers gives the bytes of inserting them") {
     CHECK(env.headers == headers);  // env itself is untouched
   }
 }
+
+TEST_CASE("type UTF-8 check: non-ASCII after a long ASCII run is still checked") {
+  envelope env = zmqkit::make_envelope("abcdefgh.caf\xc3\xa9");  // valid: é after 12 ASCII bytes
+  CHECK(zmqkit::decode(zmqkit::encode(env)).type == env.type);
+  for (const char* bad :
+       {"abcdefgh\xff", "abcdefghijklmnop\xc3", "abcdefgh\xed\xa0\x80", "abcdefg\xc0\xaf"}) {
+    env.type = bad;
+    CHECK_THROWS_AS(zmqkit::encode(env), zmqkit::error);
+  }
+}

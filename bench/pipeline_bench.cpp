@@ -3,7 +3,7 @@
 // tracking the batch (each id counted once). Beside it, raw PUSH → PULL/PUSH →
 // PULL relaying the same count of 64-byte messages through the same topology.
 //
-// Usage: pipeline_bench [messages=200000] [credit=1000] [kit-only|codec-only]
+// Usage: pipeline_bench [messages=200000] [credit=1000] [kit-only|codec-only|raw-only]
 // PIPELINE_BENCH_PHASES=1 prints per-thread CPU and context switches.
 #include <pthread.h>
 #include <sys/resource.h>
@@ -200,6 +200,10 @@ int main(int argc, char** argv) {
   std::printf("pipeline: %zu tasks, 64-byte bodies, tcp loopback, worker credit %zu\n", count, credit);
   if (argc > 3 && std::string(argv[3]) == "codec-only") {  // for profiling
     std::printf("raw + codec only: %.1f msg/s\n", run_raw(count, true));
+    return 0;
+  }
+  if (argc > 3 && std::string(argv[3]) == "raw-only") {  // for profiling
+    std::printf("raw only: %.1f msg/s\n", run_raw(count));
     return 0;
   }
   if (argc > 3 && std::string(argv[3]) == "kit-only") {  // for profiling

@@ -1,8 +1,7 @@
+#include <array>
 #include <zmqkit/envelope.hpp>
 
 #include "wire.hpp"
-
-#include <array>
 
 namespace zmqkit {
 
@@ -10,8 +9,8 @@ using detail::throw_bad_envelope;
 
 namespace {
 
-constexpr std::array<std::string_view, 6> reply_error_names = {
-    "expired", "dead-letter", "no-service", "overloaded", "bad-request", "unavailable"};
+constexpr std::array<std::string_view, 6> reply_error_names = {"expired",    "dead-letter", "no-service",
+                                                               "overloaded", "bad-request", "unavailable"};
 
 constexpr std::uint32_t envelope_fields = 9;
 constexpr int max_skip_depth = 32;
@@ -35,8 +34,7 @@ std::optional<wall_time> expiry(wall_time timestamp, std::chrono::milliseconds t
   return timestamp + ttl;
 }
 
-std::optional<std::string_view> find_header(std::string_view raw, std::size_t count,
-                                            std::string_view key) {
+std::optional<std::string_view> find_header(std::string_view raw, std::size_t count, std::string_view key) {
   detail::wire_reader r(raw);
   r.read_map_header("headers");
   for (std::size_t i = 0; i < count; ++i) {
@@ -106,7 +104,12 @@ envelope envelope_view::to_envelope() const {
   for (std::size_t i = 0; i < header_count; ++i) {
     std::string_view k = r.read_str("headers");
     std::string_view v = r.read_str("headers");
-    env.headers.insert_or_assign(std::string(k), std::string(v));
+    // Encoders (ours included) write keys in order: appending at the end is
+    // then O(1); anything else, duplicates too, takes the general path.
+    if (env.headers.empty() || std::string_view(env.headers.rbegin()->first) < k)
+      env.headers.emplace_hint(env.headers.end(), k, v);
+    else
+      env.headers.insert_or_assign(std::string(k), std::string(v));
   }
   env.body = body;
   return env;
@@ -118,13 +121,13 @@ envelope make_envelope(std::string type, const clock& clk) {
   envelope env;
   env.type = std::move(type);
   env.timestamp = clk.wall_now();
-  env.id = message_id::generate(std::chrono::time_point_cast<std::chrono::system_clock::duration>(env.timestamp));
+  env.id =
+      message_id::generate(std::chrono::time_point_cast<std::chrono::system_clock::duration>(env.timestamp));
   return env;
 }
 
 namespace {
-envelope reply_to(const message_id& request_id, std::uint8_t priority, std::string type,
-                  const clock& clk) {
+envelope reply_to(const message_id& request_id, std::uint8_t priority, std::string type, const clock& clk) {
   envelope env = make_envelope(std::move(type), clk);
   env.priority = priority;
   env.correlation_id = request_id;
@@ -150,23 +153,53 @@ envelope make_error_reply(std::optional<message_id> correlation, std::string_vie
 
 // --- encoding ---------------------------------------------------------------
 
+namespace {
+
+// Visits env.headers merged with `extra` in key order, `extra` winning on equal
+// keys: exactly what std::map would hold after insert_or_assign of each extra.
+template <class F>
+void for_each_header(const envelope& env, std::span<const header_ref> extra, F&& f) {
+  auto it = env.headers.begin();
+  const auto end = env.headers.end();
+  for (const header_ref& h : extra) {
+    for (; it != end && std::string_view(it->first) < h.key; ++it) f(it->first, it->second);
+    if (it != end && std::string_view(it->first) == h.key) ++it;
+    f(h.key, h.value);
+  }
+  for (; it != end; ++it) f(it->first, it->second);
+}
+
+// Returns: the encoded size; `header_count` receives the number of headers written.
+std::size_t encoded_size(const envelope& env, std::span<const header_ref> extra, std::int64_t seconds,
+                         std::uint32_t nanoseconds, std::size_t& header_count) {
+  std::size_t n = 1                                    // fixarray of 9
+                  + 1                                  // version
+                  + detail::size_str(env.type.size())  //
+                  + 1                                  // priority 0-9
+                  + detail::size_timestamp(seconds, nanoseconds) +
+                  detail::size_uint(static_cast<std::uint64_t>(env.ttl.count())) + detail::size_bin(16) +
+                  detail::size_bin(env.correlation_id ? 16 : 0) + detail::size_bin(env.body.size());
+  header_count = 0;
+  for_each_header(env, extra, [&](std::string_view k, std::string_view v) {
+    n += detail::size_str(k.size()) + detail::size_str(v.size());
+    ++header_count;
+  });
+  return n + detail::size_map_header(header_count);
+}
+
+}  // namespace
+
 std::size_t encoded_size(const envelope& env) {
   std::int64_t seconds;
   std::uint32_t nanoseconds;
   split_timestamp(env.timestamp, seconds, nanoseconds);
-  std::size_t n = 1                                   // fixarray of 9
-                  + 1                                 // version
-                  + detail::size_str(env.type.size())  //
-                  + 1                                 // priority 0-9
-                  + detail::size_timestamp(seconds, nanoseconds) +
-                  detail::size_uint(static_cast<std::uint64_t>(env.ttl.count())) +
-                  detail::size_bin(16) + detail::size_bin(env.correlation_id ? 16 : 0) +
-                  detail::size_map_header(env.headers.size()) + detail::size_bin(env.body.size());
-  for (const auto& [k, v] : env.headers) n += detail::size_str(k.size()) + detail::size_str(v.size());
-  return n;
+  std::size_t header_count;
+  return encoded_size(env, {}, seconds, nanoseconds, header_count);
 }
 
-zmq::message_t encode(const envelope& env) {
+zmq::message_t encode(const envelope& env) { return encode(env, {}); }
+
+zmq::message_t encode(const envelope& env, std::span<const header_ref> extra) {
   check_type(env.type);
   if (env.priority > max_priority) throw_bad_envelope("priority", "greater than 9");
   if (env.ttl.count() < 0) throw_bad_envelope("ttl_ms", "negative");
@@ -175,7 +208,8 @@ zmq::message_t encode(const envelope& env) {
   std::uint32_t nanoseconds;
   split_timestamp(env.timestamp, seconds, nanoseconds);
 
-  zmq::message_t frame(encoded_size(env));
+  std::size_t header_count;
+  zmq::message_t frame(encoded_size(env, extra, seconds, nanoseconds, header_count));
   detail::wire_writer w(frame.data());
   w.put_array_header(envelope_fields);
   w.put_uint(protocol_version);
@@ -185,11 +219,11 @@ zmq::message_t encode(const envelope& env) {
   w.put_uint(static_cast<std::uint64_t>(env.ttl.count()));
   w.put_bin(env.id.as_bytes());
   w.put_bin(env.correlation_id ? env.correlation_id->as_bytes() : std::string_view{});
-  w.put_map_header(static_cast<std::uint32_t>(env.headers.size()));
-  for (const auto& [k, v] : env.headers) {
+  w.put_map_header(static_cast<std::uint32_t>(header_count));
+  for_each_header(env, extra, [&](std::string_view k, std::string_view v) {
     w.put_str(k);
     w.put_str(v);
-  }
+  });
   w.put_bin(env.body);
   return frame;
 }

@@ -12,106 +12,17 @@ void throw_bad_envelope(std::string_view field, std::string_view problem) {
   throw error(errc::bad_envelope, std::string(field), message);
 }
 
-namespace {
-template <class T>
-T from_be(const std::uint8_t* p) noexcept {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  if constexpr (std::endian::native == std::endian::little && sizeof(T) > 1) {
-    if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
-    if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
-    if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
-  }
-  return v;
-}
-}  // namespace
-
-std::uint8_t wire_reader::take_byte(std::string_view field) {
-  if (p_ == end_) throw_bad_envelope(field, "truncated");
-  return *p_++;
-}
-
-template <class T>
-T wire_reader::take_be(std::string_view field) {
-  if (remaining() < sizeof(T)) throw_bad_envelope(field, "truncated");
-  T v = from_be<T>(p_);
-  p_ += sizeof(T);
-  return v;
-}
-
-const char* wire_reader::take(std::string_view field, std::size_t n) {
-  if (remaining() < n) throw_bad_envelope(field, "truncated");
-  const char* start = position();
-  p_ += n;
-  return start;
-}
-
-std::uint32_t wire_reader::read_array_header(std::string_view field) {
-  const std::uint8_t b = take_byte(field);
-  if ((b & 0xf0) == 0x90) return b & 0x0f;
-  if (b == 0xdc) return take_be<std::uint16_t>(field);
-  if (b == 0xdd) return take_be<std::uint32_t>(field);
-  throw_bad_envelope(field, "not a msgpack array");
-}
-
-std::uint32_t wire_reader::read_map_header(std::string_view field) {
-  const std::uint8_t b = take_byte(field);
-  if ((b & 0xf0) == 0x80) return b & 0x0f;
-  if (b == 0xde) return take_be<std::uint16_t>(field);
-  if (b == 0xdf) return take_be<std::uint32_t>(field);
-  throw_bad_envelope(field, "not a msgpack map");
-}
-
-std::uint64_t wire_reader::read_uint(std::string_view field) {
-  const std::uint8_t b = take_byte(field);
-  if (b <= 0x7f) return b;
-  std::int64_t s;
-  switch (b) {
-    case 0xcc: return take_be<std::uint8_t>(field);
-    case 0xcd: return take_be<std::uint16_t>(field);
-    case 0xce: return take_be<std::uint32_t>(field);
-    case 0xcf: return take_be<std::uint64_t>(field);
-    case 0xd0: s = take_be<std::int8_t>(field); break;
-    case 0xd1: s = take_be<std::int16_t>(field); break;
-    case 0xd2: s = take_be<std::int32_t>(field); break;
-    case 0xd3: s = take_be<std::int64_t>(field); break;
-    default:
-      if (b >= 0xe0) throw_bad_envelope(field, "negative integer");
-      throw_bad_envelope(field, "not a msgpack integer");
-  }
-  if (s < 0) throw_bad_envelope(field, "negative integer");
-  return static_cast<std::uint64_t>(s);
-}
-
-std::string_view wire_reader::read_str(std::string_view field) {
+void wire_reader::read_timestamp(std::string_view field, std::int64_t& seconds, std::uint32_t& nanoseconds) {
   const std::uint8_t b = take_byte(field);
   std::size_t n;
-  if ((b & 0xe0) == 0xa0) n = b & 0x1f;
-  else if (b == 0xd9) n = take_be<std::uint8_t>(field);
-  else if (b == 0xda) n = take_be<std::uint16_t>(field);
-  else if (b == 0xdb) n = take_be<std::uint32_t>(field);
-  else throw_bad_envelope(field, "not a msgpack str");
-  return {take(field, n), n};
-}
-
-std::string_view wire_reader::read_bin(std::string_view field) {
-  const std::uint8_t b = take_byte(field);
-  std::size_t n;
-  if (b == 0xc4) n = take_be<std::uint8_t>(field);
-  else if (b == 0xc5) n = take_be<std::uint16_t>(field);
-  else if (b == 0xc6) n = take_be<std::uint32_t>(field);
-  else throw_bad_envelope(field, "not a msgpack bin");
-  return {take(field, n), n};
-}
-
-void wire_reader::read_timestamp(std::string_view field, std::int64_t& seconds,
-                                 std::uint32_t& nanoseconds) {
-  const std::uint8_t b = take_byte(field);
-  std::size_t n;
-  if (b == 0xd6) n = 4;
-  else if (b == 0xd7) n = 8;
-  else if (b == 0xc7) n = take_be<std::uint8_t>(field);
-  else throw_bad_envelope(field, "not a msgpack timestamp extension");
+  if (b == 0xd6)
+    n = 4;
+  else if (b == 0xd7)
+    n = 8;
+  else if (b == 0xc7)
+    n = take_be<std::uint8_t>(field);
+  else
+    throw_bad_envelope(field, "not a msgpack timestamp extension");
   if (take_be<std::int8_t>(field) != -1) throw_bad_envelope(field, "extension type is not -1 (timestamp)");
   if (n == 4) {
     seconds = take_be<std::uint32_t>(field);
@@ -138,22 +49,33 @@ void wire_reader::skip(std::string_view field, int depth) {
   std::uint64_t items = 0;  // nested values to skip
   std::size_t bytes = 0;    // payload bytes to skip
   if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return;
-  if ((b & 0xf0) == 0x80) items = 2ULL * (b & 0x0f);
-  else if ((b & 0xf0) == 0x90) items = b & 0x0f;
-  else if ((b & 0xe0) == 0xa0) bytes = b & 0x1f;
-  else switch (b) {
-      case 0xc4: case 0xd9: bytes = take_be<std::uint8_t>(field); break;
-      case 0xc5: case 0xda: bytes = take_be<std::uint16_t>(field); break;
-      case 0xc6: case 0xdb: bytes = take_be<std::uint32_t>(field); break;
+  if ((b & 0xf0) == 0x80)
+    items = 2ULL * (b & 0x0f);
+  else if ((b & 0xf0) == 0x90)
+    items = b & 0x0f;
+  else if ((b & 0xe0) == 0xa0)
+    bytes = b & 0x1f;
+  else
+    switch (b) {
+      case 0xc4:
+      case 0xd9: bytes = take_be<std::uint8_t>(field); break;
+      case 0xc5:
+      case 0xda: bytes = take_be<std::uint16_t>(field); break;
+      case 0xc6:
+      case 0xdb: bytes = take_be<std::uint32_t>(field); break;
       case 0xc7: bytes = 1 + std::size_t{take_be<std::uint8_t>(field)}; break;
       case 0xc8: bytes = 1 + std::size_t{take_be<std::uint16_t>(field)}; break;
       case 0xc9: bytes = 1 + std::size_t{take_be<std::uint32_t>(field)}; break;
       case 0xca: bytes = 4; break;
       case 0xcb: bytes = 8; break;
-      case 0xcc: case 0xd0: bytes = 1; break;
-      case 0xcd: case 0xd1: bytes = 2; break;
-      case 0xce: case 0xd2: bytes = 4; break;
-      case 0xcf: case 0xd3: bytes = 8; break;
+      case 0xcc:
+      case 0xd0: bytes = 1; break;
+      case 0xcd:
+      case 0xd1: bytes = 2; break;
+      case 0xce:
+      case 0xd2: bytes = 4; break;
+      case 0xcf:
+      case 0xd3: bytes = 8; break;
       case 0xd4: bytes = 2; break;
       case 0xd5: bytes = 3; break;
       case 0xd6: bytes = 5; break;
@@ -189,15 +111,30 @@ std::size_t size_timestamp(std::int64_t seconds, std::uint32_t nanoseconds) noex
 bool is_valid_utf8(std::string_view s) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
+  // Types and header keys are mostly ASCII: skip a leading ASCII run 8 bytes at a time.
+  for (std::uint64_t w; end - p >= 8; p += 8) {
+    std::memcpy(&w, p, 8);
+    if (w & 0x8080808080808080ULL) break;
+  }
   while (p < end) {
     const unsigned char c = *p;
-    if (c < 0x80) { ++p; continue; }
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
     int n;
     std::uint32_t cp;
-    if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; }
-    else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
-    else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
-    else return false;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else
+      return false;
     if (end - p <= n) return false;
     for (int i = 1; i <= n; ++i) {
       if ((p[i] & 0xc0) != 0x80) return false;

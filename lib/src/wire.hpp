@@ -4,13 +4,13 @@
 // own buffer. Private to lib/.
 #pragma once
 
-#include <zmqkit/error.hpp>
-
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <zmqkit/error.hpp>
 
 namespace zmqkit::detail {
 
@@ -46,8 +46,8 @@ class wire_reader {
   const std::uint8_t* end_;
 };
 
-// Sizes and writes of the same subset (big-endian; this code assumes a little-endian host); the writer trusts its caller to have
-// sized the buffer with the matching size_* functions.
+// Sizes and writes of the same subset (big-endian; this code assumes a little-endian host); the writer trusts
+// its caller to have sized the buffer with the matching size_* functions.
 std::size_t size_uint(std::uint64_t v) noexcept;
 std::size_t size_str(std::size_t n) noexcept;
 std::size_t size_bin(std::size_t n) noexcept;
@@ -79,6 +79,106 @@ class wire_writer {
 
 bool is_valid_utf8(std::string_view s) noexcept;
 
+// The reader is inline too: decode_view() reads a dozen small values per frame.
+template <class T>
+inline T from_be(const std::uint8_t* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::little && sizeof(T) > 1) {
+    if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+    if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+    if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+  }
+  return v;
+}
+
+inline std::uint8_t wire_reader::take_byte(std::string_view field) {
+  if (p_ == end_) throw_bad_envelope(field, "truncated");
+  return *p_++;
+}
+
+template <class T>
+inline T wire_reader::take_be(std::string_view field) {
+  if (remaining() < sizeof(T)) throw_bad_envelope(field, "truncated");
+  T v = from_be<T>(p_);
+  p_ += sizeof(T);
+  return v;
+}
+
+inline const char* wire_reader::take(std::string_view field, std::size_t n) {
+  if (remaining() < n) throw_bad_envelope(field, "truncated");
+  const char* start = position();
+  p_ += n;
+  return start;
+}
+
+inline std::uint32_t wire_reader::read_array_header(std::string_view field) {
+  const std::uint8_t b = take_byte(field);
+  if ((b & 0xf0) == 0x90) return b & 0x0f;
+  if (b == 0xdc) return take_be<std::uint16_t>(field);
+  if (b == 0xdd) return take_be<std::uint32_t>(field);
+  throw_bad_envelope(field, "not a msgpack array");
+}
+
+inline std::uint32_t wire_reader::read_map_header(std::string_view field) {
+  const std::uint8_t b = take_byte(field);
+  if ((b & 0xf0) == 0x80) return b & 0x0f;
+  if (b == 0xde) return take_be<std::uint16_t>(field);
+  if (b == 0xdf) return take_be<std::uint32_t>(field);
+  throw_bad_envelope(field, "not a msgpack map");
+}
+
+inline std::uint64_t wire_reader::read_uint(std::string_view field) {
+  const std::uint8_t b = take_byte(field);
+  if (b <= 0x7f) return b;
+  std::int64_t s;
+  switch (b) {
+    case 0xcc: return take_be<std::uint8_t>(field);
+    case 0xcd: return take_be<std::uint16_t>(field);
+    case 0xce: return take_be<std::uint32_t>(field);
+    case 0xcf: return take_be<std::uint64_t>(field);
+    case 0xd0: s = take_be<std::int8_t>(field); break;
+    case 0xd1: s = take_be<std::int16_t>(field); break;
+    case 0xd2: s = take_be<std::int32_t>(field); break;
+    case 0xd3: s = take_be<std::int64_t>(field); break;
+    default:
+      if (b >= 0xe0) throw_bad_envelope(field, "negative integer");
+      throw_bad_envelope(field, "not a msgpack integer");
+  }
+  if (s < 0) throw_bad_envelope(field, "negative integer");
+  return static_cast<std::uint64_t>(s);
+}
+
+inline std::string_view wire_reader::read_str(std::string_view field) {
+  const std::uint8_t b = take_byte(field);
+  std::size_t n;
+  if ((b & 0xe0) == 0xa0)
+    n = b & 0x1f;
+  else if (b == 0xd9)
+    n = take_be<std::uint8_t>(field);
+  else if (b == 0xda)
+    n = take_be<std::uint16_t>(field);
+  else if (b == 0xdb)
+    n = take_be<std::uint32_t>(field);
+  else
+    throw_bad_envelope(field, "not a msgpack str");
+  return {take(field, n), n};
+}
+
+inline std::string_view wire_reader::read_bin(std::string_view field) {
+  const std::uint8_t b = take_byte(field);
+  std::size_t n;
+  if (b == 0xc4)
+    n = take_be<std::uint8_t>(field);
+  else if (b == 0xc5)
+    n = take_be<std::uint16_t>(field);
+  else if (b == 0xc6)
+    n = take_be<std::uint32_t>(field);
+  else
+    throw_bad_envelope(field, "not a msgpack bin");
+  return {take(field, n), n};
+}
+
 // The writer is inline: encode() calls it once per field.
 template <class T>
 inline void wire_writer::put_be(T v) noexcept {
@@ -91,54 +191,95 @@ inline void wire_writer::put_be(T v) noexcept {
 }
 
 inline void wire_writer::put_array_header(std::uint32_t n) noexcept {
-  if (n < 16) put_byte(static_cast<std::uint8_t>(0x90 | n));
-  else if (n <= 0xffff) { put_byte(0xdc); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
-  else { put_byte(0xdd); put_be<std::uint32_t>(n); }
+  if (n < 16)
+    put_byte(static_cast<std::uint8_t>(0x90 | n));
+  else if (n <= 0xffff) {
+    put_byte(0xdc);
+    put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
+  } else {
+    put_byte(0xdd);
+    put_be<std::uint32_t>(n);
+  }
 }
 
 inline void wire_writer::put_map_header(std::uint32_t n) noexcept {
-  if (n < 16) put_byte(static_cast<std::uint8_t>(0x80 | n));
-  else if (n <= 0xffff) { put_byte(0xde); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
-  else { put_byte(0xdf); put_be<std::uint32_t>(n); }
+  if (n < 16)
+    put_byte(static_cast<std::uint8_t>(0x80 | n));
+  else if (n <= 0xffff) {
+    put_byte(0xde);
+    put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
+  } else {
+    put_byte(0xdf);
+    put_be<std::uint32_t>(n);
+  }
 }
 
 inline void wire_writer::put_uint(std::uint64_t v) noexcept {
-  if (v <= 0x7f) put_byte(static_cast<std::uint8_t>(v));
-  else if (v <= 0xff) { put_byte(0xcc); put_byte(static_cast<std::uint8_t>(v)); }
-  else if (v <= 0xffff) { put_byte(0xcd); put_be<std::uint16_t>(static_cast<std::uint16_t>(v)); }
-  else if (v <= 0xffffffffULL) { put_byte(0xce); put_be<std::uint32_t>(static_cast<std::uint32_t>(v)); }
-  else { put_byte(0xcf); put_be<std::uint64_t>(v); }
+  if (v <= 0x7f)
+    put_byte(static_cast<std::uint8_t>(v));
+  else if (v <= 0xff) {
+    put_byte(0xcc);
+    put_byte(static_cast<std::uint8_t>(v));
+  } else if (v <= 0xffff) {
+    put_byte(0xcd);
+    put_be<std::uint16_t>(static_cast<std::uint16_t>(v));
+  } else if (v <= 0xffffffffULL) {
+    put_byte(0xce);
+    put_be<std::uint32_t>(static_cast<std::uint32_t>(v));
+  } else {
+    put_byte(0xcf);
+    put_be<std::uint64_t>(v);
+  }
 }
 
 inline void wire_writer::put_str(std::string_view s) noexcept {
   const std::size_t n = s.size();
-  if (n < 32) put_byte(static_cast<std::uint8_t>(0xa0 | n));
-  else if (n <= 0xff) { put_byte(0xd9); put_byte(static_cast<std::uint8_t>(n)); }
-  else if (n <= 0xffff) { put_byte(0xda); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
-  else { put_byte(0xdb); put_be<std::uint32_t>(static_cast<std::uint32_t>(n)); }
+  if (n < 32)
+    put_byte(static_cast<std::uint8_t>(0xa0 | n));
+  else if (n <= 0xff) {
+    put_byte(0xd9);
+    put_byte(static_cast<std::uint8_t>(n));
+  } else if (n <= 0xffff) {
+    put_byte(0xda);
+    put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
+  } else {
+    put_byte(0xdb);
+    put_be<std::uint32_t>(static_cast<std::uint32_t>(n));
+  }
   put_raw(s);
 }
 
 inline void wire_writer::put_bin(std::string_view s) noexcept {
   const std::size_t n = s.size();
-  if (n <= 0xff) { put_byte(0xc4); put_byte(static_cast<std::uint8_t>(n)); }
-  else if (n <= 0xffff) { put_byte(0xc5); put_be<std::uint16_t>(static_cast<std::uint16_t>(n)); }
-  else { put_byte(0xc6); put_be<std::uint32_t>(static_cast<std::uint32_t>(n)); }
+  if (n <= 0xff) {
+    put_byte(0xc4);
+    put_byte(static_cast<std::uint8_t>(n));
+  } else if (n <= 0xffff) {
+    put_byte(0xc5);
+    put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
+  } else {
+    put_byte(0xc6);
+    put_be<std::uint32_t>(static_cast<std::uint32_t>(n));
+  }
   put_raw(s);
 }
 
 inline void wire_writer::put_timestamp(std::int64_t seconds, std::uint32_t nanoseconds) noexcept {
   switch (size_timestamp(seconds, nanoseconds)) {
     case 6:
-      put_byte(0xd6); put_byte(0xff);
+      put_byte(0xd6);
+      put_byte(0xff);
       put_be<std::uint32_t>(static_cast<std::uint32_t>(seconds));
       break;
     case 10:
-      put_byte(0xd7); put_byte(0xff);
+      put_byte(0xd7);
+      put_byte(0xff);
       put_be<std::uint64_t>((std::uint64_t{nanoseconds} << 34) | static_cast<std::uint64_t>(seconds));
       break;
     default:
-      put_byte(0xc7); put_byte(12); put_byte(0xff);
+      put_byte(0xc7);
+      put_byte(12);
+      put_byte(0xff);
       put_be<std::uint32_t>(nanoseconds);
       put_be<std::int64_t>(seconds);
   }

@@ -9,6 +9,12 @@ namespace zmqkit::pipeline {
 
 namespace {
 
+// A task frame validated on arrival, with the view decoded then.
+struct held_task {
+  zmq::message_t frame;
+  envelope_view view;  // points into frame's buffer, which moves with it (checked before use)
+};
+
 struct current_task {
   message_id id;
   bool in_batch = false;
@@ -28,7 +34,7 @@ struct worker::impl {
   // (at most 64) for large ones, where each empty look costs a system call.
   std::size_t pump_every = 1;
   std::size_t taken_since_pump = 0;
-  detail::priority_queue<zmq::message_t> held_tasks;  // validated on arrival, decoded when handed out
+  detail::priority_queue<held_task> held_tasks;  // validated on arrival, materialised when handed out
   std::optional<current_task> current;
   bool current_holds_slot = false;
   std::int64_t outstanding = 0;  // credit granted that no task has used yet
@@ -90,14 +96,15 @@ struct worker::impl {
       return false;
     }
     outstanding = std::max<std::int64_t>(0, outstanding - 1);
-    std::uint8_t priority = 0;
+    envelope_view view;
     try {
-      priority = decode_view(frame, opts.limits).priority;
+      view = decode_view(frame, opts.limits);
     } catch (const zmqkit::error&) {
       ++counters.bad_frames;
       return false;
     }
-    held_tasks.push_back(priority, std::move(frame));
+    const std::uint8_t priority = view.priority;
+    held_tasks.push_back(priority, held_task{std::move(frame), view});
     ++counters.received;
     return true;
   }
@@ -116,7 +123,13 @@ struct worker::impl {
 
   std::optional<envelope> take() {
     while (!held_tasks.empty()) {
-      envelope task = decode(held_tasks.front(), opts.limits);
+      held_task& held = held_tasks.front();
+      // The view is valid while the frame's buffer is where it was decoded (a
+      // frame too small for its own buffer moves its bytes: decode it again).
+      envelope task = held.view.type.data() >= held.frame.data<char>() &&
+                              held.view.type.data() < held.frame.data<char>() + held.frame.size()
+                          ? held.view.to_envelope()
+                          : decode(held.frame, opts.limits);
       held_tasks.pop();
       if (task.ttl.count() != 0 && task.expired(opts.clock->wall_now())) {
         ++counters.expired;
@@ -169,12 +182,10 @@ struct worker::impl {
   bool send_result(envelope result) {
     if (!current) throw error(errc::protocol, "send_result", "send_result() before any task was received");
     if (!result.correlation_id) result.correlation_id = current->id;
-    if (current->in_batch) {
-      result.headers.insert_or_assign(std::string(header::batch), current->batch);
-      result.headers.insert_or_assign(std::string(header::batch_size), current->batch_size);
-    }
     if (!has_sink) return false;
-    zmq::message_t frame = encode(result);
+    // The batch headers are stamped at encode time (same bytes): no map nodes per result.
+    const header_ref stamp[] = {{header::batch, current->batch}, {header::batch_size, current->batch_size}};
+    zmq::message_t frame = current->in_batch ? encode(result, stamp) : encode(result);
     const auto end = std::chrono::steady_clock::now() + opts.send_timeout;
     for (;;) {
       if (results.send(frame, zmq::send_flags::dontwait)) {

@@ -1,8 +1,7 @@
-#include <zmqkit/envelope.hpp>
-
 #include <doctest/doctest.h>
 
 #include <functional>
+#include <zmqkit/envelope.hpp>
 
 using namespace std::chrono_literals;
 using zmqkit::envelope;
@@ -35,7 +34,10 @@ std::string pack_envelope(const std::function<bool(int, packer_t&)>& field = {},
       case 2: pk.pack(4); break;
       case 3: pk.pack(msgpack::type::ext(-1, "\x00\x00\x00\x01", 4)); break;
       case 4: pk.pack(0); break;
-      case 5: pk.pack_bin(16); pk.pack_bin_body(id.data(), 16); break;
+      case 5:
+        pk.pack_bin(16);
+        pk.pack_bin_body(id.data(), 16);
+        break;
       case 6: pk.pack_bin(0); break;
       case 7: pk.pack_map(0); break;
       case 8: pk.pack_bin(0); break;
@@ -107,8 +109,8 @@ TEST_CASE("defaults: priority 4, no ttl, fresh id, current timestamp, no correla
 
 TEST_CASE("every timestamp form decodes, and the encoder picks the smallest") {
   for (auto t : {zmqkit::wall_time(0ns), zmqkit::wall_time(4'000'000'000s),  // 32-bit
-                 zmqkit::wall_time(1'700'000'000'500'000'000ns),               // 64-bit
-                 zmqkit::wall_time(-1'500'000'000ns)}) {  // before 1970: 96-bit
+                 zmqkit::wall_time(1'700'000'000'500'000'000ns),             // 64-bit
+                 zmqkit::wall_time(-1'500'000'000ns)}) {                     // before 1970: 96-bit
     envelope env = zmqkit::make_envelope("t");
     env.timestamp = t;
     CHECK(zmqkit::decode(zmqkit::encode(env)).timestamp == t);
@@ -242,9 +244,7 @@ TEST_CASE("every envelope rule is enforced, naming the field") {
     CHECK(rejected_field(pack_envelope(replace(8, [](packer_t& pk) { pk.pack(std::string("x")); }))) ==
           "body");
   }
-  SUBCASE("trailing bytes after the array") {
-    CHECK(rejected_field(pack_envelope() + '\x00') == "envelope");
-  }
+  SUBCASE("trailing bytes after the array") { CHECK(rejected_field(pack_envelope() + '\x00') == "envelope"); }
   SUBCASE("truncated frame") {
     const std::string full = pack_envelope();
     for (std::size_t n = 1; n < full.size(); ++n) {
@@ -365,4 +365,32 @@ TEST_CASE("plain bodies are told apart from envelopes") {
   CHECK(zmqkit::looks_like_envelope(frame_bytes(zmqkit::encode(zmqkit::make_envelope("a")))));
   CHECK_FALSE(zmqkit::looks_like_envelope("HELLO"));
   CHECK_FALSE(zmqkit::looks_like_envelope(""));
+}
+
+TEST_CASE("encode with stamped headers gives the bytes of inserting them") {
+  const auto bytes = [](const zmq::message_t& m) { return std::string(zmqkit::as_string_view(m)); };
+  const zmqkit::header_ref stamp[] = {{"b", "stamped-b"}, {"m", "stamped-m"}, {"zz", "stamped-zz"}};
+  for (const zmqkit::header_map& headers :
+       {zmqkit::header_map{}, zmqkit::header_map{{"a", "1"}}, zmqkit::header_map{{"b", "old"}, {"c", "3"}},
+        zmqkit::header_map{{"a", "1"}, {"m", "old"}, {"n", "2"}, {"zz", "old"}, {"zzz", "4"}}}) {
+    envelope env = zmqkit::make_envelope("stamp.test");
+    env.body = "body";
+    env.headers = headers;
+    envelope inserted = env;
+    for (const auto& h : stamp) inserted.headers.insert_or_assign(std::string(h.key), std::string(h.value));
+    CHECK(bytes(zmqkit::encode(env, stamp)) == bytes(zmqkit::encode(inserted)));
+    CHECK(zmqkit::decode(zmqkit::encode(env, stamp)) == inserted);
+    CHECK(bytes(zmqkit::encode(env, {})) == bytes(zmqkit::encode(env)));
+    CHECK(env.headers == headers);  // env itself is untouched
+  }
+}
+
+TEST_CASE("type UTF-8 check: non-ASCII after a long ASCII run is still checked") {
+  envelope env = zmqkit::make_envelope("abcdefgh.caf\xc3\xa9");  // valid: é after 12 ASCII bytes
+  CHECK(zmqkit::decode(zmqkit::encode(env)).type == env.type);
+  for (const char* bad :
+       {"abcdefgh\xff", "abcdefghijklmnop\xc3", "abcdefgh\xed\xa0\x80", "abcdefg\xc0\xaf"}) {
+    env.type = bad;
+    CHECK_THROWS_AS(zmqkit::encode(env), zmqkit::error);
+  }
 }

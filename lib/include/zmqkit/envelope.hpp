@@ -17,22 +17,20 @@
 // The wire format is specified in docs/protocol.md (ZMK/1).
 #pragma once
 
-#include <zmqkit/clock.hpp>
-#include <zmqkit/error.hpp>
-#include <zmqkit/message_id.hpp>
-
-#include <msgpack.hpp>
-#include <zmq.hpp>
-
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <msgpack.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/error.hpp>
+#include <zmqkit/message_id.hpp>
 
 namespace zmqkit {
 
@@ -168,6 +166,17 @@ std::size_t encoded_size(const envelope& env);
 // Throws: zmqkit::error{bad_envelope} when env itself breaks a rule (empty type, priority > 9).
 zmq::message_t encode(const envelope& env);
 
+// A header given at encode time: key and value, borrowed.
+struct header_ref {
+  std::string_view key;
+  std::string_view value;
+};
+
+// Encodes env as if each of `extra` had been insert_or_assign'ed into env.headers
+// (same bytes), without allocating map nodes: hot paths stamp their headers this way.
+// Precondition: `extra` is sorted by key with no key twice.
+zmq::message_t encode(const envelope& env, std::span<const header_ref> extra);
+
 // Validates every ZMK/1 rule; extra trailing array elements are ignored.
 // Throws: zmqkit::error{bad_envelope or frame_too_large}, field() naming the field.
 envelope decode(std::string_view frame, const decode_limits& limits = {});
@@ -198,9 +207,8 @@ template <class T>
 T envelope::body_as(const decode_limits& limits) const {
   try {
     std::size_t offset = 0;
-    msgpack::object_handle handle =
-        msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr,
-                        detail::body_unpack_limit(limits, body.size()));
+    msgpack::object_handle handle = msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr,
+                                                    detail::body_unpack_limit(limits, body.size()));
     if (offset != body.size()) detail::throw_bad_body("trailing bytes after the msgpack value");
     return handle.get().as<T>();
   } catch (const zmqkit::error&) {

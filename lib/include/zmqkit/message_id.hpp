@@ -46,10 +46,15 @@ struct message_id {
 template <>
 struct std::hash<zmqkit::message_id> {
   std::size_t operator()(const zmqkit::message_id& id) const noexcept {
-    // The low 8 bytes are random (rand_b) or counter bits: already well mixed.
+    // Mixed to the low bits: byte 8 holds fixed variant bits and hi's low bits
+    // barely vary, which clustered power-of-two tables (pipeline id_set) badly.
     std::uint64_t lo, hi;
     std::memcpy(&hi, id.bytes.data(), 8);
     std::memcpy(&lo, id.bytes.data() + 8, 8);
-    return static_cast<std::size_t>(lo ^ (hi * 0x9e3779b97f4a7c15ULL));
+    std::uint64_t x = lo ^ (hi * 0x9e3779b97f4a7c15ULL);
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 29;
+    return static_cast<std::size_t>(x);
   }
 };

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <map>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/pipeline/protocol.hpp>
 #include <zmqkit/pipeline/sink.hpp>
 
@@ -264,7 +265,7 @@ struct sink::impl {
       // every 20 ms, a busy one every 256 results.
       if (has_control) left = std::min(left, std::chrono::milliseconds(20));
       results.set(zmq::sockopt::rcvtimeo, to_zmq_ms(left));
-      if (!results.recv(frame)) {
+      if (!zmqkit::recv(results, frame)) {
         control_due = true;
         continue;
       }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/pipeline/ventilator.hpp>
 
 #include "detail.hpp"
@@ -241,7 +242,7 @@ struct ventilator::impl {
     // A worker blocked by the HWM frees up without telling us: look again soon.
     if (blocked && !queue.empty()) timeout = std::min(timeout, std::chrono::milliseconds(1));
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(to_zmq_ms(timeout)));
+    zmqkit::poll(&item, 1, std::chrono::milliseconds(to_zmq_ms(timeout)));
     receive_all();
     dispatch();
   }

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <vector>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/pipeline/protocol.hpp>
 #include <zmqkit/pipeline/worker.hpp>
 
@@ -172,7 +173,7 @@ struct worker::impl {
       // One socket to wait on: a blocking recv costs fewer system calls than zmq::poll.
       tasks.set(zmq::sockopt::rcvtimeo, to_zmq_ms(left));
       zmq::message_t frame;
-      if (tasks.recv(frame)) {
+      if (zmqkit::recv(tasks, frame)) {
         accept(frame);
         last_heard = opts.clock->now();
       }
@@ -195,7 +196,7 @@ struct worker::impl {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
       if (left <= std::chrono::milliseconds(0)) break;
       zmq::pollitem_t item{results.handle(), 0, ZMQ_POLLOUT, 0};
-      zmq::poll(&item, 1, left);
+      zmqkit::poll(&item, 1, left);
     }
     ++counters.send_failures;
     return false;

@@ -5,6 +5,7 @@
 #include <thread>
 #include <unordered_map>
 #include <zmq_addon.hpp>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
@@ -133,7 +134,7 @@ struct forwarder::impl {
                                  {xpub.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_peer.handle(), 0, ZMQ_POLLIN, 0},
                                  {router.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, caching() ? 4 : 3, std::chrono::milliseconds(-1));
+      zmqkit::poll(items, caching() ? 4 : 3, std::chrono::milliseconds(-1));
       if (items[2].revents & ZMQ_POLLIN) return;
       if (items[1].revents & ZMQ_POLLIN) move(xpub, xsub, subscriptions, false);
       if (items[0].revents & ZMQ_POLLIN) move(xsub, xpub, messages, caching());

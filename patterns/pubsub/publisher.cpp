@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 #include <zmq_addon.hpp>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 
 #include "snapshot_protocol.hpp"
@@ -109,7 +110,7 @@ struct publisher::impl {
     for (;;) {
       zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_peer.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      zmqkit::poll(items, 2, std::chrono::milliseconds(-1));
       if (items[1].revents & ZMQ_POLLIN) return;
       if (items[0].revents & ZMQ_POLLIN) answer();
     }

@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <zmq_addon.hpp>
 #include <zmqkit/pubsub/publisher.hpp>  // snapshot_command
+#include <zmqkit/poll.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 
 namespace zmqkit::pubsub {
@@ -253,7 +254,7 @@ struct subscriber::impl {
       if (left.count() <= 0) break;
       std::vector<zmq::pollitem_t> items;
       for (auto& d : dealers) items.push_back({d.handle(), 0, ZMQ_POLLIN, 0});
-      zmq::poll(items, left);
+      zmqkit::poll(items.data(), items.size(), left);
       for (std::size_t i = 0; i < dealers.size(); ++i) {
         if (answered[i] || !(items[i].revents & ZMQ_POLLIN)) continue;
         std::vector<zmq::message_t> reply;
@@ -292,7 +293,7 @@ struct subscriber::impl {
       // A blocking receive with a timeout wakes up cheaper than zmq::poll.
       const int ms = to_zmq_ms(left);
       if (ms != receive_timeout_ms) sub.set(zmq::sockopt::rcvtimeo, receive_timeout_ms = ms);
-      if (sub.recv(topic)) break;
+      if (zmqkit::recv(sub, topic)) break;
     }
     if (!topic.more()) return frames::bad;
     (void)sub.recv(body, zmq::recv_flags::dontwait);  // the rest of a multipart message is already here

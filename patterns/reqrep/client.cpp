@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <unordered_map>
 #include <zmq_addon.hpp>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 
@@ -221,7 +222,7 @@ struct client::impl {
     if (!deadlines.empty())
       slice = std::clamp<std::chrono::nanoseconds>(deadlines.begin()->first - clk().now(), 0ns, slice);
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    detail::poll(&item, 1, std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
+    zmqkit::poll(&item, 1, std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
     drain();
     run_timers();
   }

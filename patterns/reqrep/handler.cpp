@@ -42,13 +42,4 @@ std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept {
   return 0;
 }
 
-int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout) {
-  try {
-    return zmq::poll(items, count, timeout);
-  } catch (const zmq::error_t& e) {
-    if (e.num() == EINTR) return 0;
-    throw;
-  }
-}
-
 }  // namespace zmqkit::reqrep::detail

@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <vector>
 #include <zmq_addon.hpp>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
 #include "executor.hpp"
@@ -177,7 +178,7 @@ struct server::impl {
     std::array<zmq::pollitem_t, 2> items{
         zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0},
         zmq::pollitem_t{exec ? exec->results().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    detail::poll(items.data(), exec ? 2 : 1, timeout);
+    zmqkit::poll(items.data(), exec ? 2 : 1, timeout);
     return drain();
   }
 };

@@ -3,6 +3,7 @@
 #include <optional>
 #include <string_view>
 #include <zmq_addon.hpp>
+#include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/reqrep/worker.hpp>
@@ -198,7 +199,7 @@ struct worker::impl {
     std::array<zmq::pollitem_t, 2> items{
         zmq::pollitem_t{exec->results().handle(), 0, ZMQ_POLLIN, 0},
         zmq::pollitem_t{socket ? socket->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    detail::poll(items.data(), socket ? 2 : 1,
+    zmqkit::poll(items.data(), socket ? 2 : 1,
                  std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
     frames_t frames;
     for (int i = 0; i < max_drain; ++i) {

@@ -53,9 +53,5 @@ zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, 
 // the message has none (a valid stack has at least one frame before it).
 std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept;
 
-// zmq::poll that treats a signal interrupting the wait (EINTR) as "nothing ready",
-// so a service's SIGTERM handler gets to run its shutdown.
-int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout);
-
 }  // namespace detail
 }  // namespace zmqkit::reqrep

@@ -48,7 +48,7 @@ std::optional<std::string_view> find_header(std::string_view raw, std::size_t co
 void check_type(std::string_view type) {
   if (type.empty()) throw_bad_envelope("type", "empty");
   if (type.size() > max_type_bytes) throw_bad_envelope("type", "longer than 255 bytes");
-  if (!detail::is_valid_utf8(type)) throw_bad_envelope("type", "not valid UTF-8");
+  if (!is_valid_utf8(type)) throw_bad_envelope("type", "not valid UTF-8");
 }
 
 }  // namespace

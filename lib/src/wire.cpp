@@ -1,5 +1,7 @@
 #include "wire.hpp"
 
+#include <zmqkit/envelope.hpp>
+
 #include <bit>
 
 namespace zmqkit::detail {
@@ -108,6 +110,10 @@ std::size_t size_timestamp(std::int64_t seconds, std::uint32_t nanoseconds) noex
   return 15;
 }
 
+}  // namespace zmqkit::detail
+
+namespace zmqkit {
+
 bool is_valid_utf8(std::string_view s) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
@@ -149,4 +155,4 @@ bool is_valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
-}  // namespace zmqkit::detail
+}  // namespace zmqkit

@@ -77,7 +77,6 @@ class wire_writer {
   std::uint8_t* p_;
 };
 
-bool is_valid_utf8(std::string_view s) noexcept;
 
 // The reader is inline too: decode_view() reads a dozen small values per frame.
 template <class T>

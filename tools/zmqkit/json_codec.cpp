@@ -18,42 +18,6 @@ constexpr char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
   throw error(errc::bad_config, field, message);
 }
 
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const unsigned c = *p;
-    int n = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else
-      return false;
-    if (end - p <= n) return false;
-    for (int i = 1; i <= n; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF have no JSON string form.
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    p += n + 1;
-  }
-  return true;
-}
-
 std::optional<json> to_json(const msgpack::object& o) {
   switch (o.type) {
     case msgpack::type::NIL: return json(nullptr);
@@ -66,7 +30,7 @@ std::optional<json> to_json(const msgpack::object& o) {
       return json(o.via.f64);
     case msgpack::type::STR: {
       std::string_view s(o.via.str.ptr, o.via.str.size);
-      if (!valid_utf8(s)) return std::nullopt;
+      if (!is_valid_utf8(s)) return std::nullopt;
       return json(std::string(s));
     }
     case msgpack::type::ARRAY: {
@@ -83,7 +47,7 @@ std::optional<json> to_json(const msgpack::object& o) {
       for (const auto& kv : std::span(o.via.map.ptr, o.via.map.size)) {
         if (kv.key.type != msgpack::type::STR) return std::nullopt;
         std::string key(kv.key.via.str.ptr, kv.key.via.str.size);
-        if (!valid_utf8(key) || obj.contains(key)) return std::nullopt;  // duplicates would be lost
+        if (!is_valid_utf8(key) || obj.contains(key)) return std::nullopt;  // duplicates would be lost
         auto v = to_json(kv.val);
         if (!v) return std::nullopt;
         obj[key] = std::move(*v);

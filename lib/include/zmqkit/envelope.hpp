@@ -192,6 +192,10 @@ inline envelope_view decode_view(const zmq::message_t& frame, const decode_limit
   return decode_view(as_string_view(frame), limits);
 }
 
+// Returns: whether `text` is well-formed UTF-8 (no overlong forms, surrogates or
+// code points past U+10FFFF), the rule for an envelope's type.
+bool is_valid_utf8(std::string_view text) noexcept;
+
 // Returns: true when `frame` starts a msgpack array. Anything else is a
 // "plain" body (a ZeroMQ guide client) that the request/reply patterns route untouched.
 bool looks_like_envelope(std::string_view frame) noexcept;

@@ -1,4 +1,6 @@
 #include <array>
+#include <span>
+#include <vector>
 #include <zmqkit/envelope.hpp>
 
 #include "wire.hpp"
@@ -276,9 +278,24 @@ envelope_view decode_view(std::string_view frame, const decode_limits& limits) {
   const std::uint32_t header_count = r.read_map_header("headers");
   if (header_count > limits.max_headers)
     throw_bad_envelope("headers", "more than " + std::to_string(limits.max_headers) + " entries");
+  // A repeated key is ambiguous (first wins in one reader, last in another): reject it.
+  // Maps are small, so a quadratic check over an inline array beats hashing.
+  constexpr std::size_t inline_keys = 64;
+  std::array<std::string_view, inline_keys> seen_inline;
+  std::vector<std::string_view> seen_overflow;  // only when max_headers allows more than 64
+  const bool fits_inline = header_count <= inline_keys;
+  if (!fits_inline) seen_overflow.reserve(header_count);
   for (std::uint32_t i = 0; i < header_count; ++i) {
+    const std::string_view key = r.read_str("headers");
     r.read_str("headers");
-    r.read_str("headers");
+    const std::span<const std::string_view> seen =
+        fits_inline ? std::span<const std::string_view>(seen_inline.data(), i) : seen_overflow;
+    for (const std::string_view earlier : seen)
+      if (earlier == key) throw_bad_envelope("headers", "duplicate key");
+    if (fits_inline)
+      seen_inline[i] = key;
+    else
+      seen_overflow.push_back(key);
   }
   v.headers_raw = std::string_view(headers_start, static_cast<std::size_t>(r.position() - headers_start));
   v.header_count = header_count;

@@ -231,6 +231,34 @@ TEST_CASE("every envelope rule is enforced, naming the field") {
             pk.pack(1);
           }))) == "headers");
   }
+  SUBCASE("a header key given twice") {
+    CHECK(rejected_field(pack_envelope(replace(7, [](packer_t& pk) {
+            pk.pack_map(3);
+            for (const char* k : {"tenant", "zmk.attempt", "tenant"}) {
+              pk.pack(std::string(k));
+              pk.pack(std::string("v"));
+            }
+          }))) == "headers");
+  }
+  SUBCASE("a header key given twice past the inline limit") {
+    std::string bytes = pack_envelope(replace(7, [](packer_t& pk) {
+      pk.pack_map(100);
+      for (int i = 0; i < 100; ++i) {
+        pk.pack(std::to_string(i == 99 ? 0 : i));
+        pk.pack(std::string("v"));
+      }
+    }));
+    CHECK_THROWS_AS((void)zmqkit::decode_view(bytes, {.max_headers = 128}), zmqkit::error);
+    // 100 distinct keys (including an empty one) are fine.
+    bytes = pack_envelope(replace(7, [](packer_t& pk) {
+      pk.pack_map(100);
+      for (int i = 0; i < 100; ++i) {
+        pk.pack(i == 0 ? std::string() : std::to_string(i));
+        pk.pack(std::string("v"));
+      }
+    }));
+    CHECK(zmqkit::decode(bytes, {.max_headers = 128}).headers.size() == 100);
+  }
   SUBCASE("too many headers") {
     CHECK(rejected_field(pack_envelope(replace(7, [](packer_t& pk) {
             pk.pack_map(65);

@@ -18,16 +18,6 @@ namespace {
 // Messages moved per wake-up before polling again: amortises the poll.
 constexpr int batch = 256;
 
-std::string unique_control_endpoint() {
-  static std::atomic<std::uint64_t> counter{0};
-  return "inproc://zmqkit-pubsub-forwarder-" + std::to_string(counter++);
-}
-
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
 // A map that forgets its least recently updated entry beyond a capacity.
 template <class Value>
 class lru_map {
@@ -61,7 +51,7 @@ class lru_map {
     std::list<const std::string*>::iterator position;
   };
   std::size_t capacity_;
-  std::unordered_map<std::string, entry, string_hash, std::equal_to<>> map_;
+  std::unordered_map<std::string, entry, detail::string_hash, std::equal_to<>> map_;
   std::list<const std::string*> order_;  // most recently updated first
 };
 
@@ -110,14 +100,7 @@ struct forwarder::impl {
       const char everything = 1;
       xsub.send(zmq::const_buffer(&everything, 1), zmq::send_flags::none);
     }
-    // Internal inproc pipe: not a network socket, so no socket_options.
-    const std::string ep = unique_control_endpoint();
-    control_peer = zmq::socket_t(ctx, zmq::socket_type::pair);
-    control_peer.set(zmq::sockopt::linger, 0);
-    control_peer.bind(ep);
-    control = zmq::socket_t(ctx, zmq::socket_type::pair);
-    control.set(zmq::sockopt::linger, 0);
-    control.connect(ep);
+    detail::open_control_pipe(ctx, control, control_peer);
     thread = std::thread([this] { run(); });
   }
 

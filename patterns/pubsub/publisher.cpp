@@ -27,17 +27,7 @@ std::string random_id() {
   return id;
 }
 
-std::string unique_control_endpoint() {
-  static std::atomic<std::uint64_t> counter{0};
-  return "inproc://zmqkit-pubsub-publisher-" + std::to_string(counter++);
-}
-
 }  // namespace
-
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 struct publisher::impl {
   // Per type: its sequence counter and (with a snapshot endpoint) its last value.
@@ -59,7 +49,7 @@ struct publisher::impl {
 
   // Shared with the snapshot thread (under `mutex` when it runs).
   mutable std::mutex mutex;
-  std::unordered_map<std::string, type_state, string_hash, std::equal_to<>> types;
+  std::unordered_map<std::string, type_state, detail::string_hash, std::equal_to<>> types;
   std::list<const std::string*> lru;  // most recently published type first
 
   std::uint64_t published = 0, evicted = 0;  // owner thread only
@@ -87,14 +77,7 @@ struct publisher::impl {
       apply(router, opts.socket);
       router.bind(opts.snapshot_endpoint);
       snapshot_bound = router.get(zmq::sockopt::last_endpoint);
-      // An internal inproc pipe: not a network socket, so no socket_options.
-      const std::string ep = unique_control_endpoint();
-      control_peer = zmq::socket_t(ctx, zmq::socket_type::pair);
-      control_peer.set(zmq::sockopt::linger, 0);
-      control_peer.bind(ep);
-      control = zmq::socket_t(ctx, zmq::socket_type::pair);
-      control.set(zmq::sockopt::linger, 0);
-      control.connect(ep);
+      detail::open_control_pipe(ctx, control, control_peer);
       thread = std::thread([this] { serve(); });
     }
   }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <msgpack.hpp>
@@ -62,6 +64,25 @@ inline std::vector<zmq::message_t> snapshot_reply_head(zmq::message_t identity, 
   reply.emplace_back(snapshot_command.data(), snapshot_command.size());
   reply.emplace_back(packed.data(), packed.size());
   return reply;
+}
+
+// Heterogeneous lookup by string_view in the per-type tables.
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// Connects `ours` to `theirs` over a fresh inproc PAIR: the stop signal for a
+// background thread. Internal, not a network socket, so no socket_options.
+inline void open_control_pipe(zmq::context_t& ctx, zmq::socket_t& ours, zmq::socket_t& theirs) {
+  static std::atomic<std::uint64_t> counter{0};
+  const std::string endpoint = "inproc://zmqkit-pubsub-control-" + std::to_string(counter++);
+  theirs = zmq::socket_t(ctx, zmq::socket_type::pair);
+  theirs.set(zmq::sockopt::linger, 0);
+  theirs.bind(endpoint);
+  ours = zmq::socket_t(ctx, zmq::socket_type::pair);
+  ours.set(zmq::sockopt::linger, 0);
+  ours.connect(endpoint);
 }
 
 }  // namespace zmqkit::pubsub::detail

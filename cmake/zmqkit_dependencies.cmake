@@ -14,3 +14,9 @@ else()
     message(FATAL_ERROR "zmqkit: found no msgpack-c C++ target (msgpack-cxx or msgpackc-cxx)")
   endif()
 endif()
+
+# Private to the library, but a static libzmqkit needs them at the consumer's link step:
+# Abseil's hash tables and libsodium's keyed hash (zmqkit/internal/keyed_hash.hpp).
+find_dependency(absl CONFIG)
+find_dependency(PkgConfig)
+pkg_check_modules(libsodium REQUIRED IMPORTED_TARGET GLOBAL libsodium)

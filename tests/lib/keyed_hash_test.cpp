@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <unistd.h>
+
 #include "zmqkit/internal/keyed_hash.hpp"
 
 using zmqkit::internal::keyed_hash_bytes;
@@ -14,7 +16,9 @@ const unsigned char reference_key[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1
 
 // The hash of "zmqkit" under this process's key, as printed by a fresh copy of this binary.
 std::string hash_in_another_process() {
-  std::FILE* p = ::popen("ZMQKIT_PRINT_KEYED_HASH=1 /proc/self/exe", "r");
+  char self[4096] = {};
+  REQUIRE(::readlink("/proc/self/exe", self, sizeof self - 1) > 0);  // popen's shell is not us
+  std::FILE* p = ::popen(("ZMQKIT_PRINT_KEYED_HASH=1 '" + std::string(self) + "'").c_str(), "r");
   REQUIRE(p != nullptr);
   char buf[64] = {};
   const bool got = std::fgets(buf, sizeof buf, p) != nullptr;

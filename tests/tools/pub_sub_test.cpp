@@ -163,3 +163,24 @@ TEST_CASE("pub refuses invalid JSON") {
   CHECK(one_line(r.err));
   CHECK(r.err.find("invalid JSON") != std::string::npos);
 }
+
+TEST_CASE("pub -n 5000 without --interval delivers every envelope to a reading subscriber") {
+  // Issue 12: a burst beyond the send high-water mark lost its tail, silently, with exit 0.
+  zmq::context_t ctx;
+  auto sub = test_socket(ctx, zmq::socket_type::sub, 15s);
+  sub.set(zmq::sockopt::subscribe, "burst.");
+  const auto ep = bind_ephemeral(sub);
+  piped_process pub({tool, "pub", "-c", ep, "-t", "burst.tick", "-j", R"({"pad":"0123456789abcdef"})", "-n",
+                     "5000", "--wait-subscribers", "1", "--timeout", "15000"});
+  std::uint64_t received = 0, expected_seq = 1;
+  bool in_order = true;
+  for (; received < 5000; ++received) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(sub, std::back_inserter(frames))) break;  // 15 s of silence
+    const auto env = zmqkit::decode(frames.at(1));
+    in_order = in_order && env.header("zmk.seq") == std::to_string(expected_seq++);
+  }
+  CHECK(pub.wait(15s) == 0);
+  CHECK(received == 5000);
+  CHECK(in_order);
+}

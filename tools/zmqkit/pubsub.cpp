@@ -7,9 +7,84 @@
 #include <map>
 #include <memory>
 
+#include <optional>
+#include <zmqkit/pubsub/publisher.hpp>
+
 #include "commands.hpp"
 
 namespace zmqkit::tool {
+
+namespace {
+
+// What `pub` sends goes through the library publisher (zmk.pub, zmk.seq per
+// type), then through a one-message inproc hop to an XPUB this tool owns. The
+// library publisher cannot report subscriptions nor hold back for a slow
+// subscriber (it drops at its high-water mark); the XPUB can do both: it counts
+// subscriptions for --wait-subscribers, and with XPUB_NODROP a full subscriber
+// makes the send wait (bounded by --timeout) instead of losing the envelope.
+class relayed_publisher {
+ public:
+  relayed_publisher(zmq::context_t& ctx, const endpoint_options& ep, std::string id,
+                    std::chrono::milliseconds timeout)
+      : network_(ctx, zmq::socket_type::xpub), hop_(ctx, zmq::socket_type::xsub), timeout_(timeout) {
+    apply(network_, make_socket_options(ep));
+    network_.set(zmq::sockopt::xpub_verbose, 1);
+    network_.set(zmq::sockopt::xpub_nodrop, 1);
+    network_.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout.count()));
+    // At exit, wait (as long as --timeout) until every accepted envelope has left.
+    network_.set(zmq::sockopt::linger, static_cast<int>(timeout.count()));
+    attach(network_, ep);
+
+    const std::string hop_endpoint = "inproc://zmqkit-pub-hop";
+    library_.emplace(ctx, pubsub::publisher_options{.id = std::move(id)});
+    library_->bind(hop_endpoint);
+    // Subscribe to everything before connecting: the XSUB hands its subscriptions
+    // to the new pipe as it attaches, so the publisher has them before its first send.
+    const char everything = 1;
+    hop_.send(zmq::buffer(&everything, 1), zmq::send_flags::none);
+    hop_.set(zmq::sockopt::rcvtimeo, 1000);
+    hop_.connect(hop_endpoint);
+  }
+
+  // Waits until `wanted` subscriptions accepted by `matches` have arrived.
+  // Returns: how many did (fewer on timeout or interruption).
+  template <class Matches>
+  int wait_subscriptions(int wanted, Matches matches) {
+    int matching = 0;
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    while (matching < wanted && !interrupted.load()) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !wait_readable(network_, left)) break;
+      zmq::message_t msg;
+      if (!network_.recv(msg, zmq::recv_flags::dontwait) || msg.size() == 0) continue;
+      const std::string_view sub = as_string_view(msg);
+      if (sub[0] == 1 && matches(sub.substr(1))) ++matching;  // 0 = an unsubscription
+    }
+    return matching;
+  }
+
+  // Returns: false when no subscriber took the envelope within the timeout.
+  // Throws: zmqkit::error{bad_envelope} from the library publisher.
+  bool publish(envelope env) {
+    library_->publish(std::move(env));
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(hop_, std::back_inserter(frames)) || frames.size() != 2)
+      throw failure(exit_failure, "internal: the publisher's message did not come through the inproc hop");
+    if (!network_.send(frames[0], zmq::send_flags::sndmore)) return false;
+    return network_.send(frames[1], zmq::send_flags::none).has_value();
+  }
+
+  const std::string& id() const { return library_->id(); }
+
+ private:
+  zmq::socket_t network_;
+  zmq::socket_t hop_;
+  std::optional<pubsub::publisher> library_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
 
 command add_pub(CLI::App& root) {
   struct state {
@@ -38,59 +113,43 @@ command add_pub(CLI::App& root) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app->add_option("--timeout", s->timeout_ms,
-                  "Give up waiting for subscribers after MS; also bounds the final flush")
+                  "Give up waiting for subscribers, or for a full subscriber to take an envelope, after MS; "
+                  "also bounds the final flush")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app->add_option("--publisher-id", s->publisher_id, "The zmk.pub value (default: a fresh UUID)");
   return {app, [s] {
             envelope_source source(s->in);
             source.set_repeat(s->count);
-            const std::string pub_id =
-                s->publisher_id.empty() ? message_id::generate().to_string() : s->publisher_id;
             zmq::context_t ctx;
-            // XPUB so that we can see subscriptions and wait for them.
-            zmq::socket_t socket(ctx, zmq::socket_type::xpub);
-            apply(socket, make_socket_options(s->ep));
-            socket.set(zmq::sockopt::xpub_verbose, 1);
-            socket.set(zmq::sockopt::linger, static_cast<int>(s->timeout_ms));
-            attach(socket, s->ep);
+            relayed_publisher pub(ctx, s->ep,
+                                  s->publisher_id.empty() ? message_id::generate().to_string() : s->publisher_id,
+                                  ms(s->timeout_ms));
             install_signal_handlers();
-            int matching = 0;
-            const auto deadline = std::chrono::steady_clock::now() + ms(s->timeout_ms);
-            while (matching < s->wait_subscribers) {
-              const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  deadline - std::chrono::steady_clock::now());
-              if (interrupted.load()) return exit_ok;
-              if (left.count() <= 0 || !wait_readable(socket, left)) {
-                if (interrupted.load()) return exit_ok;
-                throw failure(exit_failure,
-                              "timeout: " + std::to_string(matching) + " of " +
-                                  std::to_string(s->wait_subscribers) + " subscriptions arrived within " +
-                                  std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
-              }
-              zmq::message_t msg;
-              if (!socket.recv(msg, zmq::recv_flags::dontwait) || msg.size() == 0) continue;
-              const std::string_view sub = as_string_view(msg);
-              if (sub[0] != 1) continue;  // an unsubscription
-              const std::string_view prefix = sub.substr(1);
-              // With --jsonl the types are not known in advance: any subscription counts.
-              if (s->in.jsonl || std::string_view(s->in.type).starts_with(prefix)) ++matching;
-            }
-            std::map<std::string, std::uint64_t, std::less<>> seq_by_type;
+            // With --jsonl the types are not known in advance: any subscription counts.
+            const int matching = pub.wait_subscriptions(s->wait_subscribers, [&](std::string_view prefix) {
+              return s->in.jsonl || std::string_view(s->in.type).starts_with(prefix);
+            });
+            if (interrupted.load()) return exit_ok;
+            if (matching < s->wait_subscribers)
+              throw failure(exit_failure, "timeout: " + std::to_string(matching) + " of " +
+                                              std::to_string(s->wait_subscribers) +
+                                              " subscriptions arrived within " + std::to_string(s->timeout_ms) +
+                                              " ms (" + s->ep.describe() + ")");
+            long long sent = 0;
             while (auto env = source.next()) {
               if (interrupted.load()) break;
-              std::uint64_t& seq = seq_by_type[env->type];
-              env->headers.insert_or_assign(std::string(header::publisher), pub_id);
-              env->headers.insert_or_assign(std::string(header::sequence), std::to_string(seq + 1));
-              zmq::message_t frame;
+              bool taken;
               try {
-                frame = encode(*env);
+                taken = pub.publish(std::move(*env));
               } catch (const zmqkit::error& e) {
                 throw failure(exit_usage, e.what());
               }
-              ++seq;
-              socket.send(zmq::buffer(env->type), zmq::send_flags::sndmore);
-              socket.send(frame, zmq::send_flags::none);
+              if (!taken)
+                throw failure(exit_failure, "timeout: a subscriber did not take envelope " +
+                                                std::to_string(sent + 1) + " within " +
+                                                std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
+              ++sent;
               if (s->interval_ms > 0) sleep_interruptibly(ms(s->interval_ms));
             }
             return exit_ok;

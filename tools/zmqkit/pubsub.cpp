@@ -98,7 +98,7 @@ command add_pub(CLI::App& root) {
   };
   auto s = std::make_shared<state>();
   auto* app = root.add_subcommand(
-      "pub", "Publish envelopes (PUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
+      "pub", "Publish envelopes (XPUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
   add_endpoint_options(*app, s->ep);
   add_envelope_options(*app, s->in, true);
   app->add_option("-n,--count", s->count, "Publish the envelope N times (zmk.seq 1..N)")

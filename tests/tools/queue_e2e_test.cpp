@@ -129,7 +129,7 @@ TEST_CASE("request with no worker for its type gets no-service from zmqkit-queue
   CHECK(r.code == 3);
   CHECK(one_line(r.err));
   CHECK(r.err.find("error reply: no-service") != std::string::npos);
-  CHECK(json_lines(r.out).at(0)["headers"]["zmk.error"] == "no-service");
+  CHECK(r.out.empty());
 }
 
 TEST_CASE("stats reads zmqkit-queue's admin endpoint") {

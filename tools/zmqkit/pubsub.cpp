@@ -2,13 +2,12 @@
 // with zmk.pub / zmk.seq stamped by the publisher and checked by the subscriber.
 // zmk.seq counts per (publisher, type) stream (docs/protocol.md): prefix filtering
 // delivers whole types, so per-stream numbering makes every jump a real loss.
-#include <charconv>
 #include <iostream>
-#include <map>
 #include <memory>
 
 #include <optional>
 #include <zmqkit/pubsub/publisher.hpp>
+#include <zmqkit/pubsub/subscriber.hpp>
 
 #include "commands.hpp"
 
@@ -181,66 +180,54 @@ command add_sub(CLI::App& root) {
       ->capture_default_str();
   return {
       app, [s] {
+        if (!s->ep.bind.empty()) throw failure(exit_usage, "sub connects (--connect); it cannot --bind");
+        if (s->ep.connect.empty()) throw failure(exit_usage, "give an endpoint: --connect");
+        // Gap detection, the topic = type rule and zmk.seq parsing are the library
+        // subscriber's, so the tool sees exactly what a program linking zmqkit sees.
+        pubsub::subscriber_options opts{
+            .on_gap =
+                [](const pubsub::gap& g) {
+                  std::cerr << "zmqkit sub: gap: publisher " << g.publisher << " type " << g.type
+                            << " lost seq " << g.first_missing;
+                  if (g.count > 1) std::cerr << ".." << g.first_missing + g.count - 1;
+                  std::cerr << " (" << g.count << " envelope" << (g.count > 1 ? "s" : "") << ")\n";
+                },
+            .socket = make_socket_options(s->ep)};
         zmq::context_t ctx;
-        zmq::socket_t socket(ctx, zmq::socket_type::sub);
-        apply(socket, make_socket_options(s->ep));
+        pubsub::subscriber sub(ctx, opts);
         if (s->prefixes.empty()) s->prefixes.emplace_back();
-        for (const auto& p : s->prefixes) socket.set(zmq::sockopt::subscribe, p);
-        attach(socket, s->ep);
+        for (const auto& p : s->prefixes) sub.subscribe(p);
+        for (const auto& ep : s->ep.connect) sub.connect(ep);
         install_signal_handlers();
-        std::map<std::pair<std::string, std::string>, std::uint64_t> last_seq;  // per (publisher, type)
-        long long received = 0, gaps = 0;
-        std::uint64_t lost = 0;
+        const auto& st = sub.stats();
+        std::uint64_t bad_reported = 0, restarts_reported = 0;
+        long long received = 0;
+        auto silent_since = std::chrono::steady_clock::now();
         while (s->count == 0 || received < s->count) {
-          if (!wait_readable(socket, ms(s->timeout_ms))) break;
-          std::vector<zmq::message_t> frames;
-          if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
-          if (frames.size() != 2) {
-            std::cerr << "zmqkit sub: dropped a message of " << frames.size()
-                      << " frames (pub/sub sends [type, envelope])\n";
+          if (interrupted.load()) break;
+          // Slices, so an interruption is seen promptly; --timeout counts silence across them.
+          auto n = sub.receive(std::chrono::milliseconds(100));
+          if (st.bad_frames > bad_reported) {
+            std::cerr << "zmqkit sub: dropped " << st.bad_frames - bad_reported
+                      << " malformed message(s): not [type, envelope] with topic = type, or a bad zmk.seq\n";
+            bad_reported = st.bad_frames;
+          }
+          if (!n) {
+            if (s->timeout_ms >= 0 && std::chrono::steady_clock::now() - silent_since >= ms(s->timeout_ms)) break;
             continue;
           }
-          envelope env;
-          try {
-            env = decode(frames[1]);
-          } catch (const zmqkit::error& e) {
-            std::cerr << "zmqkit sub: dropped a bad frame (" << frames[1].size() << " bytes): " << e.what()
-                      << '\n';
-            continue;
+          silent_since = std::chrono::steady_clock::now();
+          if (st.restarts > restarts_reported) {
+            restarts_reported = st.restarts;
+            std::cerr << "zmqkit sub: publisher " << n->env.header(header::publisher).value_or("?") << " type "
+                      << n->env.type << " restarted: seq " << n->sequence << '\n';
           }
-          const auto pub = env.header(header::publisher);
-          const auto seq_text = env.header(header::sequence);
-          std::uint64_t seq = 0;
-          const bool has_seq =
-              pub && seq_text &&
-              std::from_chars(seq_text->data(), seq_text->data() + seq_text->size(), seq).ec == std::errc{};
-          if (has_seq) {
-            std::pair<std::string, std::string> stream{std::string(*pub), env.type};
-            auto it = last_seq.find(stream);
-            if (it == last_seq.end()) {
-              last_seq.emplace(std::move(stream), seq);
-            } else {
-              if (seq > it->second + 1) {
-                const std::uint64_t n = seq - it->second - 1;
-                ++gaps;
-                lost += n;
-                std::cerr << "zmqkit sub: gap: publisher " << *pub << " type " << env.type << " lost seq "
-                          << it->second + 1;
-                if (n > 1) std::cerr << ".." << seq - 1;
-                std::cerr << " (" << n << " envelope" << (n > 1 ? "s" : "") << ")\n";
-              } else if (seq <= it->second) {
-                std::cerr << "zmqkit sub: publisher " << *pub << " type " << env.type << " restarted: seq "
-                          << seq << " after " << it->second << '\n';
-              }
-              it->second = seq;
-            }
-          }
-          print_envelope(env, s->out);
+          print_envelope(n->env, s->out);
           ++received;
         }
-        if (gaps > 0)
-          std::cerr << "zmqkit sub: " << received << " envelopes received, " << lost << " lost in " << gaps
-                    << " gap" << (gaps > 1 ? "s" : "") << '\n';
+        if (st.gaps > 0)
+          std::cerr << "zmqkit sub: " << received << " envelopes received, " << st.missed << " lost in "
+                    << st.gaps << " gap" << (st.gaps > 1 ? "s" : "") << '\n';
         if (interrupted.load()) return exit_ok;
         if (received < std::max(s->count, 1LL))
           throw failure(exit_failure, "timeout: received " + std::to_string(received) +

@@ -23,7 +23,7 @@ zmqkit::metrics::prometheus_options prometheus_options() {
   return {.prefix = "zmqkit_queue_",
           .label_names = {{"rejected", "code"}, {"dropped", "reason"}},
           .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
-                     "workers_busy", "reply_cache_size"},
+                     "workers_busy", "worker_capacity", "reply_cache_size"},
           .help_suffix = " (zmqkit-queue admin stats)"};
 }
 

@@ -35,8 +35,10 @@ std::string render_metrics(const zmqkit::pubsub::forwarder& fwd) {
 
 int main(int argc, char** argv) {
   zmqkit::pubsub::forwarder_options opts;
-  opts.frontend = "tcp://*:5559";
-  opts.backend = "tcp://*:5560";
+  // Loopback unless told otherwise, like every other program's examples: exposing
+  // the proxy to the network is a decision (--frontend tcp://0.0.0.0:5559).
+  opts.frontend = "tcp://127.0.0.1:5559";
+  opts.backend = "tcp://127.0.0.1:5560";
   std::int64_t max_frame_bytes = opts.socket.max_message_bytes;
   int hwm = opts.socket.send_hwm;
   std::string metrics_http;

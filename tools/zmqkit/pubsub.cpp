@@ -1,10 +1,8 @@
 // `zmqkit pub` and `zmqkit sub`: the pub/sub wire format, frames [topic = type, envelope],
-// with zmk.pub / zmk.seq stamped by the publisher and checked by the subscriber.
-// zmk.seq counts per (publisher, type) stream (docs/protocol.md): prefix filtering
-// delivers whole types, so per-stream numbering makes every jump a real loss.
+// on the library's publisher (which stamps zmk.pub / zmk.seq) and subscriber (which
+// checks them), so the tool behaves exactly as a program linking zmqkit does.
 #include <iostream>
 #include <memory>
-
 #include <optional>
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>

@@ -92,3 +92,18 @@ TEST_CASE("the README's table and --help name the same socket for every subcomma
     CHECK(documented[sub] == m[1].str());
   }
 }
+
+TEST_CASE("the library roles decide connect or bind: a usage error otherwise") {
+  // request (reqrep::client) and sub (pubsub::subscriber) only connect; send --ventilator binds one endpoint.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"request", "-b", "tcp://127.0.0.1:*", "-t", "a"},
+        std::vector<std::string>{"sub", "-b", "tcp://127.0.0.1:*"},
+        std::vector<std::string>{"send", "--ventilator", "-c", "tcp://127.0.0.1:1", "-t", "a"},
+        std::vector<std::string>{"send", "--ventilator", "-b", "tcp://127.0.0.1:*", "-b", "tcp://127.0.0.1:*", "-t",
+                                 "a"}}) {
+    CAPTURE(args[0] + " " + args[1]);
+    auto r = run_tool(args);
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+  }
+}

@@ -4,8 +4,8 @@
 usage: check_references.py SOURCE_DIR
 
 Fails when a document, header, script or test names a Markdown file that is not in the
-repository (DESIGN.md was one: referred to by five files, present in none), or mentions
-DESIGN.md at all.
+repository (DESIGN.md was one: referred to by five files, present in none), mentions
+DESIGN.md at all, or when an example has no README (the top README promises one).
 """
 import os
 import re
@@ -51,6 +51,14 @@ for path in files():
                     continue  # a web address
                 if not exists(ref, path):
                     problems.append("%s:%d: refers to %s, which is not in the repository" % (rel, n, ref))
+
+# The top README says of every example "see its README".
+examples = os.path.join(ROOT, "examples")
+for name in sorted(os.listdir(examples)):
+    folder = os.path.join(examples, name)
+    if os.path.exists(os.path.join(folder, "CMakeLists.txt")) and not os.path.exists(
+            os.path.join(folder, "README.md")):
+        problems.append("examples/%s has no README.md (the top README says: see its README)" % name)
 
 for p in problems:
     print(p)

@@ -27,7 +27,8 @@ def files():
 
 
 def exists(ref, source):
-    ref = ref.strip("./") if ref.startswith("./") else ref
+    ref = ref[2:] if ref.startswith("./") else ref
+    ref = ref.lstrip("/")  # ${PROJECT_SOURCE_DIR}/README.md and the like: from the root
     here = os.path.dirname(source)
     candidates = [os.path.join(ROOT, ref), os.path.join(here, ref)]
     # "README.md" alone names the README of the folder being discussed: any README will do.

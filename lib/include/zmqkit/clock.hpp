@@ -1,9 +1,12 @@
 // zmqkit/clock.hpp — an injectable clock, so retry, heartbeat and expiry logic
 // can be tested by advancing time instead of sleeping.
 //
+//   ```cpp
 //   zmqkit::manual_clock clock;
-//   heartbeat_tracker hb(clock, ...);
-//   clock.advance(3s);               // the tracker now sees 3 s of silence
+//   zmqkit::reqrep::liveness_tracker peer(1s, 3, clock.now());
+//   clock.advance(3s);                   // no sleeping: the tracker now sees 3 s of silence
+//   bool dead = peer.dead(clock.now());  // true
+//   ```
 //
 // Patterns take a `const clock&` in their options and default to clock::real().
 #pragma once

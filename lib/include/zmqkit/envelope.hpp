@@ -1,14 +1,16 @@
 // zmqkit/envelope.hpp — the ZMK/1 envelope: one msgpack array per ZeroMQ frame.
 //
+//   ```cpp
 //   struct order { std::string sku; int qty; MSGPACK_DEFINE_MAP(sku, qty); };
 //
 //   auto env = zmqkit::make_envelope("order.created", order{"book", 2});
 //   env.priority = 9;
 //   env.ttl = 5s;
 //   zmq::message_t frame = zmqkit::encode(env);
-//   ...
+//   // ... the frame travels ...
 //   auto got = zmqkit::decode(frame);        // throws zmqkit::error naming the field
 //   order o = got.body_as<order>();          // throws errc::bad_body if it does not convert
+//   ```
 //
 // Hot paths that only route (the queue device) use decode_view(), which
 // validates the whole frame but materialises nothing: strings and the body are

@@ -3,10 +3,13 @@
 // Every failure carries a code and the field or peer at fault, so a caller can
 // react to the kind of failure and a log line says exactly what was wrong:
 //
+//   ```cpp
+//   zmq::message_t frame;  // as received
 //   try { auto env = zmqkit::decode(frame); }
 //   catch (const zmqkit::error& e) {
 //     if (e.code() == zmqkit::errc::bad_envelope) log("dropped: {}", e.what());
 //   }
+//   ```
 //
 // Timeouts and would-block are not errors: they come back as std::optional.
 #pragma once

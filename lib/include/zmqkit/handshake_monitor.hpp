@@ -1,12 +1,15 @@
 // zmqkit/handshake_monitor.hpp — makes failed handshakes observable: counts the
 // connection and handshake events of one socket.
 //
+//   ```cpp
+//   zmqkit::socket_options opts;
 //   zmq::socket_t router(ctx, zmq::socket_type::router);
 //   zmqkit::apply(router, opts);
 //   zmqkit::handshake_monitor monitor(ctx, router);   // before bind/connect
 //   router.bind("tcp://*:5555");
-//   ...
+//   // ... serve ...
 //   log("handshake failures: {}", monitor.counters().handshake_failed());
+//   ```
 //
 // It attaches a libzmq socket monitor (zmq_socket_monitor on a private inproc
 // endpoint) and reads its events on a thread it owns; the constructor returns

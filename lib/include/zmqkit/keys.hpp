@@ -1,11 +1,15 @@
 // zmqkit/keys.hpp — CURVE keypairs on disk.
 //
+//   ```cpp
 //   auto pair = zmqkit::generate_keypair();
 //   zmqkit::save_keypair(pair, "keys/queue");        // keys/queue.key (0600), keys/queue.pub (0644)
-//   ...
-//   zmqkit::socket_options opts;
-//   opts.security = zmqkit::load_curve_server("keys/queue.key");
-//   opts.security = zmqkit::load_curve_client("keys/client.key", "keys/queue.pub");
+//   // ... on the server:
+//   zmqkit::socket_options server;
+//   server.security = zmqkit::load_curve_server("keys/queue.key");
+//   // ... on a client, given the server's .pub:
+//   zmqkit::socket_options client;
+//   client.security = zmqkit::load_curve_client("keys/client.key", "keys/queue.pub");
+//   ```
 //
 // File format: text, one 40-character Z85 key on its own line; blank lines and
 // lines starting with '#' are comments. A secret key file holds only the secret

@@ -1,11 +1,14 @@
 // zmqkit/metrics.hpp — counter snapshots (as the queue device's admin endpoint
 // sends them) and their Prometheus text exposition.
 //
+//   ```cpp
+//   std::string admin_reply_body;  // the msgpack map an admin endpoint answered
 //   auto snap = zmqkit::metrics::parse_snapshot(admin_reply_body);
 //   std::string text = zmqkit::metrics::render_prometheus(snap, {
 //       .prefix = "zmqkit_queue_",
 //       .label_names = {{"rejected", "code"}},
 //       .gauges = {"pending", "pending_by_type"}});
+//   ```
 //
 // A snapshot is a msgpack map name -> number, or name -> map of the same. A
 // nested map becomes one metric with a label per level: `pending_by_type`

@@ -1,9 +1,13 @@
 // zmqkit/socket_options.hpp — hardened defaults and security for every socket
 // the toolkit creates.
 //
+//   ```cpp
+//   auto keys = zmqkit::generate_keypair();
 //   zmqkit::socket_options opts{.max_message_bytes = 64 << 10};
 //   opts.security = zmqkit::curve_server{.secret_key = keys.secret_key};
+//   zmq::socket_t socket(ctx, zmq::socket_type::router);
 //   zmqkit::apply(socket, opts);      // before bind/connect
+//   ```
 //
 // Every pattern role takes a socket_options in its options struct and applies
 // it to each socket it owns. Defaults bound memory (max message size, HWM),

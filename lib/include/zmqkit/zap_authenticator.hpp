@@ -1,12 +1,16 @@
 // zmqkit/zap_authenticator.hpp — admits only CURVE clients whose public key is
 // on an allow-list (a directory of public key files).
 //
+//   ```cpp
 //   zmqkit::zap_authenticator auth(ctx, {.allow_dir = "/etc/zmqkit/clients"});
 //   zmqkit::socket_options opts;
 //   opts.security = zmqkit::load_curve_server("/etc/zmqkit/queue.key");
+//   zmq::socket_t router(ctx, zmq::socket_type::router);
 //   zmqkit::apply(router, opts);       // same context: the ZAP handler sees its handshakes
-//   ...
-//   auto msg = router.recv(...);       // msg.gets("User-Id") is the client's Z85 public key
+//   router.bind("tcp://*:5555");
+//   zmq::message_t msg;
+//   if (router.recv(msg)) use(msg.gets("User-Id"));  // the client's Z85 public key
+//   ```
 //
 // It is the ZAP handler (RFC 27) of one context: a ROUTER bound to
 // inproc://zeromq.zap.01, served by a thread the object owns. The constructor

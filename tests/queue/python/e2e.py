@@ -1,4 +1,4 @@
-"""End to end: Python clients and workers, written from DESIGN.md alone, through the real
+"""End to end: Python clients and workers, written from docs/protocol.md alone, through the real
 zmqkit-queue binary. usage: e2e.py PATH/TO/zmqkit-queue"""
 import os
 import random

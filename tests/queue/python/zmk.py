@@ -1,4 +1,4 @@
-"""ZMK/1 envelopes, written from docs (DESIGN.md "Wire protocol ZMK/1") alone."""
+"""ZMK/1 envelopes, written from docs/protocol.md alone."""
 import os
 import time
 

@@ -3,9 +3,11 @@
 // --metrics-http); not part of the zmqkit library, so that linking zmqkit never
 // pulls in an HTTP stack.
 //
+//   ```cpp
 //   zmqkit::metrics_http_server http({.host = "127.0.0.1", .port = 9102},
-//                                    [&] { return render_prometheus(...); });
+//                                    [&] { return zmqkit::metrics::render_prometheus({}); });
 //   // serving now; http.port() is the bound port (useful with port 0)
+//   ```
 //
 // The server owns its thread: the constructor returns once it listens, the
 // destructor (or stop()) returns once it has stopped. `render` runs on the

@@ -2,12 +2,14 @@
 // when a batch is complete and reports (to you and to the ventilator) which
 // tasks are missing when a batch's deadline passes.
 //
+//   ```cpp
 //   zmqkit::pipeline::sink sink(ctx, "tcp://*:5558", {
 //       .ventilator_endpoint = "tcp://vent:5557",
 //       .batch_deadline = 2s,
 //       .on_report = [](const zmqkit::pipeline::batch_report& r) { log(r); }});
 //   while (running)
 //     if (auto result = sink.receive(250ms)) store(*result);   // duplicates never come out
+//   ```
 //
 // Threading: used from one thread; receive() runs its timers and callbacks.
 #pragma once

@@ -1,12 +1,14 @@
 // zmqkit/pipeline/ventilator.hpp — hands tasks to workers, never more than a
 // worker has asked for (credit-based flow control), most urgent first.
 //
+//   ```cpp
 //   zmqkit::pipeline::ventilator vent(ctx, "tcp://*:5557",
 //       {.delivery = zmqkit::pipeline::delivery::at_least_once});
 //   std::vector<zmqkit::envelope> tasks;
 //   for (int i = 0; i < 100; ++i) tasks.push_back(zmqkit::make_envelope("resize.image", i));
-//   auto batch = vent.submit_batch(std::move(tasks));
-//   while (!vent.batch_done(batch)) vent.poll(100ms);   // dispatches, resends what the sink reports missing
+//   std::optional<zmqkit::message_id> batch = vent.submit_batch(std::move(tasks));  // nullopt: queue full
+//   while (batch && !vent.batch_done(*batch)) vent.poll(100ms);  // dispatches, resends what the sink reports missing
+//   ```
 //
 // Threading: used from one thread; poll() runs its timers and I/O.
 #pragma once

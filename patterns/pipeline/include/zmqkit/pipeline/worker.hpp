@@ -1,12 +1,14 @@
 // zmqkit/pipeline/worker.hpp — takes tasks from a ventilator, at most `credit`
 // at a time, most urgent first, and pushes results to a sink.
 //
+//   ```cpp
 //   zmqkit::pipeline::worker w(ctx, "tcp://vent:5557", "tcp://sink:5558");
 //   while (running) {
 //     auto task = w.receive(250ms);        // frees the slot of the previous task
 //     if (!task) continue;
-//     w.send_result(zmqkit::make_reply(*task, "resize.done", resize(task->body_as<image>())));
+//     w.send_result(zmqkit::make_reply(*task, "resize.done", work(task->body_as<std::string>())));
 //   }
+//   ```
 //
 // Threading: used from one thread.
 #pragma once

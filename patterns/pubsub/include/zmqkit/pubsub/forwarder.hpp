@@ -1,9 +1,11 @@
 // zmqkit/pubsub/forwarder.hpp — an XSUB/XPUB proxy, so that many publishers
 // and many subscribers meet at one address without knowing each other.
 //
+//   ```cpp
 //   zmqkit::pubsub::forwarder fwd(ctx, {.frontend = "tcp://127.0.0.1:5559",   // publishers connect
 //                                       .backend = "tcp://127.0.0.1:5560"});  // subscribers connect
 //   // runs until fwd is destroyed
+//   ```
 //
 // Messages flow frontend -> backend unchanged (zmk.pub/zmk.seq included, so
 // gap detection works end to end). Subscriptions flow backend -> frontend, so

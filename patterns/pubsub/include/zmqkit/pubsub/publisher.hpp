@@ -2,9 +2,11 @@
 // stamped for gap detection, and optionally serves a last-value snapshot to
 // late joiners.
 //
+//   ```cpp
 //   zmqkit::pubsub::publisher pub(ctx, {.snapshot_endpoint = "tcp://*:5557"});
 //   pub.bind("tcp://*:5556");
-//   pub.publish(zmqkit::make_envelope("course.subscribed", course{"c++", 42}));
+//   pub.publish(zmqkit::make_envelope("course.subscribed", std::string("c++")));
+//   ```
 //
 // Wire: PUB -> SUB, two frames [topic, envelope] with topic = envelope type,
 // so a subscription to "course." receives "course.subscribed". Every envelope

@@ -2,6 +2,7 @@
 // gaps per publisher, can start from a last-value snapshot, and tells a
 // subscriber that falls too far behind.
 //
+//   ```cpp
 //   zmqkit::pubsub::subscriber sub(ctx, {
 //       .snapshot_endpoints = {"tcp://pub-host:5557"},
 //       .on_gap = [](const zmqkit::pubsub::gap& g) { log("missed", g.count); },
@@ -10,6 +11,7 @@
 //   sub.connect("tcp://pub-host:5556");
 //   sub.request_snapshot(2s);                  // last value of each course.* type
 //   while (auto n = sub.receive(1s)) handle(n->env);
+//   ```
 //
 // Gap detection: each publisher numbers the messages of each type 1, 2, 3, ...
 // (zmk.seq). Numbering is per (publisher, type) -- a "stream" -- because prefix

@@ -1,12 +1,14 @@
 // zmqkit/queue/device.hpp — the queue device: a load-balancing broker between
 // request/reply clients (frontend ROUTER) and workers (backend ROUTER).
 //
+//   ```cpp
 //   zmq::context_t ctx;
 //   zmqkit::queue::device dev(ctx, {.frontend = "tcp://*:5555", .backend = "tcp://*:5556"});
 //   std::thread t([&] { dev.run(); });   // serves until stop()
-//   ...
+//   // ... later, from any thread or a signal handler:
 //   dev.stop();                           // thread- and async-signal-safe
 //   t.join();                             // run() returns after draining
+//   ```
 //
 // Speaks ZMK/1 request/reply from the broker's side (docs: patterns/queue/README.md):
 // LRU among workers with a free slot serving the request's type (a worker holds

@@ -2,11 +2,13 @@
 // DEALER): talks to a zmqkit server, a queue device's frontend, or any ROUTER
 // that answers [empty, envelope].
 //
+//   ```cpp
 //   zmqkit::reqrep::client c(ctx, {"tcp://a:5555", "tcp://b:5555"},
 //                            {.retry = {.timeout = 500ms, .retries = 3}});
 //   auto r = c.request(zmqkit::make_envelope("price.get", std::string("book")));
 //   if (r) use(r.reply().body_as<double>());
 //   else log(r.failure().code, r.failure().reason);   // "timeout", "overloaded", ...
+//   ```
 //
 // Several requests may be in flight: send() returns at once and poll() hands
 // back completions (reply or failure) in the order they finish. A retry resends

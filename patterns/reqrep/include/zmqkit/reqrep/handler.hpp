@@ -1,9 +1,11 @@
 // zmqkit/reqrep/handler.hpp — what a worker or server runs for each request.
 //
+//   ```cpp
 //   zmqkit::reqrep::handler h = [](const zmqkit::envelope& req) {
 //     if (req.body.empty()) throw zmqkit::reqrep::handler_error("bad-request", "empty body");
 //     return zmqkit::make_reply(req, "echo.done", req.body_as<std::string>());
 //   };
+//   ```
 //
 // A handler returns the reply envelope (its correlation_id is set to the
 // request's id if left empty). Throwing handler_error answers an error reply

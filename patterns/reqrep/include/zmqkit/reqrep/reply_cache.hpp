@@ -1,9 +1,14 @@
 // zmqkit/reqrep/reply_cache.hpp — recent replies by request id, bounded in
 // size and age, so a retried request is answered without running it again.
 //
-//   reply_cache cache({.max_entries = 10000, .max_age = 60s});
+//   ```cpp
+//   zmqkit::manual_clock clock;
+//   zmqkit::reqrep::reply_cache cache({.max_entries = 10000, .max_age = 60s});
+//   zmqkit::envelope request = zmqkit::make_envelope("price.get");
+//   zmq::message_t encoded_reply = zmqkit::encode(zmqkit::make_reply(request, "price.quote"));
 //   cache.insert(request.id, encoded_reply, clock.now());
-//   if (const zmq::message_t* hit = cache.find(request.id, clock.now())) resend(*hit);
+//   if (const zmq::message_t* hit = cache.find(request.id, clock.now())) use(*hit);  // resend it
+//   ```
 //
 // Eviction is oldest-first: by insertion order when full, and every entry
 // older than max_age. Not thread-safe (one per poll loop).

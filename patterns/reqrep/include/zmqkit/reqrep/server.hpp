@@ -1,10 +1,12 @@
 // zmqkit/reqrep/server.hpp — a direct (brokerless) request/reply server on a
 // ROUTER, for clients that talk to it without a queue device.
 //
+//   ```cpp
 //   zmqkit::reqrep::server srv(ctx, "tcp://*:5555", [](const zmqkit::envelope& req) {
 //     return zmqkit::make_reply(req, "echo.reply", req.body_as<std::string>());
 //   });
 //   std::jthread loop([&](std::stop_token st) { srv.run(st); });
+//   ```
 //
 // Every reply is kept in a bounded cache by request id (options.cache), so a
 // retried request is answered from the cache and never runs twice; a

@@ -3,10 +3,13 @@
 // reconnect backoff. They hold no sockets and read no clock: callers pass `now`,
 // so tests drive them with a manual_clock and the patterns stay deterministic.
 //
-//   retry_policy policy{.timeout = 500ms, .retries = 2};
-//   retry_schedule s(policy, clock.now());
+//   ```cpp
+//   zmqkit::manual_clock clock;
+//   zmqkit::reqrep::retry_policy policy{.timeout = 500ms, .retries = 2};
+//   zmqkit::reqrep::retry_schedule s(policy, clock.now());
 //   clock.advance(500ms);
-//   s.on_time(clock.now());   // step::retry: attempt 2, next deadline 500 ms on
+//   auto step = s.on_time(clock.now());   // step::retry: attempt 2, next deadline 500 ms on
+//   ```
 #pragma once
 
 #include <algorithm>

@@ -1,10 +1,12 @@
 // zmqkit/reqrep/worker.hpp — a heartbeating worker behind a queue device
 // (Paranoid Pirate compatible): a DEALER connected to the device's backend.
 //
+//   ```cpp
 //   zmqkit::reqrep::worker w(ctx, "tcp://queue:5556", [](const zmqkit::envelope& req) {
-//     return zmqkit::make_reply(req, "price.quote", quote(req.body_as<std::string>()));
+//     return zmqkit::make_reply(req, "price.quote", work(req.body_as<std::string>()));
 //   }, {.services = {"price."}});
 //   std::jthread loop([&](std::stop_token st) { w.run(st); });   // DISCONNECT on stop
+//   ```
 //
 // Protocol: READY (0x01) on connect, followed by a msgpack array of `services`
 // when there are any, or by a map {"prefixes": services, "capacity": n} when

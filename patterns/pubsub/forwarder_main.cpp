@@ -32,6 +32,24 @@ int main(int argc, char** argv) {
   app.add_option("--hwm", hwm, "messages queued per peer before dropping")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-types", opts.max_types, "types cached (with --snapshot)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-cache-bytes", opts.max_cache_bytes, "bytes of cached last values (with --snapshot)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--snapshot-queue", opts.snapshot_queue,
+                 "snapshot replies queued per requester that does not read; more are dropped")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--max-subscriptions", opts.max_subscriptions,
+                 "distinct subscription prefixes forwarded upstream; more are dropped")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-subscription-bytes", opts.max_subscription_bytes,
+                 "total bytes of the prefixes forwarded upstream; more are dropped")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
   CLI11_PARSE(app, argc, argv);
   opts.socket.max_message_bytes = max_frame_bytes;
@@ -53,9 +71,16 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&stop, &sig);
     const auto st = fwd.stats();
-    std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig,
-                static_cast<unsigned long long>(st.messages),
-                static_cast<unsigned long long>(st.subscriptions));
+    const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+    std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig, n(st.messages),
+                n(st.subscriptions));
+    std::printf(
+        "stats messages=%llu subscriptions=%llu oversize_subscriptions=%llu refused_subscriptions=%llu "
+        "bad_subscriptions=%llu uncacheable=%llu snapshots_served=%llu snapshots_dropped=%llu "
+        "bad_snapshot_requests=%llu evicted_values=%llu cached_values=%llu cached_bytes=%llu\n",
+        n(st.messages), n(st.subscriptions), n(st.oversize_subscriptions), n(st.refused_subscriptions),
+        n(st.bad_subscriptions), n(st.uncacheable), n(st.snapshots_served), n(st.snapshots_dropped),
+        n(st.bad_snapshot_requests), n(st.evicted_values), n(st.cached_values), n(st.cached_bytes));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zmqkit-forwarder: %s\n", e.what());
     return 1;

@@ -87,6 +87,54 @@ TEST_CASE_FIXTURE(fixture,
   CHECK(srv.received() == 1);
 }
 
+TEST_CASE_FIXTURE(fixture, "every CURVE refusal is counted by its reason and named with the peer's address") {
+  zmqkit::zap_authenticator auth(ctx, {.allow_dir = dir / "allow"});
+  echo_server srv(ctx, server_options());
+  // The failure is named once the refused connection has closed (its DISCONNECTED event).
+  const auto named = [&](const std::string& reason) {
+    return wait_until([&] {
+      const auto f = srv.last_failure();
+      return f && f->reason == reason && f->peer.starts_with("127.0.0.1:");
+    });
+  };
+
+  SUBCASE("unknown client key") {
+    CHECK_FALSE(echo_request(ctx, srv.endpoint(), client_options(mallory, server.public_key), "x", 300ms));
+    CHECK(wait_until([&] { return srv.handshakes().refused_unknown_key >= 1; }));
+    CHECK(named("unknown_key"));
+    CHECK(auth.counters().refused_unknown_key >= 1);
+    CHECK(srv.handshakes().refused_plaintext == 0);
+  }
+  SUBCASE("plaintext client") {
+    CHECK_FALSE(echo_request(ctx, srv.endpoint(), {}, "x", 300ms));
+    CHECK(wait_until([&] { return srv.handshakes().refused_plaintext >= 1; }));
+    CHECK(named("plaintext"));
+    CHECK(srv.handshakes().refused_unknown_key == 0);
+  }
+  SUBCASE("wrong server key") {
+    const auto impostor = zmqkit::generate_keypair();
+    CHECK_FALSE(echo_request(ctx, srv.endpoint(), client_options(alice, impostor.public_key), "x", 300ms));
+    CHECK(wait_until([&] { return srv.handshakes().refused_bad_handshake >= 1; }));
+    CHECK(named("bad_handshake"));
+    CHECK(srv.handshakes().refused_plaintext == 0);
+  }
+}
+
+TEST_CASE_FIXTURE(fixture, "a refused client's monitor says why, in words a log can show") {
+  zmqkit::zap_authenticator auth(ctx, {.allow_dir = dir / "allow"});
+  echo_server srv(ctx, server_options());
+  zmq::socket_t client(ctx, zmq::socket_type::dealer);
+  zmqkit::apply(client, client_options(mallory, server.public_key));
+  client.set(zmq::sockopt::linger, 0);
+  zmqkit::handshake_monitor monitor(ctx, client);
+  client.connect(srv.endpoint());
+  REQUIRE(wait_until([&] { return monitor.last_failure().has_value(); }));
+  const std::string text = zmqkit::describe(*monitor.last_failure());
+  CHECK(text.starts_with("CURVE handshake failed: "));
+  CHECK(monitor.last_failure()->reason == "unknown_key");
+  MESSAGE(text);
+}
+
 TEST_CASE_FIXTURE(fixture, "the client side sees its own failed handshake too") {
   zmqkit::zap_authenticator auth(ctx, {.allow_dir = dir / "allow"});
   echo_server srv(ctx, server_options());

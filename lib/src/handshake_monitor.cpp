@@ -75,7 +75,11 @@ struct handshake_monitor::impl {
     last = std::move(f);
   }
 
+  std::atomic<bool> established{false};
+
   void count(std::uint16_t event, std::uint32_t value, const std::string& endpoint) {
+    if (event != ZMQ_EVENT_ACCEPTED && event != ZMQ_EVENT_CONNECTED)
+      established = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
     switch (event) {
       case ZMQ_EVENT_ACCEPTED:
         ++accepted;
@@ -194,6 +198,8 @@ std::optional<handshake_failure> handshake_monitor::last_failure() const {
   std::lock_guard lock(impl_->last_mutex);
   return impl_->last;
 }
+
+bool handshake_monitor::established() const noexcept { return impl_->established; }
 
 std::string describe(const handshake_failure& f) {
   std::string what = f.reason == "unknown_key" ? "the server does not allow our key"

@@ -72,6 +72,10 @@ class handshake_monitor {
   handshake_counters counters() const;
   // Returns: the most recent handshake failure, or nullopt if none. Safe from any thread.
   std::optional<handshake_failure> last_failure() const;
+  // Returns: whether the last event was a completed handshake (for a socket with
+  // one connection, a client's: it is up). False before any, after a failure or a
+  // disconnect. Safe from any thread.
+  bool established() const noexcept;
 
  private:
   struct impl;

@@ -5,7 +5,46 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <msgpack.hpp>
+#include <optional>
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/metrics_http.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
+
+namespace {
+
+// The forwarder's counters in Prometheus text (zmqkit_forwarder_*).
+std::string render_metrics(const zmqkit::pubsub::forwarder_stats& st) {
+  const std::pair<const char*, std::uint64_t> fields[] = {
+      {"messages", st.messages},
+      {"subscriptions", st.subscriptions},
+      {"oversize_subscriptions", st.oversize_subscriptions},
+      {"refused_subscriptions", st.refused_subscriptions},
+      {"bad_subscriptions", st.bad_subscriptions},
+      {"uncacheable", st.uncacheable},
+      {"snapshots_served", st.snapshots_served},
+      {"snapshots_dropped", st.snapshots_dropped},
+      {"bad_snapshot_requests", st.bad_snapshot_requests},
+      {"evicted_values", st.evicted_values},
+      {"cached_values", st.cached_values},
+      {"cached_bytes", st.cached_bytes},
+      {"subscriptions_held", st.subscriptions_held},
+      {"subscription_bytes_held", st.subscription_bytes_held}};
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(static_cast<std::uint32_t>(std::size(fields)));
+  for (const auto& [name, value] : fields) {
+    pk.pack(std::string_view(name));
+    pk.pack(value);
+  }
+  return zmqkit::metrics::render_prometheus(
+      zmqkit::metrics::parse_snapshot(std::string_view(buf.data(), buf.size())),
+      {.prefix = "zmqkit_forwarder_",
+       .gauges = {"cached_values", "cached_bytes", "subscriptions_held", "subscription_bytes_held"},
+       .help_suffix = " (zmqkit-forwarder)"});
+}
+
+}  // namespace
 
 #ifndef ZMQKIT_VERSION
 #define ZMQKIT_VERSION "unknown"
@@ -50,6 +89,9 @@ int main(int argc, char** argv) {
                  "total bytes of the prefixes forwarded upstream; more are dropped")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  std::string metrics_http;
+  app.add_option("--metrics-http", metrics_http,
+                 "serve the counters in Prometheus text format at http://HOST:PORT/metrics (PORT 0 = any)");
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
   CLI11_PARSE(app, argc, argv);
   opts.socket.max_message_bytes = max_frame_bytes;
@@ -67,9 +109,16 @@ int main(int argc, char** argv) {
     zmqkit::pubsub::forwarder fwd(ctx, opts);
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
     if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
+    std::optional<zmqkit::metrics_http_server> http;
+    if (!metrics_http.empty()) {
+      http.emplace(zmqkit::parse_http_address(metrics_http), [&fwd] { return render_metrics(fwd.stats()); });
+      std::printf("metrics http://%s:%d/metrics\n", zmqkit::parse_http_address(metrics_http).host.c_str(),
+                  http->port());
+    }
     std::fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);
+    if (http) http->stop();
     const auto st = fwd.stats();
     const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
     std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig, n(st.messages),

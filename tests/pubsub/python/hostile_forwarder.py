@@ -46,6 +46,7 @@ class forwarder:
         self.front = self.proc.stdout.readline().split()[1]
         self.back = self.proc.stdout.readline().split()[1]
         self.snapshot = self.proc.stdout.readline().split()[1] if "--snapshot" in flags else None
+        self.metrics = self.proc.stdout.readline().split()[1] if "--metrics-http" in flags else None
 
     def alive(self):
         return self.proc.poll() is None
@@ -154,8 +155,14 @@ def still_serves(ctx, fwd, up, prefix):
     return got_sub and received is not None and fwd.alive()
 
 
+def scrape(url):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
 def case_oversize_subscriptions(ctx):
-    fwd = forwarder()
+    fwd = forwarder("--metrics-http", "127.0.0.1:0")
     up = upstream(ctx, fwd.front)
     time.sleep(0.2)  # the upstream connection is made; nothing below depends on it being earlier
     huge = raw_peer(fwd.back)
@@ -168,6 +175,9 @@ def case_oversize_subscriptions(ctx):
     long_.frame(b"\x01ok2.")  # same connection, so once it is upstream the two above were handled
     check(up.drain(until=b"\x01ok2."), "a later subscription on the same connection reached upstream")
     check(still_serves(ctx, fwd, up, b"ok."), "after a 300 KB subscription and a disconnect, the forwarder serves")
+    text = scrape(fwd.metrics)
+    check("zmqkit_forwarder_oversize_subscriptions_total 1" in text and
+          "zmqkit_forwarder_bad_subscriptions_total 1" in text, "the drops are in /metrics while it runs")
     long_.close()
     check(all(len(m) <= 256 for m in up.seen), "no subscription longer than a topic reached upstream (%s)"
           % sorted(len(m) for m in up.seen))

@@ -7,6 +7,7 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "snapshot_protocol.hpp"
@@ -96,6 +97,8 @@ struct forwarder::impl {
   internal::keyed_set<std::string> forwarded;
   std::size_t forwarded_bytes = 0;
   std::vector<zmq::message_t> frames;
+  // CURVE only: one per socket, declared after the sockets (detached before they close).
+  std::vector<std::unique_ptr<handshake_monitor>> monitors;
   std::thread thread;
 
   impl(zmq::context_t& ctx, forwarder_options o)
@@ -113,6 +116,11 @@ struct forwarder::impl {
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "forwarder clock is null");
     apply(xsub, opts.socket);
     apply(xpub, opts.socket);
+    const bool curve = std::holds_alternative<curve_server>(opts.socket.security);
+    if (curve) {  // before bind: no handshake missed
+      monitors.push_back(std::make_unique<handshake_monitor>(ctx, xsub));
+      monitors.push_back(std::make_unique<handshake_monitor>(ctx, xpub));
+    }
     // Subscribers only ever send subscriptions: nothing longer reaches libzmq's trie.
     detail::limit_to_subscription_frames(xpub, opts.socket.max_message_bytes);
     xsub.bind(opts.frontend);
@@ -127,6 +135,7 @@ struct forwarder::impl {
       // rest are dropped (counted), and a gone requester's are refused at once.
       router.set(zmq::sockopt::sndhwm, opts.snapshot_queue);
       router.set(zmq::sockopt::router_mandatory, 1);
+      if (curve) monitors.push_back(std::make_unique<handshake_monitor>(ctx, router));
       router.bind(opts.snapshot_endpoint);
       snapshot = router.get(zmq::sockopt::last_endpoint);
       // See every type, to cache it: an XSUB subscribes by sending \x01 + prefix.
@@ -140,6 +149,7 @@ struct forwarder::impl {
   ~impl() {
     control.send(zmq::str_buffer("stop"), zmq::send_flags::none);
     thread.join();
+    monitors.clear();  // the sockets are this thread's again: detach before they close
   }
 
   bool caching() const { return router.handle() != nullptr; }
@@ -296,7 +306,7 @@ const std::string& forwarder::backend_endpoint() const noexcept { return impl_->
 const std::string& forwarder::snapshot_endpoint() const noexcept { return impl_->snapshot; }
 
 forwarder_stats forwarder::stats() const {
-  return {.messages = impl_->messages.load(),
+  forwarder_stats st{.messages = impl_->messages.load(),
           .subscriptions = impl_->subscriptions.load(),
           .uncacheable = impl_->uncacheable.load(),
           .snapshots_served = impl_->snapshots_served.load(),
@@ -310,6 +320,13 @@ forwarder_stats forwarder::stats() const {
           .cached_bytes = impl_->cached_bytes.load(),
           .subscriptions_held = impl_->subscriptions_held.load(),
           .subscription_bytes_held = impl_->subscription_bytes_held.load()};
+  for (const auto& m : impl_->monitors) {
+    const auto c = m->counters();
+    st.curve_refused_unknown_key += c.refused_unknown_key;
+    st.curve_refused_plaintext += c.refused_plaintext;
+    st.curve_refused_bad_handshake += c.refused_bad_handshake;
+  }
+  return st;
 }
 
 }  // namespace zmqkit::pubsub

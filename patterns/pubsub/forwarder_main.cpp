@@ -7,7 +7,10 @@
 #include <exception>
 #include <msgpack.hpp>
 #include <optional>
+#include <map>
+#include <zmqkit/keys.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/zap_authenticator.hpp>
 #include <zmqkit/metrics_http.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
@@ -32,14 +35,19 @@ std::string render_metrics(const zmqkit::pubsub::forwarder_stats& st) {
       {"subscription_bytes_held", st.subscription_bytes_held}};
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(static_cast<std::uint32_t>(std::size(fields)));
+  pk.pack_map(static_cast<std::uint32_t>(std::size(fields)) + 1);
   for (const auto& [name, value] : fields) {
     pk.pack(std::string_view(name));
     pk.pack(value);
   }
+  pk.pack(std::string_view("curve_refused"));
+  pk.pack(std::map<std::string, std::uint64_t>{{"unknown_key", st.curve_refused_unknown_key},
+                                               {"plaintext", st.curve_refused_plaintext},
+                                               {"bad_handshake", st.curve_refused_bad_handshake}});
   return zmqkit::metrics::render_prometheus(
       zmqkit::metrics::parse_snapshot(std::string_view(buf.data(), buf.size())),
       {.prefix = "zmqkit_forwarder_",
+       .label_names = {{"curve_refused", "reason"}},
        .gauges = {"cached_values", "cached_bytes", "subscriptions_held", "subscription_bytes_held"},
        .help_suffix = " (zmqkit-forwarder)"});
 }
@@ -89,7 +97,12 @@ int main(int argc, char** argv) {
                  "total bytes of the prefixes forwarded upstream; more are dropped")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  std::string metrics_http;
+  std::string metrics_http, curve_secret, curve_allow;
+  app.add_option("--curve-secret", curve_secret,
+                 "CURVE on all its sockets: the secret key file (zmqkit-keygen); peers need the .pub");
+  app.add_option("--curve-allow", curve_allow,
+                 "directory of admitted peer public keys (*.pub), publishers and subscribers; re-read when it changes")
+      ->needs("--curve-secret");
   app.add_option("--metrics-http", metrics_http,
                  "serve the counters in Prometheus text format at http://HOST:PORT/metrics (PORT 0 = any)");
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
@@ -106,6 +119,14 @@ int main(int argc, char** argv) {
 
   try {
     zmq::context_t ctx;
+    std::optional<zmqkit::zap_authenticator> auth;  // before the forwarder binds; destroyed after it
+    if (!curve_secret.empty()) {
+      opts.socket.security = zmqkit::load_curve_server(curve_secret);
+      if (curve_allow.empty())
+        std::fprintf(stderr, "zmqkit-forwarder: CURVE without --curve-allow: any peer key is admitted\n");
+      else
+        auth.emplace(ctx, zmqkit::zap_options{.allow_dir = curve_allow});
+    }
     zmqkit::pubsub::forwarder fwd(ctx, opts);
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
     if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
@@ -116,8 +137,25 @@ int main(int argc, char** argv) {
                   http->port());
     }
     std::fflush(stdout);
-    int sig = 0;
-    sigwait(&stop, &sig);
+    // Waits for a stop signal; meanwhile reports refused CURVE handshakes, at most every 10 s.
+    int sig = -1;
+    std::uint64_t refusals_logged = 0;
+    while (sig < 0) {
+      const timespec every{10, 0};
+      sig = sigtimedwait(&stop, nullptr, &every);
+      const auto st = fwd.stats();
+      const auto refused = st.curve_refused_unknown_key + st.curve_refused_plaintext + st.curve_refused_bad_handshake;
+      if (refused != refusals_logged) {
+        std::fprintf(stderr,
+                     "zmqkit-forwarder: %llu CURVE handshake(s) refused (so far unknown_key=%llu plaintext=%llu "
+                     "bad_handshake=%llu)\n",
+                     static_cast<unsigned long long>(refused - refusals_logged),
+                     static_cast<unsigned long long>(st.curve_refused_unknown_key),
+                     static_cast<unsigned long long>(st.curve_refused_plaintext),
+                     static_cast<unsigned long long>(st.curve_refused_bad_handshake));
+        refusals_logged = refused;
+      }
+    }
     if (http) http->stop();
     const auto st = fwd.stats();
     const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };

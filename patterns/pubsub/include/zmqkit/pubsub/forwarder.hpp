@@ -72,6 +72,11 @@ struct forwarder_stats {
   std::uint64_t cached_bytes = 0;             // now, of at most max_cache_bytes
   std::uint64_t subscriptions_held = 0;       // distinct prefixes forwarded upstream, now
   std::uint64_t subscription_bytes_held = 0;  // their bytes, now
+  // With socket.security a curve_server: refused handshakes on its sockets, by
+  // reason (see zmqkit/handshake_monitor.hpp).
+  std::uint64_t curve_refused_unknown_key = 0;
+  std::uint64_t curve_refused_plaintext = 0;
+  std::uint64_t curve_refused_bad_handshake = 0;
 };
 
 class forwarder {

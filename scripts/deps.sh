@@ -8,7 +8,6 @@ packages=(
   libcli11-dev          # command-line flags of zmqkit-queue, zmqkit-forwarder, zmqkit, zmqkit-keygen
   libspdlog-dev         # logging in the programs
   nlohmann-json3-dev    # JSON in the zmqkit tool and the golden-vector tests
-  libcpp-httplib-dev    # zmqkit-queue --metrics-http
   libabsl-dev libsodium-dev  # keyed hash tables for ids from the network (lib/internal)
   python3-zmq python3-msgpack  # the cross-language tests (/usr/bin/python3)
   clang libclang-rt-14-dev     # libFuzzer for the decoder fuzz target

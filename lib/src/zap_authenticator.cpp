@@ -97,7 +97,8 @@ struct zap_authenticator::impl {
   };
   std::vector<domain_list> lists;  // handler thread only (after start)
 
-  std::atomic<std::uint64_t> accepted{0}, refused{0}, malformed{0}, reloads{0}, skipped{0}, allowed{0};
+  std::atomic<std::uint64_t> accepted{0}, refused{0}, malformed{0}, reloads{0}, skipped{0}, allowed{0},
+      refused_unknown_key{0}, refused_not_curve{0}, refused_domain{0};
 
   // Loads every directory whose signature changed (or all when `force`); all or
   // nothing, so a failure keeps the previous lists. Throws on an unreadable directory.
@@ -141,8 +142,10 @@ struct zap_authenticator::impl {
     const domain_list* list = list_for(domain);
     if (list == nullptr) {
       text = "domain not served";
+      ++refused_domain;
     } else if (mechanism != "CURVE") {
       text = "mechanism not CURVE";
+      ++refused_not_curve;
     } else if (request.size() < 9 || request[8].size() != 32) {
       ++malformed;
       text = "malformed CURVE credentials";
@@ -150,6 +153,7 @@ struct zap_authenticator::impl {
       const auto it = list->keys.find(std::string(request[8].to_string_view()));
       if (!list->dir.empty() && it == list->keys.end()) {
         text = "key not allowed";
+        ++refused_unknown_key;
       } else {
         status = "200";
         text = "OK";
@@ -274,7 +278,8 @@ void zap_authenticator::reload() {
 
 zap_counters zap_authenticator::counters() const {
   const auto& m = *impl_;
-  return {m.accepted, m.refused, m.malformed, m.reloads, m.skipped, m.allowed};
+  return {m.accepted, m.refused, m.malformed, m.reloads, m.skipped, m.allowed,
+          m.refused_unknown_key, m.refused_not_curve, m.refused_domain};
 }
 
 }  // namespace zmqkit

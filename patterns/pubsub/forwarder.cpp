@@ -1,15 +1,17 @@
 #include <atomic>
 #include <charconv>
+#include <limits>
 #include <list>
 #include <optional>
 #include <thread>
-#include <unordered_map>
 #include <zmq_addon.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "snapshot_protocol.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::pubsub {
 
@@ -18,41 +20,59 @@ namespace {
 // Messages moved per wake-up before polling again: amortises the poll.
 constexpr int batch = 256;
 
-// A map that forgets its least recently updated entry beyond a capacity.
+// A map that forgets its least recently updated entries beyond a count and a
+// byte budget (each entry's bytes given by the caller: its key plus its value).
+// Keys come from the network, so the index is keyed (hash flooding); the keys
+// live in the recency list, whose nodes never move, and the index views them.
 template <class Value>
 class lru_map {
  public:
-  explicit lru_map(std::size_t capacity) : capacity_(capacity) {}
+  lru_map(std::size_t capacity, std::size_t max_bytes) : capacity_(capacity), max_bytes_(max_bytes) {}
 
-  Value& update(std::string_view key) {
-    auto it = map_.find(key);
-    if (it == map_.end()) {
-      if (map_.size() >= capacity_) {
-        map_.erase(map_.find(*order_.back()));
-        order_.pop_back();
-      }
-      it = map_.emplace(std::string(key), entry{}).first;
-      order_.push_front(&it->first);
-      it->second.position = order_.begin();
-    } else if (it->second.position != order_.begin()) {
-      order_.splice(order_.begin(), order_, it->second.position);
+  // Returns: the entry for `key` (created if new), now the most recent, charged
+  // `bytes`; older entries are forgotten until both bounds hold again.
+  Value& update(std::string_view key, std::size_t bytes) {
+    auto it = index_.find(key);
+    if (it == index_.end()) {
+      order_.push_front(node{std::string(key), Value{}, 0});
+      it = index_.emplace(std::string_view(order_.front().key), order_.begin()).first;
+    } else if (it->second != order_.begin()) {
+      order_.splice(order_.begin(), order_, it->second);
     }
-    return it->second.value;
+    node& n = *it->second;
+    bytes_ = bytes_ - n.bytes + bytes;
+    n.bytes = bytes;
+    while (order_.size() > 1 && (order_.size() > capacity_ || bytes_ > max_bytes_)) forget_oldest();
+    return n.value;
   }
 
   template <class F>
   void for_each(F&& f) const {
-    for (const auto& [key, e] : map_) f(key, e.value);
+    for (const auto& n : order_) f(n.key, n.value);
   }
 
+  std::size_t size() const noexcept { return order_.size(); }
+  std::size_t bytes() const noexcept { return bytes_; }
+  std::uint64_t evicted() const noexcept { return evicted_; }
+
  private:
-  struct entry {
-    Value value{};
-    std::list<const std::string*>::iterator position;
+  struct node {
+    std::string key;
+    Value value;
+    std::size_t bytes;
   };
-  std::size_t capacity_;
-  std::unordered_map<std::string, entry, detail::string_hash, std::equal_to<>> map_;
-  std::list<const std::string*> order_;  // most recently updated first
+
+  void forget_oldest() {
+    index_.erase(std::string_view(order_.back().key));
+    bytes_ -= order_.back().bytes;
+    order_.pop_back();
+    ++evicted_;
+  }
+
+  std::size_t capacity_, max_bytes_, bytes_ = 0;
+  std::uint64_t evicted_ = 0;
+  std::list<node> order_;  // most recently updated first
+  internal::keyed_map<std::string_view, typename std::list<node>::iterator> index_;
 };
 
 }  // namespace
@@ -67,26 +87,42 @@ struct forwarder::impl {
   zmq::socket_t xsub, xpub, router, control, control_peer;
   std::string frontend, backend, snapshot;
   std::atomic<std::uint64_t> messages{0}, subscriptions{0}, uncacheable{0}, snapshots_served{0},
-      bad_requests{0};
+      bad_requests{0}, oversize_subscriptions{0}, refused_subscriptions{0}, bad_subscriptions{0},
+      snapshots_dropped{0}, evicted_values{0}, cached_values{0}, cached_bytes{0}, subscriptions_held{0},
+      subscription_bytes_held{0};
   // Loop thread only.
   lru_map<last_value> values;                           // type -> last envelope
   lru_map<std::pair<std::uint64_t, std::size_t>> seqs;  // publisher '\0' type -> (seq, type length)
+  // The distinct prefixes forwarded upstream (what the publishers hold for us).
+  internal::keyed_set<std::string> forwarded;
+  std::size_t forwarded_bytes = 0;
   std::vector<zmq::message_t> frames;
+  // CURVE only: one per socket, declared after the sockets (detached before they close).
+  std::vector<std::unique_ptr<handshake_monitor>> monitors;
   std::thread thread;
 
   impl(zmq::context_t& ctx, forwarder_options o)
       : opts(std::move(o)),
         xsub(ctx, zmq::socket_type::xsub),
         xpub(ctx, zmq::socket_type::xpub),
-        values(opts.max_types),
-        seqs(opts.max_types) {
+        values(opts.max_types, opts.max_cache_bytes),
+        seqs(opts.max_types, std::numeric_limits<std::size_t>::max()) {  // bounded by count x key size
     if (opts.frontend.empty())
       throw error(errc::bad_config, "frontend", "forwarder: frontend endpoint missing");
     if (opts.backend.empty()) throw error(errc::bad_config, "backend", "forwarder: backend endpoint missing");
     if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
+    if (opts.max_cache_bytes == 0) throw error(errc::bad_config, "max_cache_bytes", "must be at least 1");
+    if (opts.snapshot_queue <= 0) throw error(errc::bad_config, "snapshot_queue", "must be at least 1");
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "forwarder clock is null");
     apply(xsub, opts.socket);
     apply(xpub, opts.socket);
+    const bool curve = std::holds_alternative<curve_server>(opts.socket.security);
+    if (curve) {  // before bind: no handshake missed
+      monitors.push_back(std::make_unique<handshake_monitor>(ctx, xsub));
+      monitors.push_back(std::make_unique<handshake_monitor>(ctx, xpub));
+    }
+    // Subscribers only ever send subscriptions: nothing longer reaches libzmq's trie.
+    detail::limit_to_subscription_frames(xpub, opts.socket.max_message_bytes);
     xsub.bind(opts.frontend);
     frontend = xsub.get(zmq::sockopt::last_endpoint);
     xpub.bind(opts.backend);
@@ -94,6 +130,12 @@ struct forwarder::impl {
     if (!opts.snapshot_endpoint.empty()) {
       router = zmq::socket_t(ctx, zmq::socket_type::router);
       apply(router, opts.socket);
+      detail::limit_to_subscription_frames(router, opts.socket.max_message_bytes);
+      // A requester that never reads holds at most snapshot_queue replies; the
+      // rest are dropped (counted), and a gone requester's are refused at once.
+      router.set(zmq::sockopt::sndhwm, opts.snapshot_queue);
+      router.set(zmq::sockopt::router_mandatory, 1);
+      if (curve) monitors.push_back(std::make_unique<handshake_monitor>(ctx, router));
       router.bind(opts.snapshot_endpoint);
       snapshot = router.get(zmq::sockopt::last_endpoint);
       // See every type, to cache it: an XSUB subscribes by sending \x01 + prefix.
@@ -107,6 +149,7 @@ struct forwarder::impl {
   ~impl() {
     control.send(zmq::str_buffer("stop"), zmq::send_flags::none);
     thread.join();
+    monitors.clear();  // the sockets are this thread's again: detach before they close
   }
 
   bool caching() const { return router.handle() != nullptr; }
@@ -119,23 +162,68 @@ struct forwarder::impl {
                                  {router.handle(), 0, ZMQ_POLLIN, 0}};
       zmqkit::poll(items, caching() ? 4 : 3, std::chrono::milliseconds(-1));
       if (items[2].revents & ZMQ_POLLIN) return;
-      if (items[1].revents & ZMQ_POLLIN) move(xpub, xsub, subscriptions, false);
-      if (items[0].revents & ZMQ_POLLIN) move(xsub, xpub, messages, caching());
+      if (items[1].revents & ZMQ_POLLIN) pass_subscriptions();
+      if (items[0].revents & ZMQ_POLLIN) pass_messages();
       if (caching() && (items[3].revents & ZMQ_POLLIN)) answer();
     }
   }
 
-  // Moves up to `batch` whole messages, counting each before it is sent (so
-  // whoever receives it also sees it counted) and caching it if asked.
-  void move(zmq::socket_t& from, zmq::socket_t& to, std::atomic<std::uint64_t>& counter, bool cache) {
+  // Moves up to `batch` whole messages downstream, counting each before it is
+  // sent (so whoever receives it also sees it counted) and caching it if asked.
+  void pass_messages() {
     for (int i = 0; i < batch; ++i) {
       frames.clear();
-      if (!zmq::recv_multipart(from, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      counter.fetch_add(1, std::memory_order_relaxed);
-      if (cache) remember();
-      // XPUB and XSUB drop rather than block when a peer is full.
-      (void)zmq::send_multipart(to, frames, zmq::send_flags::dontwait);
+      if (!zmq::recv_multipart(xsub, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      messages.fetch_add(1, std::memory_order_relaxed);
+      if (caching()) remember();
+      // XPUB drops rather than blocks when a subscriber is full.
+      (void)zmq::send_multipart(xpub, frames, zmq::send_flags::dontwait);
     }
+  }
+
+  // Moves up to `batch` (un)subscriptions upstream. libzmq's XPUB reports the
+  // first subscription to a prefix and the last cancellation of it, so
+  // `forwarded` mirrors what upstream holds for us. Only single-frame
+  // subscriptions of a prefix that could match a topic pass, within the count
+  // and byte bounds: anything else would reach the publishers' tries (and
+  // libzmq 4.3.4's XSUB trie, which overflows the stack on a long one).
+  void pass_subscriptions() {
+    for (int i = 0; i < batch; ++i) {
+      frames.clear();
+      if (!zmq::recv_multipart(xpub, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      const std::string_view f = frames.size() == 1 ? detail::frame_view(frames[0]) : std::string_view();
+      if (f.empty() || (f[0] != 0 && f[0] != 1)) {
+        ++bad_subscriptions;  // not a subscription: a raw XSUB peer's message, never passed upstream
+        continue;
+      }
+      const bool subscribe = f[0] == 1;
+      const std::string_view prefix = f.substr(1);
+      if (prefix.size() > max_type_bytes) {
+        if (subscribe) ++oversize_subscriptions;
+        continue;
+      }
+      if (subscribe) {
+        if (forwarded.contains(prefix)) continue;
+        if (forwarded.size() >= opts.max_subscriptions ||
+            forwarded_bytes + prefix.size() > opts.max_subscription_bytes) {
+          ++refused_subscriptions;
+          continue;
+        }
+        forwarded.emplace(prefix);
+        forwarded_bytes += prefix.size();
+      } else {
+        const auto it = forwarded.find(prefix);
+        if (it == forwarded.end()) continue;  // refused or oversize: upstream never saw it
+        forwarded.erase(it);
+        forwarded_bytes -= prefix.size();
+      }
+      subscriptions_held = forwarded.size();
+      subscription_bytes_held = forwarded_bytes;
+      subscriptions.fetch_add(1, std::memory_order_relaxed);
+      (void)xsub.send(frames[0], zmq::send_flags::dontwait);
+    }
+    // Give the table's memory back once a flood has gone.
+    if (forwarded.empty() && forwarded.capacity() > 1024) forwarded = {};
   }
 
   void remember() {
@@ -148,21 +236,27 @@ struct forwarder::impl {
       const auto pub = v.header(header::publisher);
       const auto seq_text = v.header(header::sequence);
       std::uint64_t seq = 0;
-      if (v.type != detail::frame_view(frames[0]) || !pub || pub->empty() || !seq_text ||
+      // A publisher id is at most 255 bytes (publisher_options::id), so a stream
+      // key is at most 511: the sequence table is bounded by max_types x 511 bytes.
+      if (v.type != detail::frame_view(frames[0]) || !pub || pub->empty() || pub->size() > max_type_bytes ||
+          !seq_text ||
           std::from_chars(seq_text->data(), seq_text->data() + seq_text->size(), seq).ptr !=
               seq_text->data() + seq_text->size() ||
-          seq == 0) {
+          seq == 0 || frames[1].size() + v.type.size() > opts.max_cache_bytes) {
         ++uncacheable;
         return;
       }
-      last_value& last = values.update(v.type);
+      last_value& last = values.update(v.type, v.type.size() + frames[1].size());
       last.frame.copy(frames[1]);
       last.expires_at = v.expires_at();
       std::string key;
       key.reserve(pub->size() + 1 + v.type.size());
       key.append(*pub).push_back('\0');
       key.append(v.type);
-      seqs.update(key) = {seq, v.type.size()};
+      seqs.update(key, key.size()) = {seq, v.type.size()};
+      evicted_values = values.evicted();
+      cached_values = values.size();
+      cached_bytes = values.bytes();
     } catch (const zmqkit::error&) {
       ++uncacheable;
     }
@@ -189,10 +283,15 @@ struct forwarder::impl {
     values.for_each([&](const std::string& type, const last_value& v) {
       if (!detail::matches_any(type, *prefixes)) return;
       if (v.expires_at && now >= *v.expires_at) return;
-      reply.emplace_back().copy(const_cast<zmq::message_t&>(v.frame));
+      reply.emplace_back().copy(const_cast<zmq::message_t&>(v.frame));  // shares the bytes
     });
-    (void)zmq::send_multipart(router, reply, zmq::send_flags::dontwait);
-    ++snapshots_served;
+    // Full (a requester that does not read) or gone: dropped, never queued without bound.
+    bool sent = false;
+    try {
+      sent = zmq::send_multipart(router, reply, zmq::send_flags::dontwait).has_value();
+    } catch (const zmq::error_t&) {  // EHOSTUNREACH: the requester left
+    }
+    ++(sent ? snapshots_served : snapshots_dropped);
   }
 };
 
@@ -207,11 +306,27 @@ const std::string& forwarder::backend_endpoint() const noexcept { return impl_->
 const std::string& forwarder::snapshot_endpoint() const noexcept { return impl_->snapshot; }
 
 forwarder_stats forwarder::stats() const {
-  return {.messages = impl_->messages.load(),
+  forwarder_stats st{.messages = impl_->messages.load(),
           .subscriptions = impl_->subscriptions.load(),
           .uncacheable = impl_->uncacheable.load(),
           .snapshots_served = impl_->snapshots_served.load(),
-          .bad_snapshot_requests = impl_->bad_requests.load()};
+          .bad_snapshot_requests = impl_->bad_requests.load(),
+          .oversize_subscriptions = impl_->oversize_subscriptions.load(),
+          .refused_subscriptions = impl_->refused_subscriptions.load(),
+          .bad_subscriptions = impl_->bad_subscriptions.load(),
+          .snapshots_dropped = impl_->snapshots_dropped.load(),
+          .evicted_values = impl_->evicted_values.load(),
+          .cached_values = impl_->cached_values.load(),
+          .cached_bytes = impl_->cached_bytes.load(),
+          .subscriptions_held = impl_->subscriptions_held.load(),
+          .subscription_bytes_held = impl_->subscription_bytes_held.load()};
+  for (const auto& m : impl_->monitors) {
+    const auto c = m->counters();
+    st.curve_refused_unknown_key += c.refused_unknown_key;
+    st.curve_refused_plaintext += c.refused_plaintext;
+    st.curve_refused_bad_handshake += c.refused_bad_handshake;
+  }
+  return st;
 }
 
 }  // namespace zmqkit::pubsub

@@ -5,33 +5,59 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <msgpack.hpp>
 #include <optional>
+#include <map>
 #include <zmqkit/error.hpp>
+#include <zmqkit/keys.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/zap_authenticator.hpp>
 #include <zmqkit/metrics_http.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
+
+namespace {
+
+// The forwarder's counters in Prometheus text (zmqkit_forwarder_*).
+std::string render_metrics(const zmqkit::pubsub::forwarder_stats& st) {
+  const std::pair<const char*, std::uint64_t> fields[] = {
+      {"messages", st.messages},
+      {"subscriptions", st.subscriptions},
+      {"oversize_subscriptions", st.oversize_subscriptions},
+      {"refused_subscriptions", st.refused_subscriptions},
+      {"bad_subscriptions", st.bad_subscriptions},
+      {"uncacheable", st.uncacheable},
+      {"snapshots_served", st.snapshots_served},
+      {"snapshots_dropped", st.snapshots_dropped},
+      {"bad_snapshot_requests", st.bad_snapshot_requests},
+      {"evicted_values", st.evicted_values},
+      {"cached_values", st.cached_values},
+      {"cached_bytes", st.cached_bytes},
+      {"subscriptions_held", st.subscriptions_held},
+      {"subscription_bytes_held", st.subscription_bytes_held}};
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(static_cast<std::uint32_t>(std::size(fields)) + 1);
+  for (const auto& [name, value] : fields) {
+    pk.pack(std::string_view(name));
+    pk.pack(value);
+  }
+  pk.pack(std::string_view("curve_refused"));
+  pk.pack(std::map<std::string, std::uint64_t>{{"unknown_key", st.curve_refused_unknown_key},
+                                               {"plaintext", st.curve_refused_plaintext},
+                                               {"bad_handshake", st.curve_refused_bad_handshake}});
+  return zmqkit::metrics::render_prometheus(
+      zmqkit::metrics::parse_snapshot(std::string_view(buf.data(), buf.size())),
+      {.prefix = "zmqkit_forwarder_",
+       .label_names = {{"curve_refused", "reason"}},
+       .gauges = {"cached_values", "cached_bytes", "subscriptions_held", "subscription_bytes_held"},
+       .help_suffix = " (zmqkit-forwarder)"});
+}
+
+}  // namespace
 
 #ifndef ZMQKIT_VERSION
 #define ZMQKIT_VERSION "unknown"
 #endif
-
-namespace {
-
-// The forwarder's counters in Prometheus text: every one only grows, so all are counters.
-std::string render_metrics(const zmqkit::pubsub::forwarder& fwd) {
-  const auto st = fwd.stats();
-  const zmqkit::metrics::snapshot snap = {
-      {{"messages"}, static_cast<double>(st.messages)},
-      {{"subscriptions"}, static_cast<double>(st.subscriptions)},
-      {{"uncacheable"}, static_cast<double>(st.uncacheable)},
-      {{"snapshots_served"}, static_cast<double>(st.snapshots_served)},
-      {{"bad_snapshot_requests"}, static_cast<double>(st.bad_snapshot_requests)},
-  };
-  return zmqkit::metrics::render_prometheus(
-      snap, {.prefix = "zmqkit_forwarder_", .help_suffix = " (zmqkit-forwarder stats)"});
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   zmqkit::pubsub::forwarder_options opts;
@@ -41,7 +67,6 @@ int main(int argc, char** argv) {
   opts.backend = "tcp://127.0.0.1:5560";
   std::int64_t max_frame_bytes = opts.socket.max_message_bytes;
   int hwm = opts.socket.send_hwm;
-  std::string metrics_http;
 
   CLI::App app{"zmqkit-forwarder: XSUB/XPUB proxy for zmqkit pub/sub"};
   app.add_option("--frontend", opts.frontend, "XSUB endpoint to bind; publishers connect here")
@@ -57,6 +82,30 @@ int main(int argc, char** argv) {
   app.add_option("--hwm", hwm, "messages queued per peer before dropping")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-types", opts.max_types, "types cached (with --snapshot)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-cache-bytes", opts.max_cache_bytes, "bytes of cached last values (with --snapshot)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--snapshot-queue", opts.snapshot_queue,
+                 "snapshot replies queued per requester that does not read; more are dropped")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--max-subscriptions", opts.max_subscriptions,
+                 "distinct subscription prefixes forwarded upstream; more are dropped")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-subscription-bytes", opts.max_subscription_bytes,
+                 "total bytes of the prefixes forwarded upstream; more are dropped")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  std::string metrics_http, curve_secret, curve_allow;
+  app.add_option("--curve-secret", curve_secret,
+                 "CURVE on all its sockets: the secret key file (zmqkit-keygen); peers need the .pub");
+  app.add_option("--curve-allow", curve_allow,
+                 "directory of admitted peer public keys (*.pub), publishers and subscribers; re-read when it changes")
+      ->needs("--curve-secret");
   app.add_option("--metrics-http", metrics_http,
                  "serve the counters in Prometheus text format at http://HOST:PORT/metrics (PORT 0 = any)");
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
@@ -80,21 +129,54 @@ int main(int argc, char** argv) {
 
   try {
     zmq::context_t ctx;
+    std::optional<zmqkit::zap_authenticator> auth;  // before the forwarder binds; destroyed after it
+    if (!curve_secret.empty()) {
+      opts.socket.security = zmqkit::load_curve_server(curve_secret);
+      if (curve_allow.empty())
+        std::fprintf(stderr, "zmqkit-forwarder: CURVE without --curve-allow: any peer key is admitted\n");
+      else
+        auth.emplace(ctx, zmqkit::zap_options{.allow_dir = curve_allow});
+    }
     zmqkit::pubsub::forwarder fwd(ctx, opts);
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
     if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
     std::optional<zmqkit::metrics_http_server> http;
     if (http_address) {
-      http.emplace(*http_address, [&fwd] { return render_metrics(fwd); });
+      http.emplace(*http_address, [&fwd] { return render_metrics(fwd.stats()); });
       std::printf("metrics http://%s:%d/metrics\n", http_address->host.c_str(), http->port());
     }
     std::fflush(stdout);
-    int sig = 0;
-    sigwait(&stop, &sig);
+    // Waits for a stop signal; meanwhile reports refused CURVE handshakes, at most every 10 s.
+    int sig = -1;
+    std::uint64_t refusals_logged = 0;
+    while (sig < 0) {
+      const timespec every{10, 0};
+      sig = sigtimedwait(&stop, nullptr, &every);
+      const auto st = fwd.stats();
+      const auto refused = st.curve_refused_unknown_key + st.curve_refused_plaintext + st.curve_refused_bad_handshake;
+      if (refused != refusals_logged) {
+        std::fprintf(stderr,
+                     "zmqkit-forwarder: %llu CURVE handshake(s) refused (so far unknown_key=%llu plaintext=%llu "
+                     "bad_handshake=%llu)\n",
+                     static_cast<unsigned long long>(refused - refusals_logged),
+                     static_cast<unsigned long long>(st.curve_refused_unknown_key),
+                     static_cast<unsigned long long>(st.curve_refused_plaintext),
+                     static_cast<unsigned long long>(st.curve_refused_bad_handshake));
+        refusals_logged = refused;
+      }
+    }
+    if (http) http->stop();
     const auto st = fwd.stats();
-    std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig,
-                static_cast<unsigned long long>(st.messages),
-                static_cast<unsigned long long>(st.subscriptions));
+    const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+    std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig, n(st.messages),
+                n(st.subscriptions));
+    std::printf(
+        "stats messages=%llu subscriptions=%llu oversize_subscriptions=%llu refused_subscriptions=%llu "
+        "bad_subscriptions=%llu uncacheable=%llu snapshots_served=%llu snapshots_dropped=%llu "
+        "bad_snapshot_requests=%llu evicted_values=%llu cached_values=%llu cached_bytes=%llu\n",
+        n(st.messages), n(st.subscriptions), n(st.oversize_subscriptions), n(st.refused_subscriptions),
+        n(st.bad_subscriptions), n(st.uncacheable), n(st.snapshots_served), n(st.snapshots_dropped),
+        n(st.bad_snapshot_requests), n(st.evicted_values), n(st.cached_values), n(st.cached_bytes));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zmqkit-forwarder: %s\n", e.what());
     return 1;

@@ -6,13 +6,13 @@
 #include <optional>
 #include <random>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 #include <zmq_addon.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 
 #include "snapshot_protocol.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::pubsub {
 
@@ -31,11 +31,13 @@ std::string random_id() {
 
 struct publisher::impl {
   // Per type: its sequence counter and (with a snapshot endpoint) its last value.
+  // The recency list owns the states (list nodes never move, so pointers to
+  // them and the index's views of their types stay valid).
   struct type_state {
+    std::string type;
     std::uint64_t seq = 0;
     zmq::message_t last;  // shares the sent frame's buffer (zmq_msg_copy), no byte copy
     std::optional<wall_time> expires_at;
-    std::list<const std::string*>::iterator lru;
   };
 
   publisher_options opts;
@@ -49,8 +51,8 @@ struct publisher::impl {
 
   // Shared with the snapshot thread (under `mutex` when it runs).
   mutable std::mutex mutex;
-  std::unordered_map<std::string, type_state, detail::string_hash, std::equal_to<>> types;
-  std::list<const std::string*> lru;  // most recently published type first
+  std::list<type_state> lru;  // most recently published type first
+  internal::keyed_map<std::string_view, std::list<type_state>::iterator> types;
 
   std::uint64_t published = 0, evicted = 0;  // owner thread only
   std::atomic<std::uint64_t> snapshots_served{0}, bad_requests{0};
@@ -69,12 +71,18 @@ struct publisher::impl {
     if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
     if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
+    if (opts.snapshot_queue <= 0) throw error(errc::bad_config, "snapshot_queue", "must be at least 1");
     stamp.emplace(header::publisher, id);
     seq_value = &stamp.emplace(header::sequence, std::string()).first->second;
     apply(pub, opts.socket);
+    // A PUB socket receives only subscriptions: none longer than a topic.
+    detail::limit_to_subscription_frames(pub, opts.socket.max_message_bytes);
     if (!opts.snapshot_endpoint.empty()) {
       router = zmq::socket_t(ctx, zmq::socket_type::router);
       apply(router, opts.socket);
+      detail::limit_to_subscription_frames(router, opts.socket.max_message_bytes);
+      // A requester that never reads holds at most snapshot_queue replies.
+      router.set(zmq::sockopt::sndhwm, opts.snapshot_queue);
       router.bind(opts.snapshot_endpoint);
       snapshot_bound = router.get(zmq::sockopt::last_endpoint);
       detail::open_control_pipe(ctx, control, control_peer);
@@ -113,9 +121,9 @@ struct publisher::impl {
       const wall_time now = opts.clock->wall_now();
       std::lock_guard lock(mutex);
       auto& seqs = table[id];
-      for (const auto& [type, state] : types) {
-        if (!detail::matches_any(type, *prefixes)) continue;
-        seqs.emplace(type, state.seq);
+      for (const auto& state : lru) {
+        if (!detail::matches_any(state.type, *prefixes)) continue;
+        seqs.emplace(state.type, state.seq);
         // An expired value is withheld, but its sequence number still counts.
         if (state.expires_at && now >= *state.expires_at) continue;
         values.emplace_back().copy(const_cast<zmq::message_t&>(state.last));
@@ -173,10 +181,12 @@ std::uint64_t publisher::publish(envelope env) {
   std::unique_lock lock(s.mutex, std::defer_lock);
   if (caching) lock.lock();
   impl::type_state* state = (s.last_state != nullptr && s.last_type == env.type) ? s.last_state : nullptr;
-  auto it = s.types.end();
+  auto found = s.lru.end();
   if (state == nullptr) {
-    it = s.types.find(env.type);
-    if (it != s.types.end()) state = &it->second;
+    if (const auto it = s.types.find(env.type); it != s.types.end()) {
+      found = it->second;
+      state = &*found;
+    }
   }
   const std::uint64_t seq = (state == nullptr ? 0 : state->seq) + 1;
   const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
@@ -185,17 +195,17 @@ std::uint64_t publisher::publish(envelope env) {
 
   if (state == nullptr) {
     if (s.types.size() >= s.opts.max_types) {  // forget the least recently published type
-      s.types.erase(s.types.find(*s.lru.back()));
+      s.types.erase(std::string_view(s.lru.back().type));
       s.lru.pop_back();
       ++s.evicted;
       s.last_state = nullptr;
     }
-    it = s.types.emplace(env.type, impl::type_state{}).first;
-    state = &it->second;
-    s.lru.push_front(&it->first);
-    state->lru = s.lru.begin();
-  } else if (state->lru != s.lru.begin()) {
-    s.lru.splice(s.lru.begin(), s.lru, state->lru);
+    s.lru.emplace_front().type = env.type;
+    s.types.emplace(std::string_view(s.lru.front().type), s.lru.begin());
+    state = &s.lru.front();
+  } else if (state != &s.lru.front()) {
+    if (found == s.lru.end()) found = s.types.find(env.type)->second;
+    s.lru.splice(s.lru.begin(), s.lru, found);
   }
   state->seq = seq;
   if (state != s.last_state) {

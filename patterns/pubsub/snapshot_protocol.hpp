@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <functional>
 #include <cstdint>
 #include <map>
 #include <msgpack.hpp>
@@ -21,6 +20,27 @@ namespace zmqkit::pubsub::detail {
 
 inline constexpr std::size_t max_snapshot_prefixes = 256;
 
+// The largest frame a PUB/XPUB or snapshot ROUTER socket accepts from a peer
+// (ZMQ_MAXMSGSIZE). Those sockets only ever receive subscriptions (\x01 or
+// \x00 + prefix) and snapshot requests, whose useful part is at most
+// 1 + max_type_bytes = 256 bytes: a longer prefix matches no topic. libzmq
+// 4.3.4 stores a subscription one trie node per byte (a 90 KB one costs
+// megabytes; its XSUB trie recurses per byte and overflows the stack at
+// ~200 KB), so a frame beyond this disconnects its sender in the decoder,
+// before libzmq parses it. The slack above 256 covers the CURVE handshake's
+// INITIATE (~290 bytes), CURVE's per-message overhead (33 bytes) and ZMTP 3.1
+// command names; what falls between 256 and this is dropped and counted by
+// the forwarder.
+inline constexpr std::int64_t max_subscription_frame_bytes = 512;
+
+// Applies the limit above to a socket that receives only subscriptions or
+// snapshot requests (after apply(), which set the general maximum).
+inline void limit_to_subscription_frames(zmq::socket_t& socket, std::int64_t configured_max) {
+  const std::int64_t limit = configured_max < 0 ? max_subscription_frame_bytes
+                                                : std::min(configured_max, max_subscription_frame_bytes);
+  socket.set(zmq::sockopt::maxmsgsize, limit);
+}
+
 inline std::string_view frame_view(const zmq::message_t& m) {
   return {static_cast<const char*>(m.data()), m.size()};
 }
@@ -32,7 +52,10 @@ inline std::optional<std::vector<std::string_view>> parse_snapshot_request(
       request.size() - 2 > max_snapshot_prefixes)
     return std::nullopt;
   std::vector<std::string_view> prefixes;
-  for (std::size_t i = 2; i < request.size(); ++i) prefixes.push_back(frame_view(request[i]));
+  for (std::size_t i = 2; i < request.size(); ++i) {
+    if (request[i].size() > max_type_bytes) return std::nullopt;  // could match no type
+    prefixes.push_back(frame_view(request[i]));
+  }
   if (prefixes.empty()) prefixes.emplace_back();
   return prefixes;
 }
@@ -65,12 +88,6 @@ inline std::vector<zmq::message_t> snapshot_reply_head(zmq::message_t identity, 
   reply.emplace_back(packed.data(), packed.size());
   return reply;
 }
-
-// Heterogeneous lookup by string_view in the per-type tables.
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 // Connects `ours` to `theirs` over a fresh inproc PAIR: the stop signal for a
 // background thread. Internal, not a network socket, so no socket_options.

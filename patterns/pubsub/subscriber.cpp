@@ -3,11 +3,12 @@
 #include <deque>
 #include <span>
 #include <tuple>
-#include <unordered_map>
 #include <zmq_addon.hpp>
 #include <zmqkit/pubsub/publisher.hpp>  // snapshot_command
 #include <zmqkit/poll.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
+
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::pubsub {
 
@@ -16,31 +17,18 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 // A stream is what one publisher sends of one type: the unit of numbering.
-struct stream_key {
-  std::string publisher, type;
-};
 struct stream_view {
   std::string_view publisher, type;
 };
-struct stream_hash {
-  using is_transparent = void;
-  std::size_t operator()(stream_view k) const noexcept {
-    const std::size_t a = std::hash<std::string_view>{}(k.publisher);
-    return a ^ (std::hash<std::string_view>{}(k.type) + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
-  }
-  std::size_t operator()(const stream_key& k) const noexcept {
-    return (*this)(stream_view{k.publisher, k.type});
-  }
-};
-struct stream_equal {
-  using is_transparent = void;
-  static stream_view v(const stream_key& k) { return {k.publisher, k.type}; }
-  static stream_view v(stream_view k) { return k; }
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const noexcept {
-    return v(a).publisher == v(b).publisher && v(a).type == v(b).type;
-  }
-};
+
+// The stream table's key: the publisher id's length (4 bytes, big endian),
+// the id, then the type — unambiguous whatever bytes either holds.
+void stream_key(stream_view k, std::string& out) {
+  const auto n = static_cast<std::uint32_t>(k.publisher.size());
+  out.clear();
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+  out.append(k.publisher).append(k.type);
+}
 
 std::string_view view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
@@ -110,7 +98,9 @@ struct subscriber::impl {
   zmq::message_t current;               // the frame the last notification_view points into
   stream_state* last_stream = nullptr;  // the previous message's stream: usually the next one's too
   std::string last_publisher, last_type;
-  std::unordered_map<stream_key, stream_state, stream_hash, stream_equal> streams;
+  // Keyed by peers' ids and types: a keyed hash (hash flooding).
+  internal::keyed_map<std::string, stream_state> streams;
+  std::string key_scratch;  // reused for lookups, so a hit allocates nothing
   std::uint64_t heard = 0;  // message ordinal, orders streams by recency
   subscriber_stats st;
   bool lagging = false;
@@ -136,7 +126,8 @@ struct subscriber::impl {
       last_stream->last_heard = ++heard;
       return *last_stream;
     }
-    auto it = streams.find(key);
+    stream_key(key, key_scratch);
+    auto it = streams.find(key_scratch);
     if (it == streams.end()) {
       if (streams.size() >= opts.max_streams) {
         auto oldest = std::min_element(streams.begin(), streams.end(), [](const auto& a, const auto& b) {
@@ -145,8 +136,7 @@ struct subscriber::impl {
         streams.erase(oldest);
         last_stream = nullptr;
       }
-      it = streams.emplace(stream_key{std::string(key.publisher), std::string(key.type)}, stream_state{})
-               .first;
+      it = streams.emplace(key_scratch, stream_state{}).first;
     }
     it->second.last_heard = ++heard;
     last_stream = &it->second;

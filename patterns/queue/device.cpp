@@ -14,6 +14,7 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/queue/device.hpp>
 
 #include "pending_queue.hpp"
@@ -180,6 +181,9 @@ struct device::impl {
       if (security) side.security = *security;
       apply(*s, side);
       s->set(zmq::sockopt::router_mandatory, true);
+      // A CURVE side counts and logs its refused handshakes (attached before bind: none missed).
+      if (std::holds_alternative<zmqkit::curve_server>(side.security))
+        (s == &frontend ? frontend_refusals : backend_refusals).monitor.emplace(ctx, *s);
     }
     bind(frontend, opts.frontend, "frontend");
     bind(backend, opts.backend, "backend");
@@ -207,6 +211,14 @@ struct device::impl {
   zmq::socket_t frontend;
   zmq::socket_t backend;
   std::optional<zmq::socket_t> admin;
+  // Per CURVE side: its handshake monitor (declared after the sockets, so
+  // destroyed before them) and what was last logged, for rate-limited logs.
+  struct refusal_watch {
+    std::optional<zmqkit::handshake_monitor> monitor;
+    std::uint64_t logged = 0;
+    steady_time next_log{};
+  };
+  refusal_watch frontend_refusals, backend_refusals;
   decode_limits limits;
   wake_pipe wake;
   std::atomic<bool> stop_requested{false};
@@ -245,7 +257,36 @@ struct device::impl {
     s.workers_busy = workers.busy_count();
     s.worker_capacity = workers.slot_count();
     s.reply_cache_size = cache.size();
+    for (auto [watch, out] : {std::pair{&frontend_refusals, &s.frontend_curve_refused},
+                              std::pair{&backend_refusals, &s.backend_curve_refused}}) {
+      if (!watch->monitor) continue;
+      const auto c = watch->monitor->counters();
+      *out = {{"unknown_key", c.refused_unknown_key},
+              {"plaintext", c.refused_plaintext},
+              {"bad_handshake", c.refused_bad_handshake}};
+    }
     return s;
+  }
+
+  // Logs refused CURVE handshakes at most once per 10 s per side, with the
+  // counts so far and the last peer refused.
+  void report_refusals(steady_time now) {
+    for (auto [watch, side] : {std::pair{&frontend_refusals, "frontend"}, std::pair{&backend_refusals, "backend"}}) {
+      if (!watch->monitor || now < watch->next_log) continue;
+      const auto c = watch->monitor->counters();
+      const std::uint64_t total = c.refused_unknown_key + c.refused_plaintext + c.refused_bad_handshake;
+      if (total == watch->logged) continue;
+      const auto last = watch->monitor->last_failure();
+      log(log_level::warn, std::string(side) + ": " + std::to_string(total - watch->logged) +
+                               " CURVE handshake(s) refused (so far unknown_key=" +
+                               std::to_string(c.refused_unknown_key) + " plaintext=" +
+                               std::to_string(c.refused_plaintext) + " bad_handshake=" +
+                               std::to_string(c.refused_bad_handshake) + ")" +
+                               (last ? "; last: " + last->reason + " from " + last->peer + " (" + last->detail + ")"
+                                     : ""));
+      watch->logged = total;
+      watch->next_log = now + std::chrono::seconds(10);
+    }
   }
 
   // --- sending --------------------------------------------------------------
@@ -594,6 +635,7 @@ struct device::impl {
   }
 
   void sweep(steady_time now) {
+    report_refusals(now);
     // Dead workers.
     const auto silence = opts.heartbeat * opts.liveness;
     // By identity: removing one worker may remove others (a failed send while requeueing).
@@ -745,7 +787,7 @@ std::string encode_stats(const device_stats& s) {
       pk.pack(static_cast<std::uint64_t>(v));
     }
   };
-  pk.pack_map(18);
+  pk.pack_map(20);
   auto num = [&](const char* name, std::uint64_t v) {
     pk.pack(std::string_view(name));
     pk.pack(v);
@@ -775,6 +817,10 @@ std::string encode_stats(const device_stats& s) {
   num("workers_busy", s.workers_busy);
   num("worker_capacity", s.worker_capacity);
   num("reply_cache_size", s.reply_cache_size);
+  pk.pack(std::string_view("frontend_curve_refused"));
+  counter_map(s.frontend_curve_refused);
+  pk.pack(std::string_view("backend_curve_refused"));
+  counter_map(s.backend_curve_refused);
   return std::string(buf.data(), buf.size());
 }
 

@@ -22,7 +22,10 @@ zmqkit::queue::device* running_device = nullptr;
 // nested maps become labels (pending_by_type -> type, pending_by_priority -> priority).
 zmqkit::metrics::prometheus_options prometheus_options() {
   return {.prefix = "zmqkit_queue_",
-          .label_names = {{"rejected", "code"}, {"dropped", "reason"}},
+          .label_names = {{"rejected", "code"},
+                          {"dropped", "reason"},
+                          {"frontend_curve_refused", "reason"},
+                          {"backend_curve_refused", "reason"}},
           .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
                      "workers_busy", "worker_capacity", "reply_cache_size"},
           .help_suffix = " (zmqkit-queue admin stats)"};

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <unordered_map>
 #include <zmq_addon.hpp>
+#include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
@@ -17,7 +18,7 @@ using namespace std::chrono_literals;
 void result::throw_failure() const {
   const auto& f = std::get<request_failure>(value_);
   if (f.what == request_failure::kind::timeout)
-    throw error(errc::timeout, "", "request timed out after " + std::to_string(f.attempts) + " attempts");
+    throw error(errc::timeout, "", "request timed out: " + f.reason);
   throw error(errc::request_failed, f.code, "request failed: " + f.code + ": " + f.reason);
 }
 
@@ -55,6 +56,7 @@ struct client::impl {
   std::size_t current = 0;
   client_options opts;
   zmq::socket_t socket;
+  std::optional<handshake_monitor> monitor;  // CURVE only; after socket: detached before it closes
   std::unordered_map<message_id, pending> in_flight;
   std::set<std::pair<steady_time, message_id>> deadlines;
   std::deque<completion> done;
@@ -72,16 +74,26 @@ struct client::impl {
   const clock& clk() const { return *opts.clock; }
 
   void open() {
+    monitor.reset();
     zmq::socket_t s(*ctx, zmq::socket_type::dealer);
     apply(s, opts.socket);
+    if (std::holds_alternative<curve_client>(opts.socket.security)) monitor.emplace(*ctx, s);  // before connect
     s.connect(endpoints[current]);
     socket = std::move(s);
+  }
+
+  std::optional<std::string> handshake_failure() const {
+    if (!monitor || monitor->established()) return std::nullopt;
+    const auto f = monitor->last_failure();
+    if (!f) return std::nullopt;
+    return describe(*f);
   }
 
   // Moves to the next endpoint: the old socket and whatever it still queues are dropped.
   void fail_over() {
     ++stats.failovers;
     socket.set(zmq::sockopt::linger, 0);
+    monitor.reset();
     socket.close();
     current = (current + 1) % endpoints.size();
     open();
@@ -125,8 +137,10 @@ struct client::impl {
         case retry_schedule::step::wait: break;  // unreachable: the deadline has passed
         case retry_schedule::step::give_up: {
           ++stats.timeouts;
+          const auto handshake = handshake_failure();
           request_failure f{request_failure::kind::timeout, "timeout",
-                            "no reply after " + std::to_string(p.schedule.attempt()) + " attempts",
+                            (handshake ? *handshake + "; " : std::string()) + "no reply after " +
+                                std::to_string(p.schedule.attempt()) + " attempts",
                             p.schedule.attempt()};
           deadlines.emplace(p.schedule.deadline(), id);  // complete() erases it
           complete(it, std::move(f));
@@ -278,6 +292,8 @@ std::optional<completion> client::poll(std::chrono::milliseconds timeout) {
 
 std::size_t client::in_flight() const noexcept { return impl_->in_flight.size(); }
 const std::string& client::endpoint() const noexcept { return impl_->endpoints[impl_->current]; }
+bool client::connected() const noexcept { return !impl_->monitor || impl_->monitor->established(); }
+std::optional<std::string> client::handshake_failure() const { return impl_->handshake_failure(); }
 const client_stats& client::stats() const noexcept { return impl_->stats; }
 
 }  // namespace zmqkit::reqrep

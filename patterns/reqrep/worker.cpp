@@ -3,6 +3,7 @@
 #include <optional>
 #include <string_view>
 #include <zmq_addon.hpp>
+#include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/reqrep/timing.hpp>
@@ -29,6 +30,7 @@ struct worker::impl {
   handler user;
   worker_options opts;
   std::optional<zmq::socket_t> socket;  // empty while waiting to reconnect
+  std::optional<handshake_monitor> monitor;  // CURVE only; after socket: detached before it closes
   liveness_tracker liveness;
   reconnect_backoff backoff;
   steady_time reconnect_at{};
@@ -72,8 +74,10 @@ struct worker::impl {
   const clock& clk() const { return *opts.clock; }
 
   void connect() {
+    monitor.reset();
     zmq::socket_t s(*ctx, zmq::socket_type::dealer);
     apply(s, opts.socket);
+    if (std::holds_alternative<curve_client>(opts.socket.security)) monitor.emplace(*ctx, s);  // before connect
     s.connect(endpoint);
     socket = std::move(s);
     if (ready_services.empty()) {
@@ -87,6 +91,7 @@ struct worker::impl {
 
   void close_socket() {
     socket->set(zmq::sockopt::linger, 0);
+    monitor.reset();
     socket.reset();
   }
 
@@ -229,6 +234,7 @@ struct worker::impl {
     if (!socket) return;
     socket->send(control_frame(control::disconnect), zmq::send_flags::dontwait);
     // Keep the default linger so DISCONNECT leaves before the socket closes.
+    monitor.reset();
     socket.reset();
   }
 };
@@ -256,7 +262,17 @@ void worker::run(std::stop_token stop) {
 }
 
 void worker::stop() { impl_->stop(); }
-bool worker::connected() const noexcept { return impl_->socket.has_value() && !impl_->stopped; }
+bool worker::connected() const noexcept {
+  return impl_->socket.has_value() && !impl_->stopped && (!impl_->monitor || impl_->monitor->established());
+}
+
+std::optional<std::string> worker::handshake_failure() const {
+  const auto& m = impl_->monitor;
+  if (!m || m->established()) return std::nullopt;
+  const auto f = m->last_failure();
+  if (!f) return std::nullopt;
+  return describe(*f);
+}
 const worker_stats& worker::stats() const noexcept { return impl_->stats; }
 
 }  // namespace zmqkit::reqrep

@@ -2,11 +2,16 @@
 // address; subscriptions pass through to the publishers.
 #include <doctest/doctest.h>
 
+#include <zmqkit/keys.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 
+#include <zmqkit/zap_authenticator.hpp>
+
 #include "pubsub_helpers.hpp"
+#include "support/raw_tcp.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using namespace zmqkit;
@@ -166,4 +171,47 @@ TEST_CASE("a caching forwarder forwards but does not cache what is not a stamped
   REQUIRE(zmq::recv_multipart(dealer, std::back_inserter(reply)) == 2);  // an empty table, no values
   test::send_raw(dealer, {"nonsense"});
   REQUIRE(test::wait_until([&] { return fwd.stats().bad_snapshot_requests == 1; }));
+}
+
+TEST_CASE("a CURVE forwarder counts refused handshakes by reason in its stats") {
+  zmqkit::test::temp_dir dir;
+  std::filesystem::create_directory(dir / "allow");
+  const auto server = generate_keypair(), allowed = generate_keypair(), stranger = generate_keypair();
+  save_public_key(allowed.public_key, dir / "allow/allowed.pub");
+  zmq::context_t ctx;
+  zap_authenticator auth(ctx, {.allow_dir = dir / "allow"});
+  pubsub::forwarder_options o{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"};
+  o.socket.security = curve_server{.secret_key = server.secret_key};
+  pubsub::forwarder fwd(ctx, o);
+
+  const auto subscriber_with = [&](const curve_keypair& me) {
+    pubsub::subscriber_options so;
+    so.socket.security = curve_client{.public_key = me.public_key, .secret_key = me.secret_key,
+                                      .server_key = server.public_key};
+    return pubsub::subscriber(ctx, so);
+  };
+  auto refused = subscriber_with(stranger);
+  refused.subscribe("x.");
+  refused.connect(fwd.backend_endpoint());
+  CHECK(test::wait_until([&] { return fwd.stats().curve_refused_unknown_key >= 1; }));
+  {
+    test::raw_tcp plaintext(test::tcp_port(fwd.backend_endpoint()));
+    plaintext.write_some(test::zmtp_greeting("NULL"));
+    CHECK(plaintext.closed_by_peer_within(5s));
+  }
+  CHECK(test::wait_until([&] { return fwd.stats().curve_refused_plaintext >= 1; }));
+  CHECK(fwd.stats().subscriptions == 0);  // nothing of theirs went upstream
+
+  // An allowed subscriber and publisher get through: CURVE's handshake and framing
+  // fit the 512-byte frame limit of the forwarder's subscription socket.
+  auto good = subscriber_with(allowed);
+  good.subscribe(std::string(max_type_bytes - 2, 'g'));  // the longest useful prefix, encrypted
+  good.connect(fwd.backend_endpoint());
+  pubsub::publisher_options po{.id = "p"};
+  po.socket.security = curve_client{.public_key = allowed.public_key, .secret_key = allowed.secret_key,
+                                    .server_key = server.public_key};
+  pubsub::publisher pub(ctx, po);
+  pub.connect(fwd.frontend_endpoint());
+  test::await_subscription(pub, {&good}, std::string(max_type_bytes - 2, 'g') + ".x");
+  CHECK(fwd.stats().curve_refused_bad_handshake == 0);
 }

@@ -33,6 +33,7 @@ class echo_server {
   const std::string& endpoint() const { return endpoint_; }
   int received() const { return received_; }
   zmqkit::handshake_counters handshakes() const { return monitor_.counters(); }
+  std::optional<zmqkit::handshake_failure> last_failure() const { return monitor_.last_failure(); }
   std::vector<std::string> user_ids() {
     std::lock_guard lock(mutex_);
     return user_ids_;

@@ -8,6 +8,7 @@
 #include <zmqkit/zap_authenticator.hpp>
 
 #include "echo_server.hpp"
+#include "support/raw_tcp.hpp"
 #include "support/sockets.hpp"
 #include "support/temp_dir.hpp"
 
@@ -85,6 +86,62 @@ TEST_CASE_FIXTURE(fixture,
   // The server still serves a good client afterwards.
   CHECK(echo_request(ctx, srv.endpoint(), client_options(alice, server.public_key), "ok") == "ok");
   CHECK(srv.received() == 1);
+}
+
+TEST_CASE_FIXTURE(fixture, "every CURVE refusal is counted by its reason and named with the peer's address") {
+  zmqkit::zap_authenticator auth(ctx, {.allow_dir = dir / "allow"});
+  echo_server srv(ctx, server_options());
+  // The failure is named once the refused connection has closed (its DISCONNECTED
+  // event). The peer's address is looked up when the connection is accepted, so a
+  // connection refused at once (a mechanism mismatch) may be gone before: then
+  // the local endpoint stands in. A ZAP refusal takes a round trip: always named.
+  const auto named = [&](const std::string& reason, bool peer_address) {
+    return wait_until([&] {
+      const auto f = srv.last_failure();
+      return f && f->reason == reason && !f->peer.empty() &&
+             (!peer_address || (f->peer.starts_with("127.0.0.1:") && f->peer != srv.endpoint().substr(6)));
+    });
+  };
+
+  SUBCASE("unknown client key") {
+    CHECK_FALSE(echo_request(ctx, srv.endpoint(), client_options(mallory, server.public_key), "x", 300ms));
+    CHECK(wait_until([&] { return srv.handshakes().refused_unknown_key >= 1; }));
+    CHECK(named("unknown_key", true));
+    CHECK(auth.counters().refused_unknown_key >= 1);
+    CHECK(srv.handshakes().refused_plaintext == 0);
+  }
+  SUBCASE("plaintext client") {
+    // Its whole greeting arrives, so the server sees the mismatch (a libzmq client
+    // may hang up before its greeting is complete: that counts as bad_handshake).
+    zmqkit::test::raw_tcp plaintext(zmqkit::test::tcp_port(srv.endpoint()));
+    plaintext.write_some(zmqkit::test::zmtp_greeting("NULL"));
+    CHECK(plaintext.closed_by_peer_within(5s));
+    CHECK(wait_until([&] { return srv.handshakes().refused_plaintext >= 1; }));
+    CHECK(named("plaintext", false));
+    CHECK(srv.handshakes().refused_unknown_key == 0);
+  }
+  SUBCASE("wrong server key") {
+    const auto impostor = zmqkit::generate_keypair();
+    CHECK_FALSE(echo_request(ctx, srv.endpoint(), client_options(alice, impostor.public_key), "x", 300ms));
+    CHECK(wait_until([&] { return srv.handshakes().refused_bad_handshake >= 1; }));
+    CHECK(named("bad_handshake", false));
+    CHECK(srv.handshakes().refused_plaintext == 0);
+  }
+}
+
+TEST_CASE_FIXTURE(fixture, "a refused client's monitor says why, in words a log can show") {
+  zmqkit::zap_authenticator auth(ctx, {.allow_dir = dir / "allow"});
+  echo_server srv(ctx, server_options());
+  zmq::socket_t client(ctx, zmq::socket_type::dealer);
+  zmqkit::apply(client, client_options(mallory, server.public_key));
+  client.set(zmq::sockopt::linger, 0);
+  zmqkit::handshake_monitor monitor(ctx, client);
+  client.connect(srv.endpoint());
+  REQUIRE(wait_until([&] { return monitor.last_failure().has_value(); }));
+  const std::string text = zmqkit::describe(*monitor.last_failure());
+  CHECK(text.starts_with("CURVE handshake failed: "));
+  CHECK(monitor.last_failure()->reason == "unknown_key");
+  MESSAGE(text);
 }
 
 TEST_CASE_FIXTURE(fixture, "the client side sees its own failed handshake too") {

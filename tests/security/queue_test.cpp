@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <fstream>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -12,6 +14,7 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/metrics.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
@@ -45,7 +48,7 @@ struct secured_queue {
   std::string front_endpoint, back_endpoint;
   std::optional<zmqkit::test::child_process> device;
 
-  secured_queue() {
+  explicit secured_queue(std::vector<std::string> extra = {}) {
     std::filesystem::create_directory(dir / "clients");
     std::filesystem::create_directory(dir / "workers");
     zmqkit::save_keypair(frontend, dir / "frontend");
@@ -56,11 +59,13 @@ struct secured_queue {
     zmqkit::save_keypair(worker, dir / "worker");
     front_endpoint = "tcp://127.0.0.1:" + std::to_string(zmqkit::test::free_tcp_port());
     back_endpoint = "ipc://" + (dir / "backend.ipc").string();
-    device.emplace(std::vector<std::string>{
+    std::vector<std::string> argv{
         queue_binary, "--frontend", front_endpoint, "--backend", back_endpoint, "--no-service-ms", "500",
         "--log-level", "warn", "--frontend-curve-secret", (dir / "frontend.key").string(), "--frontend-allow",
         (dir / "clients").string(), "--backend-curve-secret", (dir / "backend.key").string(),
-        "--backend-allow", (dir / "workers").string()});
+        "--backend-allow", (dir / "workers").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    device.emplace(argv);
   }
 };
 
@@ -180,6 +185,65 @@ TEST_CASE("a garbage flood at a CURVE-protected zmqkit-queue frontend leaves it 
                                  << during_ms.count() << " ms, after " << after_ms.count() << " ms");
 }
 
+// The admin stats as name path -> value ("frontend_curve_refused/plaintext").
+std::map<std::string, double> admin_stats(zmq::context_t& ctx, const std::string& admin) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::rcvtimeo, 2000);
+  s.connect(admin);
+  s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+  s.send(zmq::str_buffer("stats"), zmq::send_flags::none);
+  std::vector<zmq::message_t> frames;
+  std::map<std::string, double> out;
+  if (!zmq::recv_multipart(s, std::back_inserter(frames)) || frames.empty()) return out;
+  for (const auto& smp : zmqkit::metrics::parse_snapshot(frames.back().to_string_view())) {
+    std::string name;
+    for (const auto& part : smp.path) name += (name.empty() ? "" : "/") + part;
+    out[name] = smp.value;
+  }
+  return out;
+}
+
+TEST_CASE("zmqkit-queue counts refused CURVE handshakes by reason in admin stats and /metrics") {
+  zmqkit::test::temp_dir admin_dir;
+  const std::string admin = "ipc://" + (admin_dir / "admin.ipc").string();
+  const int http_port = zmqkit::test::free_tcp_port();
+  secured_queue q({"--admin", admin, "--metrics-http", "127.0.0.1:" + std::to_string(http_port)});
+  zmq::context_t ctx;
+  REQUIRE(wait_until([&] { return !admin_stats(ctx, admin).empty(); }, 15s));
+  const auto stranger = zmqkit::generate_keypair(), impostor = zmqkit::generate_keypair();
+  CHECK_FALSE(request(ctx, q.front_endpoint, client_of(stranger, q.frontend.public_key), 500ms));
+  {
+    // A plaintext peer whose whole greeting arrives: the server sees the mismatch
+    // (a libzmq client may hang up before its greeting is complete).
+    zmqkit::test::raw_tcp plaintext(zmqkit::test::tcp_port(q.front_endpoint));
+    plaintext.write_some(zmqkit::test::zmtp_greeting("NULL"));
+    CHECK(plaintext.closed_by_peer_within(5s));
+  }
+  CHECK_FALSE(request(ctx, q.front_endpoint, client_of(q.client, impostor.public_key), 500ms));
+  std::map<std::string, double> st;
+  CHECK(wait_until([&] {
+    st = admin_stats(ctx, admin);
+    return st["frontend_curve_refused/unknown_key"] >= 1 && st["frontend_curve_refused/plaintext"] >= 1 &&
+           st["frontend_curve_refused/bad_handshake"] >= 1;
+  }, 10s));
+  MESSAGE("refused: unknown_key " << st["frontend_curve_refused/unknown_key"] << ", plaintext "
+                                  << st["frontend_curve_refused/plaintext"] << ", bad_handshake "
+                                  << st["frontend_curve_refused/bad_handshake"]);
+  CHECK(st.count("backend_curve_refused/unknown_key") == 1);  // the backend is CURVE too: counted from 0
+  CHECK(st["backend_curve_refused/unknown_key"] == 0);
+  // The names docs/security.md tells operators to alert on.
+  zmqkit::test::child_process curl({"/usr/bin/curl", "-sS", "--max-time", "5", "-o",
+                                    (admin_dir / "metrics.txt").string(),
+                                    "http://127.0.0.1:" + std::to_string(http_port) + "/metrics"});
+  REQUIRE(curl.wait(10s) == std::optional<int>(0));
+  std::ifstream in(admin_dir / "metrics.txt");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* reason : {"unknown_key", "plaintext", "bad_handshake"})
+    CHECK(text.find(std::string("zmqkit_queue_frontend_curve_refused_total{reason=\"") + reason + "\"}") !=
+          std::string::npos);
+}
+
 TEST_CASE("zmqkit-queue: unknown keys on either side get nothing delivered") {
   secured_queue q;
   zmq::context_t ctx;
@@ -265,4 +329,46 @@ TEST_CASE("reqrep client and worker reach a CURVE zmqkit-queue with key files, a
   REQUIRE(r.ok());
   CHECK(r.reply().type == "greeting");
   CHECK(r.reply().body_as<std::string>() == "hello");
+}
+
+TEST_CASE("a refused reqrep client reports the CURVE handshake failure, not a bare timeout") {
+  secured_queue q;
+  zmq::context_t ctx;
+  const auto stranger = zmqkit::generate_keypair();
+  const auto client_with = [&](const zmqkit::curve_keypair& me, const std::string& server_key) {
+    zmqkit::reqrep::client_options copts{.retry = {.timeout = 300ms, .retries = 2}};
+    copts.socket.security = zmqkit::curve_client{
+        .public_key = me.public_key, .secret_key = me.secret_key, .server_key = server_key};
+    return zmqkit::reqrep::client(ctx, q.front_endpoint, copts);
+  };
+  // The device is up once an allowed client completes its handshake (no worker needed).
+  auto good = client_with(q.client, q.frontend.public_key);
+  REQUIRE(wait_until([&] { return good.connected(); }, 15s));
+  CHECK_FALSE(good.handshake_failure());
+
+  auto refused = client_with(stranger, q.frontend.public_key);
+  const auto r = refused.request(zmqkit::make_envelope("echo"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().code == "timeout");
+  CHECK(r.failure().reason.starts_with("CURVE handshake failed: the server does not allow our key"));
+  CHECK_FALSE(refused.connected());
+  REQUIRE(refused.handshake_failure());
+  MESSAGE(r.failure().reason);
+
+  auto lost = client_with(q.client, zmqkit::generate_keypair().public_key);  // the wrong server key
+  CHECK(wait_until([&] { return lost.handshake_failure().has_value(); }, 10s));
+  CHECK_FALSE(lost.connected());
+
+  // A worker whose key the backend does not allow says so too.
+  zmqkit::reqrep::worker_options wopts;
+  wopts.socket.security = zmqkit::curve_client{
+      .public_key = stranger.public_key, .secret_key = stranger.secret_key, .server_key = q.backend.public_key};
+  zmqkit::reqrep::worker w(
+      ctx, q.back_endpoint, [](const zmqkit::envelope& req) { return zmqkit::make_reply(req, "x"); }, wopts);
+  CHECK(wait_until([&] {
+    w.poll(20ms);
+    return w.handshake_failure().has_value();
+  }, 10s));
+  CHECK_FALSE(w.connected());
+  CHECK(w.handshake_failure()->starts_with("CURVE handshake failed: "));
 }

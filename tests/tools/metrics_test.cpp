@@ -2,6 +2,11 @@
 // scraped with curl.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <msgpack.hpp>
 #include <zmqkit/error.hpp>

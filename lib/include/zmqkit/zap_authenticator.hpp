@@ -67,6 +67,11 @@ struct zap_counters {
   std::uint64_t reloads = 0;             // allow-list loads, the first one included
   std::uint64_t skipped_files = 0;       // *.pub files unreadable or malformed, last load
   std::uint64_t allowed_keys = 0;        // keys on the allow-list, last load
+  // `refused` by reason. A plaintext client never reaches ZAP (libzmq refuses the
+  // mechanism mismatch first): handshake_monitor counts those.
+  std::uint64_t refused_unknown_key = 0;  // a CURVE key not on the domain's allow-list
+  std::uint64_t refused_not_curve = 0;    // a ZAP request for another mechanism (PLAIN, NULL with a domain)
+  std::uint64_t refused_domain = 0;       // a ZAP domain with no allow-list
 };
 
 class zap_authenticator {

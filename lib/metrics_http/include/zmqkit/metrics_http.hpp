@@ -1,7 +1,6 @@
-// zmqkit/metrics_http.hpp — a small HTTP server exposing GET /metrics for
-// Prometheus, on cpp-httplib. Used by the programs (zmqkit-queue
-// --metrics-http); not part of the zmqkit library, so that linking zmqkit never
-// pulls in an HTTP stack.
+// zmqkit/metrics_http.hpp — a small HTTP/1.x server exposing GET /metrics for
+// Prometheus. Used by the programs (zmqkit-queue --metrics-http); not part of
+// the zmqkit library proper.
 //
 //   ```cpp
 //   zmqkit::metrics_http_server http({.host = "127.0.0.1", .port = 9102},
@@ -11,9 +10,22 @@
 //
 // The server owns its thread: the constructor returns once it listens, the
 // destructor (or stop()) returns once it has stopped. `render` runs on the
-// server's threads, possibly concurrently: it must be thread-safe.
+// server's thread: it must be safe to call from there.
+//
+// Bounded against idle and slow clients: one thread polls every connection (a
+// connection costs a file descriptor and its buffers, never a thread). At most
+// `max_connections` are open: a new one closes the oldest (an idle or
+// half-sent request; a scrape takes milliseconds), so a flood of idle
+// connections cannot keep a scrape out. A request whose headers are not
+// complete within `header_timeout` (in total, not per byte: slow senders too)
+// or larger than `max_header_bytes` is closed; a response not taken within
+// `write_timeout` is dropped. Every response closes its connection (no
+// keep-alive: a scraper reconnects every interval anyway).
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +37,17 @@ struct metrics_http_options {
   std::string host = "127.0.0.1";
   int port = 0;  // 0 = an ephemeral port, see port()
   std::string path = "/metrics";
+  std::size_t max_connections = 64;
+  std::chrono::milliseconds header_timeout{5000};
+  std::chrono::milliseconds write_timeout{5000};
+  std::size_t max_header_bytes = 8192;
+};
+
+struct metrics_http_counters {
+  std::uint64_t served = 0;               // responses sent (any status)
+  std::uint64_t evicted = 0;              // connections closed to make room (max_connections)
+  std::uint64_t timed_out = 0;            // headers not complete / response not taken in time
+  std::uint64_t bad_requests = 0;         // malformed or oversized requests (answered 400/431)
 };
 
 // Returns: HOST:PORT split into options ("[::1]:9102" for IPv6).
@@ -43,6 +66,8 @@ class metrics_http_server {
   metrics_http_server& operator=(const metrics_http_server&) = delete;
 
   int port() const noexcept;
+  // Safe from any thread.
+  metrics_http_counters counters() const noexcept;
   // Stops serving and joins the thread. Idempotent.
   void stop();
 

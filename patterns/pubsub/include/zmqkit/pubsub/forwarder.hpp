@@ -43,6 +43,17 @@ struct forwarder_options {
   // Types (and separately, publisher/type streams) cached; the least recently
   // forwarded is forgotten beyond it.
   std::size_t max_types = 65536;
+  // Bytes of cached last values (type + envelope); the least recently forwarded
+  // are forgotten beyond it; a single envelope larger than it is not cached.
+  std::size_t max_cache_bytes = 64 << 20;
+  // Snapshot replies queued per requester that does not read; more are dropped
+  // (stats().snapshots_dropped). A requester that leaves frees its queue.
+  int snapshot_queue = 2;
+  // Distinct subscription prefixes forwarded upstream, and their total bytes.
+  // Past either, a new prefix is not forwarded (stats().refused_subscriptions):
+  // publishers never send the forwarder anything for it.
+  std::size_t max_subscriptions = 10000;
+  std::size_t max_subscription_bytes = 1 << 20;
   decode_limits limits{};  // for reading envelopes to cache
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();  // TTL expiry of cached values
@@ -54,6 +65,20 @@ struct forwarder_stats {
   std::uint64_t uncacheable = 0;    // forwarded, but not [topic, stamped envelope]: not cached
   std::uint64_t snapshots_served = 0;
   std::uint64_t bad_snapshot_requests = 0;
+  std::uint64_t oversize_subscriptions = 0;   // prefix longer than any type: matches nothing, dropped
+  std::uint64_t refused_subscriptions = 0;    // past max_subscriptions / max_subscription_bytes, dropped
+  std::uint64_t bad_subscriptions = 0;        // backend messages that are not one subscription frame, dropped
+  std::uint64_t snapshots_dropped = 0;        // replies to a requester that is full or gone
+  std::uint64_t evicted_values = 0;           // cached values forgotten (max_types / max_cache_bytes)
+  std::uint64_t cached_values = 0;            // now
+  std::uint64_t cached_bytes = 0;             // now, of at most max_cache_bytes
+  std::uint64_t subscriptions_held = 0;       // distinct prefixes forwarded upstream, now
+  std::uint64_t subscription_bytes_held = 0;  // their bytes, now
+  // With socket.security a curve_server: refused handshakes on its sockets, by
+  // reason (see zmqkit/handshake_monitor.hpp).
+  std::uint64_t curve_refused_unknown_key = 0;
+  std::uint64_t curve_refused_plaintext = 0;
+  std::uint64_t curve_refused_bad_handshake = 0;
 };
 
 class forwarder {

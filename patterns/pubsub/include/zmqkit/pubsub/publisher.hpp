@@ -48,6 +48,8 @@ struct publisher_options {
   // recently published type is forgotten: its numbering restarts at 1, which
   // subscribers count as a restart, not a gap.
   std::size_t max_types = 65536;
+  // Snapshot replies queued per requester that does not read; more are dropped.
+  int snapshot_queue = 2;
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };

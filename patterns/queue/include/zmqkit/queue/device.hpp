@@ -85,6 +85,10 @@ struct device_stats {
   std::size_t workers_busy = 0;     // connected workers holding as many requests as their capacity
   std::size_t worker_capacity = 0;  // sum of the connected workers' capacities (READY credit)
   std::size_t reply_cache_size = 0;
+  // Refused CURVE handshakes by reason (unknown_key, plaintext, bad_handshake),
+  // per side with a CURVE server key; empty on a plaintext side.
+  std::map<std::string, std::uint64_t> frontend_curve_refused;
+  std::map<std::string, std::uint64_t> backend_curve_refused;
 };
 
 // Returns: the snapshot as the admin endpoint sends it: a msgpack map

@@ -125,6 +125,13 @@ class client {
 
   std::size_t in_flight() const noexcept;
   const std::string& endpoint() const noexcept;  // the one in use
+  // With CURVE (socket.security is a curve_client), the client watches its
+  // handshakes: connected() is false until one completes and after a refusal or
+  // a disconnect; handshake_failure() says why ("CURVE handshake failed: ..."),
+  // and a request that times out meanwhile carries that in failure().reason.
+  // Without CURVE, connected() is true and handshake_failure() empty.
+  bool connected() const noexcept;
+  std::optional<std::string> handshake_failure() const;
   const client_stats& stats() const noexcept;
 
  private:

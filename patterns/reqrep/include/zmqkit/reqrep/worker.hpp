@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -90,7 +91,12 @@ class worker {
   // Sends DISCONNECT and closes the socket; later polls do nothing.
   void stop();
 
-  bool connected() const noexcept;  // false while waiting to reconnect, or after stop()
+  // False while waiting to reconnect, or after stop(); with CURVE (socket.security
+  // is a curve_client) also until a handshake completes and after a refusal.
+  bool connected() const noexcept;
+  // With CURVE: why the last handshake failed ("CURVE handshake failed: ..."), while
+  // no handshake has succeeded since; else empty.
+  std::optional<std::string> handshake_failure() const;
   const worker_stats& stats() const noexcept;
 
  private:

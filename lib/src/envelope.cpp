@@ -11,8 +11,8 @@ using detail::throw_bad_envelope;
 
 namespace {
 
-constexpr std::array<std::string_view, 6> reply_error_names = {"expired",    "dead-letter", "no-service",
-                                                               "overloaded", "bad-request", "unavailable"};
+constexpr std::array<std::string_view, 7> reply_error_names = {
+    "expired", "dead-letter", "no-service", "overloaded", "bad-request", "unavailable", "internal"};
 
 constexpr std::uint32_t envelope_fields = 9;
 constexpr int max_skip_depth = 32;

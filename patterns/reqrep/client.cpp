@@ -18,6 +18,7 @@ void result::throw_failure() const {
   const auto& f = std::get<request_failure>(value_);
   if (f.what == request_failure::kind::timeout)
     throw error(errc::timeout, "", "request timed out after " + std::to_string(f.attempts) + " attempts");
+  if (f.server_fault()) throw error(errc::server_fault, f.code, "server fault: " + f.reason);
   throw error(errc::request_failed, f.code, "request failed: " + f.code + ": " + f.reason);
 }
 

@@ -462,8 +462,10 @@ TEST_CASE("replies") {
   SUBCASE("reply error codes have their wire names") {
     using zmqkit::reply_error;
     for (auto code : {reply_error::expired, reply_error::dead_letter, reply_error::no_service,
-                      reply_error::overloaded, reply_error::bad_request, reply_error::unavailable})
+                      reply_error::overloaded, reply_error::bad_request, reply_error::unavailable,
+                      reply_error::internal})
       CHECK(zmqkit::parse_reply_error(zmqkit::to_string(code)) == code);
+    CHECK(zmqkit::to_string(reply_error::internal) == "internal");
     CHECK(zmqkit::to_string(reply_error::dead_letter) == "dead-letter");
     CHECK_FALSE(zmqkit::parse_reply_error("nope"));
   }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <thread>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
@@ -270,4 +271,23 @@ TEST_CASE("client: the README example works as written (with local endpoints)") 
   REQUIRE_FALSE(bad);
   CHECK(bad.failure().code == "bad-request");
   CHECK(bad.failure().reason == "empty body");
+}
+
+TEST_CASE("client: an `internal` error reply (server fault) is a distinct error, not a request failure") {
+  zmq::context_t ctx;
+  server srv(ctx, "tcp://127.0.0.1:*", [](const envelope&) -> envelope { throw std::runtime_error("db down"); });
+  std::jthread loop([&](std::stop_token st) { srv.run(st); });
+  client c(ctx, srv.endpoint(), {.retry = {.timeout = 2000ms, .retries = 0}});
+  const result r = c.request(make_envelope("q"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().known_code() == reply_error::internal);
+  CHECK(r.failure().server_fault());
+  CHECK(r.failure().reason == "db down");
+  try {
+    (void)r.reply();
+    FAIL("reply() did not throw");
+  } catch (const zmqkit::error& e) {
+    CHECK(e.code() == errc::server_fault);
+    CHECK(e.field() == "internal");
+  }
 }

@@ -204,7 +204,7 @@ TEST_CASE("worker: a handler exception becomes an error reply") {
     return got;
   };
   const envelope a = ask(make_envelope("order"));
-  CHECK(a.error_code() == "bad-request");
+  CHECK(a.error_code() == "internal");
   CHECK(a.header(header::reason) == "quantity must be positive");
   const envelope b = ask(make_envelope("chosen"));
   CHECK(b.error_code() == "out-of-stock");

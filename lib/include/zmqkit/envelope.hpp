@@ -52,7 +52,10 @@ inline constexpr std::string_view attempt = "zmk.attempt";
 
 // The toolkit's error reply codes (the value of the zmk.error header).
 // Handlers may reply with codes of their own; these are the ones zmqkit sends.
-enum class reply_error { expired, dead_letter, no_service, overloaded, bad_request, unavailable };
+// bad_request is the requester's mistake; internal a server fault (the handler
+// threw): neither is retried. unavailable (a device draining) and overloaded
+// are retryable: the client retries them (overloaded with backoff) or fails over.
+enum class reply_error { expired, dead_letter, no_service, overloaded, bad_request, unavailable, internal };
 std::string_view to_string(reply_error code) noexcept;
 std::optional<reply_error> parse_reply_error(std::string_view code) noexcept;
 

@@ -54,6 +54,8 @@ struct request_failure {
   int attempts = 0;
   // The code as one of the toolkit's codes, when it is one.
   std::optional<reply_error> known_code() const noexcept { return parse_reply_error(code); }
+  // The server failed handling the request (error reply `internal`): not the caller's mistake.
+  bool server_fault() const noexcept { return known_code() == reply_error::internal; }
 };
 
 // A reply, or a failure. Cheap to move.
@@ -65,8 +67,8 @@ class result {
   bool ok() const noexcept { return value_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  // Returns: the reply. Throws: zmqkit::error{timeout} or {request_failed, code}
-  // when the request failed.
+  // Returns: the reply. Throws: zmqkit::error{timeout}, {server_fault, "internal"}
+  // or {request_failed, code} when the request failed.
   const envelope& reply() const&;
   envelope reply() &&;
   // Precondition: !ok(). Throws: std::logic_error otherwise.

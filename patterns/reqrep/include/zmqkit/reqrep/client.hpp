@@ -18,6 +18,16 @@
 // times out moves it to the next endpoint (round robin), and the other requests
 // in flight are resent there at once (without using up their retries).
 //
+// Retryable error replies are retried with the same budget (retry_policy):
+// `unavailable` at once (failing over when there are several endpoints),
+// `overloaded` after a backoff; other error replies end the request.
+//
+// Deadline: a request sent without a TTL carries the client's whole retry
+// budget as its TTL (expire_when_abandoned), so a queue device, worker or
+// server drops it once the caller has given up instead of running it late.
+// The receiver evaluates timestamp + ttl on its own wall clock: clock skew
+// between hosts shortens (receiver ahead) or lengthens (receiver behind) it.
+//
 // Time: retry deadlines come from options.clock; the `timeout` of poll() is
 // real time, so a test with a manual_clock polls, advances, polls again.
 // Threading: one thread at a time (the object owns its socket); movable.
@@ -43,6 +53,9 @@ struct client_options {
   decode_limits limits{};
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
+  // A request sent with ttl 0 gets ttl = its age + retry_budget(policy): it
+  // expires (unexecuted) when the client gives up on it. false = send ttl 0.
+  bool expire_when_abandoned = true;
 };
 
 // Why a request did not get a reply.
@@ -94,6 +107,7 @@ struct client_stats {
   std::uint64_t bad_replies = 0;    // malformed frames, discarded
   std::uint64_t timeouts = 0;       // requests that ran out of retries
   std::uint64_t send_failures = 0;  // sends refused by the socket (HWM): the retry covers them
+  std::uint64_t error_retries = 0;  // retries after an `unavailable` or `overloaded` reply
 };
 
 class client {

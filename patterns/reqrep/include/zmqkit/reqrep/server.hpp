@@ -47,7 +47,7 @@ struct server_stats {
   std::uint64_t cache_hits = 0;      // retries answered from the reply cache
   std::uint64_t joined = 0;          // duplicates that arrived while the first still ran
   std::uint64_t bad_requests = 0;    // answered bad-request without running
-  std::uint64_t expired = 0;         // answered expired without running
+  std::uint64_t expired = 0;         // answered expired without running (on arrival, or waiting for a thread)
   std::uint64_t handler_errors = 0;  // handler threw
   std::uint64_t dropped = 0;         // unroutable frames, plain bodies without a plain handler
 };

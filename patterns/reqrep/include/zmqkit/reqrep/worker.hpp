@@ -59,11 +59,11 @@ struct worker_options {
 };
 
 struct worker_stats {
-  std::uint64_t requests = 0;        // requests handed to the handler
+  std::uint64_t requests = 0;        // requests accepted for the handler (some may expire before it runs)
   std::uint64_t replies = 0;         // replies sent
   std::uint64_t handler_errors = 0;  // handler threw: answered with an error reply
   std::uint64_t bad_requests = 0;    // answered bad-request without running
-  std::uint64_t expired = 0;         // answered expired without running
+  std::uint64_t expired = 0;         // answered expired without running (on arrival, or queued here)
   std::uint64_t heartbeats_sent = 0;
   std::uint64_t heartbeats_received = 0;
   std::uint64_t reconnects = 0;    // dead device detected, socket replaced

@@ -123,7 +123,12 @@ struct sink::impl {
       ++counters.missing_reports;
       t.state = t.reports >= opts.max_reports ? batch_state::abandoned : batch_state::missing;
       batch_report r = report_of(id, t);
-      if (!t.ids_known) {
+      if (t.state == batch_state::abandoned) {
+        // The verdict, with whatever ids can be named (none when the list never came).
+        envelope env = batch_message(type::batch_abandoned, id);
+        env.body = detail::pack_ids(r.missing);
+        send_control(env);
+      } else if (!t.ids_known) {
         send_control(batch_message(type::batch_query, id));  // perhaps the list got lost: ask again
       } else if (!r.missing.empty()) {
         envelope env = batch_message(type::batch_missing, id);

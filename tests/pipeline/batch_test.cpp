@@ -168,3 +168,46 @@ TEST_CASE("tasks still waiting for credit are not resent, only lost ones") {
   CHECK(wait_until([&] { return w.done() == 10; }));  // it counts after sending
   CHECK(sink.counters().duplicates == 0);
 }
+
+TEST_CASE("a batch without a verdict from any sink ends as expired after the ventilator's batch_deadline") {
+  zmq::context_t ctx;
+  zmqkit::manual_clock clock;
+  CHECK(pipeline::ventilator_options{}.batch_deadline == 60s);  // never waits forever by default
+  pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*", {.clock = &clock});  // no sink at all
+  const auto batch = vent.submit_batch(make_tasks(3));
+  REQUIRE(batch);
+  vent.poll(1ms);
+  CHECK_FALSE(vent.batch_done(*batch));
+  CHECK(vent.status(*batch)->outcome == pipeline::batch_outcome::open);
+  clock.advance(59s);
+  vent.poll(1ms);
+  CHECK_FALSE(vent.batch_done(*batch));
+  clock.advance(1s);
+  vent.poll(1ms);
+  CHECK(vent.batch_done(*batch));
+  CHECK(vent.status(*batch)->outcome == pipeline::batch_outcome::expired);
+  CHECK(vent.counters().batches_expired == 1);
+}
+
+TEST_CASE("the ventilator's status follows the sink: missing with the ids, then complete") {
+  zmq::context_t ctx;
+  pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*", {.delivery = pipeline::delivery::at_least_once});
+  pipeline::sink sink(ctx, "tcp://127.0.0.1:*", {.ventilator_endpoint = vent.endpoint(), .batch_deadline = 200ms});
+  auto doomed = std::make_unique<worker_thread>(ctx, vent.endpoint(), sink.endpoint(),
+                                                pipeline::worker_options{.credit = 2}, 0us, 2);
+  REQUIRE(wait_until([&] {
+    vent.poll(1ms);
+    return vent.credit() == 2;
+  }));
+  const auto batch = vent.submit_batch(make_tasks(6));
+  REQUIRE(batch);
+  REQUIRE(drive(vent, sink, [&] { return doomed->stopped(); }));
+  doomed.reset();
+  REQUIRE(drive(vent, sink, [&] { return vent.status(*batch)->outcome == pipeline::batch_outcome::missing; }));
+  CHECK_FALSE(vent.status(*batch)->missing.empty());
+  CHECK_FALSE(vent.batch_done(*batch));
+  worker_thread healthy(ctx, vent.endpoint(), sink.endpoint(), {.credit = 2});
+  REQUIRE(drive(vent, sink, [&] { return vent.batch_done(*batch); }));
+  CHECK(vent.status(*batch)->outcome == pipeline::batch_outcome::complete);
+  CHECK(vent.status(*batch)->missing.empty());
+}

@@ -36,7 +36,7 @@ struct sink::impl {
   std::string cached_text;
   std::size_t results_since_control = 0;
   std::size_t results_since_timers = 0;
-  sink_counters counters;
+  sink_stats counters;
 
   impl(zmq::context_t& ctx, const std::string& endpoint, sink_options o)
       : opts(std::move(o)),
@@ -297,6 +297,6 @@ std::optional<batch_report> sink::status(const message_id& batch) const {
   return impl_->report_of(it->first, it->second);
 }
 
-const sink_counters& sink::counters() const noexcept { return impl_->counters; }
+const sink_stats& sink::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline

@@ -50,7 +50,7 @@ struct ventilator::impl {
   std::vector<std::string> sinks;
   std::map<message_id, batch_state> batches;  // ids are time-ordered: begin() is the oldest
   std::optional<steady_time> next_expiry;      // earliest deadline of an open batch
-  ventilator_counters counters;
+  ventilator_stats counters;
 
   impl(zmq::context_t& ctx, const std::string& endpoint, ventilator_options o)
       : opts(std::move(o)), socket(ctx, zmq::socket_type::router) {
@@ -386,6 +386,6 @@ std::int64_t ventilator::credit() const noexcept {
   for (const auto& w : impl_->workers) total += w.credit;
   return total;
 }
-const ventilator_counters& ventilator::counters() const noexcept { return impl_->counters; }
+const ventilator_stats& ventilator::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline

@@ -232,6 +232,15 @@ struct worker::impl {
   void stop() {
     if (stopped) return;
     stopped = true;
+    // Let the running handler finish (requests not started are dropped: the device
+    // requeues them on DISCONNECT), and send the replies that are ready.
+    exec->join();
+    frames_t frames;
+    for (;;) {
+      frames.clear();
+      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_result(frames);
+    }
     if (!socket) return;
     socket->send(control_frame(control::disconnect), zmq::send_flags::dontwait);
     // Keep the default linger so DISCONNECT leaves before the socket closes.

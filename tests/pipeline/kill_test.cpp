@@ -51,11 +51,11 @@ TEST_CASE("a SIGKILLed worker process loses no task of an at-least-once batch") 
   for (const auto& r : reports)
     if (r.state == pipeline::batch_state::missing) reported_missing += r.missing.size();
   MESSAGE("tasks " << task_count << ", results before kill " << before_kill << ", missing reports "
-                   << sink.counters().missing_reports << " naming " << reported_missing << " ids, resent "
-                   << vent.counters().resent << ", duplicates dropped " << sink.counters().duplicates
+                   << sink.stats().missing_reports << " naming " << reported_missing << " ids, resent "
+                   << vent.stats().resent << ", duplicates dropped " << sink.stats().duplicates
                    << ", completed " << recovery.count() << " ms after the kill");
-  CHECK(sink.counters().missing_reports >= 1);
-  CHECK(vent.counters().resent >= 1);
+  CHECK(sink.stats().missing_reports >= 1);
+  CHECK(vent.stats().resent >= 1);
   CHECK(std::set<message_id>(answered.begin(), answered.end()).size() == task_count);
   CHECK(answered.size() == task_count);  // each id came out of the sink once
   CHECK(sink.status(*batch)->state == pipeline::batch_state::complete);
@@ -90,6 +90,6 @@ TEST_CASE("at-most-once: the ventilator learns that a batch which lost a task wa
   REQUIRE(answered.size() < task_count);  // the kill lost at least the task it was running
   CHECK(status->missing.size() == task_count - answered.size());
   for (const auto& id : status->missing) CHECK_FALSE(answered.contains(id));
-  CHECK(vent.counters().batches_abandoned == 1);
-  CHECK(vent.counters().resent == 0);
+  CHECK(vent.stats().batches_abandoned == 1);
+  CHECK(vent.stats().resent == 0);
 }

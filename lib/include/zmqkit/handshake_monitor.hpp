@@ -6,7 +6,7 @@
 //   zmqkit::handshake_monitor monitor(ctx, router);   // before bind/connect
 //   router.bind("tcp://*:5555");
 //   ...
-//   log("handshake failures: {}", monitor.counters().handshake_failed());
+//   log("handshake failures: {}", monitor.stats().handshake_failed());
 //
 // It attaches a libzmq socket monitor (zmq_socket_monitor on a private inproc
 // endpoint) and reads its events on a thread it owns; the constructor returns
@@ -28,7 +28,7 @@
 
 namespace zmqkit {
 
-struct handshake_counters {
+struct handshake_stats {
   std::uint64_t accepted = 0;          // incoming TCP/IPC connections
   std::uint64_t connected = 0;         // outgoing connections established
   std::uint64_t succeeded = 0;         // ZMTP handshakes completed (security included)
@@ -39,6 +39,7 @@ struct handshake_counters {
 
   std::uint64_t handshake_failed() const noexcept { return failed_no_detail + failed_protocol + failed_auth; }
 };
+using handshake_counters [[deprecated("renamed handshake_stats")]] = handshake_stats;
 
 class handshake_monitor {
  public:
@@ -51,7 +52,8 @@ class handshake_monitor {
   handshake_monitor& operator=(const handshake_monitor&) = delete;
 
   // Safe from any thread.
-  handshake_counters counters() const;
+  handshake_stats stats() const;
+  [[deprecated("renamed stats()")]] handshake_stats counters() const { return stats(); }
 
  private:
   struct impl;

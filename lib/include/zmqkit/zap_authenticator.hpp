@@ -56,7 +56,7 @@ struct zap_options {
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
-struct zap_counters {
+struct zap_stats {
   std::uint64_t accepted = 0;
   std::uint64_t refused = 0;
   std::uint64_t malformed_requests = 0;  // ZAP requests that broke RFC 27 (dropped)
@@ -64,6 +64,7 @@ struct zap_counters {
   std::uint64_t skipped_files = 0;       // *.pub files unreadable or malformed, last load
   std::uint64_t allowed_keys = 0;        // keys on the allow-list, last load
 };
+using zap_counters [[deprecated("renamed zap_stats")]] = zap_stats;
 
 class zap_authenticator {
  public:
@@ -83,7 +84,8 @@ class zap_authenticator {
   //         when the handler thread does not answer within 5 s.
   void reload();
 
-  zap_counters counters() const;
+  zap_stats stats() const;
+  [[deprecated("renamed stats()")]] zap_stats counters() const { return stats(); }
 
  private:
   struct impl;

@@ -70,7 +70,7 @@ struct ventilator_options {
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
-struct ventilator_counters {
+struct ventilator_stats {
   std::uint64_t submitted = 0;        // tasks accepted by submit/submit_batch
   std::uint64_t dispatched = 0;       // task frames sent to a worker (resends included)
   std::uint64_t resent = 0;           // of which resends of missing tasks
@@ -85,6 +85,7 @@ struct ventilator_counters {
   std::uint64_t workers_lost = 0;  // workers removed (bye, or unreachable on send)
   std::uint64_t hwm_blocked = 0;   // sends refused by a worker's full queue (retried after the next poll)
 };
+using ventilator_counters [[deprecated("renamed ventilator_stats")]] = ventilator_stats;
 
 class ventilator {
  public:
@@ -126,7 +127,8 @@ class ventilator {
   std::size_t pending() const noexcept;  // tasks waiting for credit
   std::size_t workers() const noexcept;  // workers known (that granted credit)
   std::int64_t credit() const noexcept;  // total credit across workers
-  const ventilator_counters& counters() const noexcept;
+  const ventilator_stats& stats() const noexcept;
+  [[deprecated("renamed stats()")]] const ventilator_stats& counters() const noexcept { return stats(); }
 
  private:
   struct impl;

@@ -13,9 +13,11 @@
 // an expired request `expired`; neither reaches the handler.
 //
 // Threading: one thread at a time drives poll()/run(). With threads = 0 the
-// handler runs inline in that loop (lowest latency); with threads = N it runs
-// on N handler threads owned by the server, which start with it and are
-// joined by its destructor.
+// handler runs inline in that loop (lowest latency; a server has no heartbeat
+// to keep up, unlike reqrep::worker, which always uses one handler thread);
+// with threads = N it runs on N handler threads owned by the server (the
+// handler must then be thread-safe), which start with it and are joined by
+// its destructor.
 #pragma once
 
 #include <chrono>

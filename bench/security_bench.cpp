@@ -224,7 +224,7 @@ double device_throughput(const curve_setup& keys, bool curve, std::size_t per_cl
   for (auto& t : workers) t.join();
   dev.stop();
   device_thread.join();
-  if (curve && auth->counters().refused != 0) std::fprintf(stderr, "unexpected ZAP refusals\n");
+  if (curve && auth->stats().refused != 0) std::fprintf(stderr, "unexpected ZAP refusals\n");
   return static_cast<double>(per_client * device_clients) / secs;
 }
 

@@ -329,11 +329,11 @@ int scenario(const example::flags& f) {
   }
   check(batch_reported_complete,
         "the sink reported the batch complete (" + std::to_string(static_cast<int>(batch_ms)) + " ms)");
-  check(counts_match && sink.counters().results == static_cast<std::uint64_t>(reviews),
-        "every review scored exactly once (" + std::to_string(sink.counters().results) + "/" +
+  check(counts_match && sink.stats().results == static_cast<std::uint64_t>(reviews),
+        "every review scored exactly once (" + std::to_string(sink.stats().results) + "/" +
             std::to_string(reviews) +
-            ", duplicates dropped by the sink: " + std::to_string(sink.counters().duplicates) + ")");
-  summary["review.score"] = std::to_string(sink.counters().results);
+            ", duplicates dropped by the sink: " + std::to_string(sink.stats().duplicates) + ")");
+  summary["review.score"] = std::to_string(sink.stats().results);
   summary["review.batch_ms"] = std::to_string(static_cast<int>(batch_ms));
 
   // The device's own view of the retries, when we were told where its admin endpoint is.

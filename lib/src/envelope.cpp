@@ -11,8 +11,8 @@ using detail::throw_bad_envelope;
 
 namespace {
 
-constexpr std::array<std::string_view, 6> reply_error_names = {"expired",    "dead-letter", "no-service",
-                                                               "overloaded", "bad-request", "unavailable"};
+constexpr std::array<std::string_view, 7> reply_error_names = {
+    "expired", "dead-letter", "no-service", "overloaded", "bad-request", "unavailable", "internal"};
 
 constexpr std::uint32_t envelope_fields = 9;
 constexpr int max_skip_depth = 32;
@@ -324,8 +324,98 @@ msgpack::unpack_limit body_unpack_limit(const decode_limits& limits, std::size_t
   return msgpack::unpack_limit(size, size, size, size, size, limits.max_body_unpack_depth);
 }
 
-void throw_bad_body(const std::string& what) {
-  throw error(errc::bad_body, "body", "ZMK/1 envelope: body: does not convert: " + what);
+void throw_bad_body(const std::string& what, const std::string& field) {
+  throw error(errc::bad_body, field, "ZMK/1 envelope: " + field + ": does not convert: " + what);
+}
+
+msgpack::object_handle unpack_body(std::string_view body, const decode_limits& limits) {
+  try {
+    std::size_t offset = 0;
+    msgpack::object_handle handle =
+        msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr, body_unpack_limit(limits, body.size()));
+    if (offset != body.size()) throw_bad_body("trailing bytes after the msgpack value");
+    return handle;
+  } catch (const zmqkit::error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw_bad_body(e.what());
+  }
+}
+
+namespace {
+std::string_view key_of(const msgpack::object& key) {
+  return key.type == msgpack::type::STR ? std::string_view(key.via.str.ptr, key.via.str.size) : std::string_view();
+}
+
+// The value under `key` in `map`, first occurrence (as msgpack-c's record conversion reads it).
+const msgpack::object* find_key(const msgpack::object& map, std::string_view key) {
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i)
+    if (map.via.map.ptr[i].key.type == msgpack::type::STR && key_of(map.via.map.ptr[i].key) == key)
+      return &map.via.map.ptr[i].val;
+  return nullptr;
+}
+}  // namespace
+
+void require_fields(const msgpack::object& shape, const msgpack::object& input, const std::string& path) {
+  if (shape.type == msgpack::type::MAP && input.type == msgpack::type::MAP) {
+    for (std::uint32_t i = 0; i < shape.via.map.size; ++i) {
+      const auto& field = shape.via.map.ptr[i];
+      const std::string name = path + "." + std::string(key_of(field.key));
+      const msgpack::object* value = find_key(input, key_of(field.key));
+      if (!value) {
+        if (field.val.type == msgpack::type::NIL) continue;  // optional: may be absent
+        throw error(errc::bad_body, name, "ZMK/1 envelope: " + name + ": missing");
+      }
+      require_fields(field.val, *value, name);  // nested records
+    }
+  } else if (shape.type == msgpack::type::ARRAY && input.type == msgpack::type::ARRAY) {
+    // Only records (MSGPACK_DEFINE) have a non-empty default array: every element is a field.
+    if (input.via.array.size < shape.via.array.size) {
+      const std::string name = path + "[" + std::to_string(input.via.array.size) + "]";
+      throw error(errc::bad_body, name, "ZMK/1 envelope: " + name + ": missing");
+    }
+    for (std::uint32_t i = 0; i < shape.via.array.size; ++i)
+      require_fields(shape.via.array.ptr[i], input.via.array.ptr[i], path + "[" + std::to_string(i) + "]");
+  }
+}
+
+std::string find_mistyped_field(const msgpack::object& shape, const msgpack::object& input,
+                                bool (*converts)(const msgpack::object&)) {
+  // Try the default record with one field at a time taken from the input: the
+  // first that no longer converts is the culprit.
+  msgpack::zone zone;
+  if (shape.type == msgpack::type::MAP && input.type == msgpack::type::MAP) {
+    const std::uint32_t n = shape.via.map.size;
+    auto* kv = static_cast<msgpack::object_kv*>(
+        zone.allocate_align(sizeof(msgpack::object_kv) * n, MSGPACK_ZONE_ALIGNOF(msgpack::object_kv)));
+    msgpack::object candidate;
+    candidate.type = msgpack::type::MAP;
+    candidate.via.map.size = n;
+    candidate.via.map.ptr = kv;
+    for (std::uint32_t i = 0; i < n; ++i) kv[i] = shape.via.map.ptr[i];
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const msgpack::object* value = find_key(input, key_of(shape.via.map.ptr[i].key));
+      if (!value) continue;
+      kv[i].val = *value;
+      if (!converts(candidate)) return "body." + std::string(key_of(shape.via.map.ptr[i].key));
+      kv[i].val = shape.via.map.ptr[i].val;
+    }
+  } else if (shape.type == msgpack::type::ARRAY && input.type == msgpack::type::ARRAY) {
+    const std::uint32_t n = shape.via.array.size;
+    auto* items = static_cast<msgpack::object*>(
+        zone.allocate_align(sizeof(msgpack::object) * n, MSGPACK_ZONE_ALIGNOF(msgpack::object)));
+    msgpack::object candidate;
+    candidate.type = msgpack::type::ARRAY;
+    candidate.via.array.size = n;
+    candidate.via.array.ptr = items;
+    for (std::uint32_t i = 0; i < n; ++i) items[i] = shape.via.array.ptr[i];
+    for (std::uint32_t i = 0; i < n && i < input.via.array.size; ++i) {
+      items[i] = input.via.array.ptr[i];
+      if (!converts(candidate)) return "body[" + std::to_string(i) + "]";
+      items[i] = shape.via.array.ptr[i];
+    }
+  }
+  return "body";
 }
 }  // namespace detail
 

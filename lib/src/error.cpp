@@ -12,6 +12,7 @@ std::string_view to_string(errc code) noexcept {
     case errc::protocol: return "protocol violation";
     case errc::timeout: return "timeout";
     case errc::request_failed: return "request failed";
+    case errc::server_fault: return "server fault";
   }
   return "unknown";
 }

@@ -187,7 +187,7 @@ handshake_monitor& handshake_monitor::operator=(handshake_monitor&& other) noexc
   return *this;
 }
 
-handshake_counters handshake_monitor::counters() const {
+handshake_stats handshake_monitor::stats() const {
   const auto& m = *impl_;
   return {m.accepted,     m.connected,           m.succeeded,         m.failed_no_detail,     m.failed_protocol,
           m.failed_auth,  m.disconnected,        m.refused_unknown_key, m.refused_plaintext,

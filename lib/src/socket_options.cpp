@@ -35,8 +35,15 @@ void apply(zmq::socket_t& socket, const socket_options& opts) {
 }
 
 zmq::context_t& default_context() {
-  static zmq::context_t context;
-  return context;
+  // Leaked on purpose: terminating it from a static destructor would wait for
+  // every socket still open anywhere in the program (forever for a leaked one).
+  // Non-blocky, so a caller that does terminate it never waits on linger either.
+  static zmq::context_t* const context = [] {
+    auto* ctx = new zmq::context_t;
+    ctx->set(zmq::ctxopt::blocky, 0);
+    return ctx;
+  }();
+  return *context;
 }
 
 }  // namespace zmqkit

@@ -276,7 +276,7 @@ void zap_authenticator::reload() {
     throw error(errc::security, "allow-list", std::string(result.to_string_view()));
 }
 
-zap_counters zap_authenticator::counters() const {
+zap_stats zap_authenticator::stats() const {
   const auto& m = *impl_;
   return {m.accepted, m.refused, m.malformed, m.reloads, m.skipped, m.allowed,
           m.refused_unknown_key, m.refused_not_curve, m.refused_domain};

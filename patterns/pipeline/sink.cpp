@@ -36,7 +36,7 @@ struct sink::impl {
   std::string cached_text;
   std::size_t results_since_control = 0;
   std::size_t results_since_timers = 0;
-  sink_counters counters;
+  sink_stats counters;
 
   impl(zmq::context_t& ctx, const std::string& endpoint, sink_options o)
       : opts(std::move(o)),
@@ -123,7 +123,12 @@ struct sink::impl {
       ++counters.missing_reports;
       t.state = t.reports >= opts.max_reports ? batch_state::abandoned : batch_state::missing;
       batch_report r = report_of(id, t);
-      if (!t.ids_known) {
+      if (t.state == batch_state::abandoned) {
+        // The verdict, with whatever ids can be named (none when the list never came).
+        envelope env = batch_message(type::batch_abandoned, id);
+        env.body = detail::pack_ids(r.missing);
+        send_control(env);
+      } else if (!t.ids_known) {
         send_control(batch_message(type::batch_query, id));  // perhaps the list got lost: ask again
       } else if (!r.missing.empty()) {
         envelope env = batch_message(type::batch_missing, id);
@@ -292,6 +297,6 @@ std::optional<batch_report> sink::status(const message_id& batch) const {
   return impl_->report_of(it->first, it->second);
 }
 
-const sink_counters& sink::counters() const noexcept { return impl_->counters; }
+const sink_stats& sink::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline

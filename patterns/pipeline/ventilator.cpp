@@ -31,7 +31,13 @@ struct queued_task {
 struct batch_state {
   std::vector<message_id> ids;
   std::unordered_map<message_id, retained_task> tasks;  // at-least-once only
-  bool done = false;
+  batch_outcome outcome = batch_outcome::open;
+  std::vector<message_id> missing;  // the sink's last list
+  steady_time deadline{};           // for a verdict (batch_deadline after submit)
+  bool ended() const noexcept {
+    return outcome == batch_outcome::complete || outcome == batch_outcome::abandoned ||
+           outcome == batch_outcome::expired;
+  }
 };
 
 }  // namespace
@@ -43,7 +49,8 @@ struct ventilator::impl {
   std::vector<worker_state> workers;
   std::vector<std::string> sinks;
   std::map<message_id, batch_state> batches;  // ids are time-ordered: begin() is the oldest
-  ventilator_counters counters;
+  std::optional<steady_time> next_expiry;      // earliest deadline of an open batch
+  ventilator_stats counters;
 
   impl(zmq::context_t& ctx, const std::string& endpoint, ventilator_options o)
       : opts(std::move(o)), socket(ctx, zmq::socket_type::router) {
@@ -134,7 +141,7 @@ struct ventilator::impl {
       return 0;
     }
     const auto it = batches.find(batch);
-    if (it == batches.end() || it->second.done) {
+    if (it == batches.end() || it->second.ended()) {
       counters.missing_ignored += ids.size();
       return 0;
     }
@@ -184,9 +191,9 @@ struct ventilator::impl {
     } else if (env.type == type::sink_hello) {
       if (std::find(sinks.begin(), sinks.end(), identity) == sinks.end()) sinks.push_back(identity);
       for (const auto& [id, b] : batches)
-        if (!b.done) announce(id, b, identity);
+        if (!b.ended()) announce(id, b, identity);
     } else if (env.type == type::batch_query || env.type == type::batch_missing ||
-               env.type == type::batch_done) {
+               env.type == type::batch_done || env.type == type::batch_abandoned) {
       const auto batch_text = env.header(header::batch);
       const auto batch = batch_text ? message_id::parse(*batch_text) : std::nullopt;
       if (!batch) {
@@ -197,9 +204,11 @@ struct ventilator::impl {
       if (env.type == type::batch_query) {
         if (it != batches.end()) announce(it->first, it->second, identity);
       } else if (env.type == type::batch_done) {
-        if (it != batches.end()) {
-          it->second.done = true;
+        if (it != batches.end() && it->second.outcome != batch_outcome::complete) {
+          it->second.outcome = batch_outcome::complete;  // also after abandoned: the stragglers came
+          it->second.missing.clear();
           it->second.tasks.clear();  // nothing left to resend
+          ++counters.batches_complete;
         }
       } else {
         const auto ids = detail::unpack_ids(env.body, opts.max_pending);
@@ -207,7 +216,20 @@ struct ventilator::impl {
           ++counters.bad_frames;
           return;
         }
+        if (env.type == type::batch_abandoned) {
+          if (it != batches.end() && !it->second.ended()) {
+            it->second.outcome = batch_outcome::abandoned;
+            it->second.missing = std::move(*ids);
+            it->second.tasks.clear();  // the sink no longer waits for them
+            ++counters.batches_abandoned;
+          }
+          return;
+        }
         ++counters.missing_reports;
+        if (it != batches.end() && !it->second.ended()) {
+          it->second.outcome = batch_outcome::missing;
+          it->second.missing = *ids;
+        }
         resend(*batch, *ids);
       }
     } else {
@@ -235,7 +257,26 @@ struct ventilator::impl {
     }
   }
 
+  // Batches with no verdict by their deadline end as expired.
+  void expire_batches() {
+    if (!next_expiry) return;
+    const steady_time now = opts.clock->now();
+    if (now < *next_expiry) return;
+    next_expiry.reset();
+    for (auto& [id, b] : batches) {
+      if (b.ended()) continue;
+      if (b.deadline > now) {
+        if (!next_expiry || b.deadline < *next_expiry) next_expiry = b.deadline;
+        continue;
+      }
+      b.outcome = batch_outcome::expired;
+      b.tasks.clear();
+      ++counters.batches_expired;
+    }
+  }
+
   void poll(std::chrono::milliseconds timeout) {
+    expire_batches();
     dispatch();
     bool blocked = false;
     for (auto& w : workers) blocked = std::exchange(w.blocked, false) || blocked;
@@ -245,6 +286,7 @@ struct ventilator::impl {
     zmqkit::poll(&item, 1, std::chrono::milliseconds(to_zmq_ms(timeout)));
     receive_all();
     dispatch();
+    expire_batches();
   }
 };
 
@@ -297,6 +339,10 @@ std::optional<message_id> ventilator::submit_batch(std::vector<envelope> tasks) 
   }
   d.counters.submitted += tasks.size();
   for (const auto& sink : d.sinks) d.announce(id, b, sink);
+  if (d.opts.batch_deadline.count() > 0) {
+    b.deadline = d.opts.clock->now() + d.opts.batch_deadline;
+    if (!d.next_expiry || b.deadline < *d.next_expiry) d.next_expiry = b.deadline;
+  }
   d.batches.emplace(id, std::move(b));
   d.forget_oldest_batches();
   return id;
@@ -321,7 +367,16 @@ std::size_t ventilator::resend(const message_id& batch, std::span<const message_
 
 bool ventilator::batch_done(const message_id& batch) const {
   const auto it = impl_->batches.find(batch);
-  return it != impl_->batches.end() && it->second.done;
+  return it != impl_->batches.end() && it->second.ended();
+}
+
+std::optional<batch_status> ventilator::status(const message_id& batch) const {
+  const auto it = impl_->batches.find(batch);
+  if (it == impl_->batches.end()) return std::nullopt;
+  return batch_status{.batch = batch,
+                      .outcome = it->second.outcome,
+                      .tasks = it->second.ids.size(),
+                      .missing = it->second.missing};
 }
 
 std::size_t ventilator::pending() const noexcept { return impl_->queue.size(); }
@@ -331,6 +386,6 @@ std::int64_t ventilator::credit() const noexcept {
   for (const auto& w : impl_->workers) total += w.credit;
   return total;
 }
-const ventilator_counters& ventilator::counters() const noexcept { return impl_->counters; }
+const ventilator_stats& ventilator::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline

@@ -40,7 +40,7 @@ struct worker::impl {
   bool current_holds_slot = false;
   std::int64_t outstanding = 0;  // credit granted that no task has used yet
   steady_time last_heard{};      // last task arrival or credit message
-  worker_counters counters;
+  worker_stats counters;
 
   impl(zmq::context_t& ctx, const std::string& vent, const std::string& sink, worker_options o)
       : opts(std::move(o)),
@@ -214,6 +214,6 @@ std::optional<envelope> worker::receive(std::chrono::milliseconds timeout) { ret
 bool worker::send_result(envelope result) { return impl_->send_result(std::move(result)); }
 std::size_t worker::buffered() const noexcept { return impl_->held_tasks.size(); }
 void worker::pump() { impl_->pump(); }
-const worker_counters& worker::counters() const noexcept { return impl_->counters; }
+const worker_stats& worker::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline

@@ -55,6 +55,8 @@ struct publisher::impl {
   internal::keyed_map<std::string_view, std::list<type_state>::iterator> types;
 
   std::uint64_t published = 0, evicted = 0;  // owner thread only
+  std::uint64_t subscriptions = 0;            // owner thread only
+  unsigned publishes_since_read = 0;
   std::atomic<std::uint64_t> snapshots_served{0}, bad_requests{0};
   type_state* last_state = nullptr;  // the previous publish's type: usually the next one's too
   std::string last_type;
@@ -67,7 +69,7 @@ struct publisher::impl {
   std::thread thread;
 
   impl(zmq::context_t& ctx, publisher_options o)
-      : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::pub) {
+      : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::xpub) {
     if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
     if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
@@ -77,6 +79,9 @@ struct publisher::impl {
     apply(pub, opts.socket);
     // A PUB socket receives only subscriptions: none longer than a topic.
     detail::limit_to_subscription_frames(pub, opts.socket.max_message_bytes);
+    // Every subscribe and unsubscribe is passed up (duplicates too), so they can be counted.
+    pub.set(zmq::sockopt::xpub_verbose, 1);
+    pub.set(zmq::sockopt::xpub_verboser, 1);
     if (!opts.snapshot_endpoint.empty()) {
       router = zmq::socket_t(ctx, zmq::socket_type::router);
       apply(router, opts.socket);
@@ -87,6 +92,18 @@ struct publisher::impl {
       snapshot_bound = router.get(zmq::sockopt::last_endpoint);
       detail::open_control_pipe(ctx, control, control_peer);
       thread = std::thread([this] { serve(); });
+    }
+  }
+
+  // Reads the subscription messages XPUB has queued ([0x01|0x00, prefix]): they
+  // would pile up unread otherwise.
+  void read_subscriptions() {
+    zmq::message_t m;
+    while (pub.recv(m, zmq::recv_flags::dontwait)) {
+      if (m.size() == 0) continue;
+      const auto kind = *m.data<std::uint8_t>();
+      if (kind == 1) ++subscriptions;
+      else if (kind == 0 && subscriptions > 0) --subscriptions;
     }
   }
 
@@ -220,7 +237,29 @@ std::uint64_t publisher::publish(envelope env) {
   s.pub.send(zmq::buffer(env.type), zmq::send_flags::sndmore);
   s.pub.send(frame, zmq::send_flags::none);
   ++s.published;
+  if (++s.publishes_since_read == 64) {  // bounded backlog of subscription messages, cheap hot path
+    s.publishes_since_read = 0;
+    s.read_subscriptions();
+  }
   return seq;
+}
+
+bool publisher::wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout) {
+  impl& s = *impl_;
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    s.read_subscriptions();
+    if (s.subscriptions >= n) return true;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left <= std::chrono::milliseconds(0)) return false;
+    zmq::pollitem_t item{s.pub.handle(), 0, ZMQ_POLLIN, 0};
+    zmqkit::poll(&item, 1, std::min(left, std::chrono::milliseconds(100)));
+  }
+}
+
+std::size_t publisher::subscriptions() {
+  impl_->read_subscriptions();
+  return impl_->subscriptions;
 }
 
 const std::string& publisher::id() const noexcept { return impl_->id; }

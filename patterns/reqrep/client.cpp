@@ -19,6 +19,7 @@ void result::throw_failure() const {
   const auto& f = std::get<request_failure>(value_);
   if (f.what == request_failure::kind::timeout)
     throw error(errc::timeout, "", "request timed out: " + f.reason);
+  if (f.server_fault()) throw error(errc::server_fault, f.code, "server fault: " + f.reason);
   throw error(errc::request_failed, f.code, "request failed: " + f.code + ": " + f.reason);
 }
 
@@ -112,11 +113,38 @@ struct client::impl {
     if (in_flight.contains(id))
       throw error(errc::bad_config, "id", "a request with this id is already in flight: " + id.to_string());
     if (auto h = request.headers.find(header::attempt); h != request.headers.end()) request.headers.erase(h);
+    if (opts.expire_when_abandoned && request.ttl.count() == 0) expire_with_budget(request, policy);
     auto [it, _] = in_flight.emplace(id, pending{std::move(request), retry_schedule(policy, clk().now())});
     deadlines.emplace(it->second.schedule.deadline(), id);
     ++stats.sent;
     transmit(it->second);
     return id;
+  }
+
+  // ttl = the request's age + the retry budget: it expires when the client gives up.
+  void expire_with_budget(envelope& request, const retry_policy& policy) const {
+    const wall_time now = clk().wall_now();
+    if (request.timestamp == wall_time{}) request.timestamp = now;
+    // A timestamp ahead of our clock (made with another clock) counts as age 0.
+    const auto age = std::max(std::chrono::ceil<std::chrono::milliseconds>(now - request.timestamp), 0ms);
+    request.ttl = age + retry_budget(policy);
+  }
+
+  // An `unavailable` or `overloaded` reply: retry (at once, or after the overload
+  // backoff) if the policy allows and retries remain. Returns: whether it will.
+  bool retry_on_error(pending& p, const message_id& id, reply_error code) {
+    const retry_policy& policy = p.schedule.policy();
+    if (!policy.retry_errors || !p.schedule.can_retry()) return false;
+    if (code != reply_error::unavailable && code != reply_error::overloaded) return false;
+    auto delay = 0ms;
+    if (code == reply_error::overloaded)
+      delay = std::min<std::chrono::milliseconds>(policy.overload_backoff * (1 << std::min(p.schedule.retries_used(), 20)),
+                                                  std::max(policy.max_timeout, policy.timeout));
+    deadlines.erase({p.schedule.deadline(), id});
+    p.schedule.retry_at(clk().now() + delay);
+    deadlines.emplace(p.schedule.deadline(), id);
+    ++stats.error_retries;
+    return true;
   }
 
   void complete(std::unordered_map<message_id, pending>::iterator it, result outcome) {
@@ -193,6 +221,8 @@ struct client::impl {
     }
     ++stats.replies;
     if (reply.is_error()) {
+      const auto code = parse_reply_error(reply.error_code().value_or(""));
+      if (code && retry_on_error(it->second, it->first, *code)) return;
       request_failure f{request_failure::kind::error_reply, std::string(reply.error_code().value_or("")),
                         std::string(reply.header(header::reason).value_or("")),
                         it->second.schedule.attempt()};

@@ -14,13 +14,16 @@ executor::executor(zmq::context_t& ctx, int threads) : pull_(ctx, zmq::socket_ty
   for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this, &ctx] { run(ctx); });
 }
 
-executor::~executor() {
+executor::~executor() { join(); }
+
+void executor::join() {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 void executor::submit(job j) {

@@ -22,6 +22,8 @@ class executor {
   executor(zmq::context_t& ctx, int threads);
   // Signals and joins the threads; jobs not yet started are dropped.
   ~executor();
+  // The same, keeping the result socket: results of the jobs that ran can still be read.
+  void join();
   executor(const executor&) = delete;
   executor& operator=(const executor&) = delete;
 

@@ -14,11 +14,16 @@ zmq::message_t run_handler(const handler& h, const envelope& request, const cloc
   } catch (const handler_error& e) {
     code = e.code().empty() ? std::string(to_string(reply_error::bad_request)) : e.code();
     reason = e.what();
+  } catch (const error& e) {
+    // A body that does not convert (body_as) is the requester's mistake; any other
+    // zmqkit failure inside a handler is the server's.
+    code = to_string(e.code() == errc::bad_body ? reply_error::bad_request : reply_error::internal);
+    reason = e.what();
   } catch (const std::exception& e) {
-    code = to_string(reply_error::bad_request);
+    code = to_string(reply_error::internal);
     reason = e.what();
   } catch (...) {
-    code = to_string(reply_error::bad_request);
+    code = to_string(reply_error::internal);
     reason = "handler threw a non-standard exception";
   }
   failed = true;

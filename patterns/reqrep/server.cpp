@@ -98,9 +98,14 @@ struct server::impl {
     }
     running[req.id].push_back(std::move(frames));
     exec->submit([this, req = std::move(req)] {
-      bool failed = false;
       frames_t out;
       out.emplace_back(req.id.as_bytes().data(), req.id.as_bytes().size());
+      if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {  // expired while waiting for a thread
+        out.emplace_back("\2", 1);
+        out.push_back(encode(make_error_reply(req.id, reply_error::expired, "ttl elapsed before execution", clk())));
+        return out;
+      }
+      bool failed = false;
       zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
       out.emplace_back(failed ? "\1" : "\0", 1);
       out.push_back(std::move(reply));
@@ -133,10 +138,14 @@ struct server::impl {
         });
   }
 
-  // [id or empty, failed flag, reply, (plain only) address stack...]
+  // [id or empty, flag (0 ok, 1 handler failed, 2 expired before it ran), reply, (plain only) address stack...]
   void handle_result(frames_t& out) {
     if (out.size() < 3) return;
     if (out[1].size() == 1 && *out[1].data<char>() == 1) ++stats.handler_errors;
+    if (out[1].size() == 1 && *out[1].data<char>() == 2) {
+      --stats.executed;  // counted when queued for a thread; it never ran
+      ++stats.expired;
+    }
     if (out[0].size() == 0) {
       frames_t stack(std::make_move_iterator(out.begin() + 3), std::make_move_iterator(out.end()));
       return send(stack, std::move(out[2]));

@@ -178,20 +178,26 @@ struct worker::impl {
     ++stats.requests;
     exec->submit(
         [this, req = std::move(req), stack = std::make_shared<frames_t>(std::move(frames))]() mutable {
-          bool failed = false;
           frames_t out;
-          zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
-          out.emplace_back(failed ? "\1" : "\0", 1);
-          out.push_back(std::move(reply));
+          if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {  // expired while queued here
+            out.emplace_back("\2", 1);
+            out.push_back(encode(make_error_reply(req.id, reply_error::expired, "ttl elapsed before execution", clk())));
+          } else {
+            bool failed = false;
+            zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
+            out.emplace_back(failed ? "\1" : "\0", 1);
+            out.push_back(std::move(reply));
+          }
           for (auto& f : *stack) out.push_back(std::move(f));
           return out;
         });
   }
 
-  // [failed flag, reply, address stack...]
+  // [flag (0 ok, 1 handler failed, 2 expired before it ran), reply, address stack...]
   void handle_result(frames_t& out) {
     if (out.size() < 2) return;
     if (out[0].size() == 1 && *out[0].data<char>() == 1) ++stats.handler_errors;
+    if (out[0].size() == 1 && *out[0].data<char>() == 2) ++stats.expired;
     frames_t stack(std::make_move_iterator(out.begin() + 2), std::make_move_iterator(out.end()));
     send(stack, std::move(out[1]));
   }
@@ -231,6 +237,15 @@ struct worker::impl {
   void stop() {
     if (stopped) return;
     stopped = true;
+    // Let the running handler finish (requests not started are dropped: the device
+    // requeues them on DISCONNECT), and send the replies that are ready.
+    exec->join();
+    frames_t frames;
+    for (;;) {
+      frames.clear();
+      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_result(frames);
+    }
     if (!socket) return;
     socket->send(control_frame(control::disconnect), zmq::send_flags::dontwait);
     // Keep the default linger so DISCONNECT leaves before the socket closes.

@@ -342,6 +342,97 @@ TEST_CASE("typed bodies") {
   }
 }
 
+namespace {
+struct address {
+  std::string city;
+  MSGPACK_DEFINE_MAP(city);
+};
+struct registration {
+  std::string name;
+  std::string email;
+  std::optional<std::string> referrer;  // may be absent
+  address home;
+  MSGPACK_DEFINE_MAP(name, email, referrer, home);
+};
+// Packs a map body from (key, value) pairs of one value type.
+template <class V>
+std::string map_body(const std::vector<std::pair<std::string, V>>& fields) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(static_cast<std::uint32_t>(fields.size()));
+  for (const auto& [k, v] : fields) {
+    pk.pack(k);
+    pk.pack(v);
+  }
+  return std::string(buf.data(), buf.size());
+}
+std::string field_error(const envelope& env) {
+  try {
+    (void)env.body_as<registration>();
+  } catch (const zmqkit::error& e) {
+    CHECK(e.code() == errc::bad_body);
+    return e.field();
+  }
+  return "(converted)";
+}
+}  // namespace
+
+TEST_CASE("body_as is strict: a missing or mistyped field is a bad_body error naming it") {
+  envelope env = zmqkit::make_envelope("register");
+  SUBCASE("{\"mail\": \"x\"} is not a registration") {
+    env.body = map_body<std::string>({{"mail", "x"}});
+    CHECK(field_error(env) == "body.name");
+  }
+  SUBCASE("missing email") {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(2);
+    pk.pack(std::string("name")), pk.pack(std::string("ann"));
+    pk.pack(std::string("home")), pk.pack(address{"Oslo"});
+    env.body.assign(buf.data(), buf.size());
+    CHECK(field_error(env) == "body.email");
+  }
+  SUBCASE("missing nested field") {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(3);
+    pk.pack(std::string("name")), pk.pack(std::string("ann"));
+    pk.pack(std::string("email")), pk.pack(std::string("a@x"));
+    pk.pack(std::string("home")), pk.pack_map(0);
+    env.body.assign(buf.data(), buf.size());
+    CHECK(field_error(env) == "body.home.city");
+  }
+  SUBCASE("mistyped email") {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(3);
+    pk.pack(std::string("name")), pk.pack(std::string("ann"));
+    pk.pack(std::string("email")), pk.pack(42);
+    pk.pack(std::string("home")), pk.pack(address{"Oslo"});
+    env.body.assign(buf.data(), buf.size());
+    CHECK(field_error(env) == "body.email");
+  }
+  SUBCASE("an optional field may be absent, unknown fields are ignored") {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(4);
+    pk.pack(std::string("name")), pk.pack(std::string("ann"));
+    pk.pack(std::string("email")), pk.pack(std::string("a@x"));
+    pk.pack(std::string("home")), pk.pack(address{"Oslo"});
+    pk.pack(std::string("added.later")), pk.pack(1);
+    env.body.assign(buf.data(), buf.size());
+    const auto r = env.body_as<registration>();
+    CHECK(r.email == "a@x");
+    CHECK(r.home.city == "Oslo");
+    CHECK_FALSE(r.referrer.has_value());
+  }
+  SUBCASE("body_as_lenient fills what is missing with defaults") {
+    env.body = map_body<std::string>({{"mail", "x"}});
+    const auto r = env.body_as_lenient<registration>();
+    CHECK(r.email.empty());
+  }
+}
+
 TEST_CASE("replies") {
   zmqkit::manual_clock clock;
   envelope request = zmqkit::make_envelope("payment.authorise", order{"x", 1, 2}, clock);
@@ -371,8 +462,10 @@ TEST_CASE("replies") {
   SUBCASE("reply error codes have their wire names") {
     using zmqkit::reply_error;
     for (auto code : {reply_error::expired, reply_error::dead_letter, reply_error::no_service,
-                      reply_error::overloaded, reply_error::bad_request, reply_error::unavailable})
+                      reply_error::overloaded, reply_error::bad_request, reply_error::unavailable,
+                      reply_error::internal})
       CHECK(zmqkit::parse_reply_error(zmqkit::to_string(code)) == code);
+    CHECK(zmqkit::to_string(reply_error::internal) == "internal");
     CHECK(zmqkit::to_string(reply_error::dead_letter) == "dead-letter");
     CHECK_FALSE(zmqkit::parse_reply_error("nope"));
   }

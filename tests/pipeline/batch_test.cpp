@@ -43,10 +43,10 @@ TEST_CASE("after the deadline the sink names exactly the tasks it has no result 
   // At-most-once (the default): the ventilator is told, and resends nothing.
   REQUIRE(wait_until([&] {
     vent.poll(1ms);
-    return vent.counters().missing_reports >= 1;
+    return vent.stats().missing_reports >= 1;
   }));
-  CHECK(vent.counters().missing_ignored >= 5);
-  CHECK(vent.counters().resent == 0);
+  CHECK(vent.stats().missing_ignored >= 5);
+  CHECK(vent.stats().resent == 0);
 }
 
 TEST_CASE("a worker that stops mid-batch loses no task in at-least-once mode") {
@@ -83,13 +83,13 @@ TEST_CASE("a worker that stops mid-batch loses no task in at-least-once mode") {
   });
   REQUIRE(missing_report != reports.end());
   CHECK(contains_all(missing_report->missing, lost));
-  CHECK(vent.counters().resent >= lost.size());
+  CHECK(vent.stats().resent >= lost.size());
   CHECK(reports.back().state == pipeline::batch_state::complete);
   const auto status = sink.status(*batch);
   CHECK(status->received == 40);
   CHECK(answered.size() == 40);  // each task came out of the sink once, duplicates or not
   for (const auto& id : lost) CHECK(answered.count(id) == 1);
-  CHECK(sink.counters().results == 40);
+  CHECK(sink.stats().results == 40);
 }
 
 TEST_CASE("in at-most-once mode the tasks of a stopped worker are reported, not resent") {
@@ -120,8 +120,8 @@ TEST_CASE("in at-most-once mode the tasks of a stopped worker are reported, not 
   CHECK(status->state == pipeline::batch_state::missing);
   CHECK(contains_all(status->missing, lost));
   CHECK(status->received + status->missing.size() == 20);
-  CHECK(drive(vent, sink, [&] { return vent.counters().missing_reports >= 2; }));  // told, twice
-  CHECK(vent.counters().resent == 0);
+  CHECK(drive(vent, sink, [&] { return vent.stats().missing_reports >= 2; }));  // told, twice
+  CHECK(vent.stats().resent == 0);
   CHECK_FALSE(vent.batch_done(*batch));
 }
 
@@ -159,12 +159,55 @@ TEST_CASE("tasks still waiting for credit are not resent, only lost ones") {
   const auto batch = vent.submit_batch(make_tasks(10));
   REQUIRE(batch);
   // No worker yet: the sink reports all ten missing; they are queued, not lost.
-  REQUIRE(drive(vent, sink, [&] { return vent.counters().missing_reports >= 2; }));
+  REQUIRE(drive(vent, sink, [&] { return vent.stats().missing_reports >= 2; }));
   CHECK(reports.front().missing.size() == 10);
-  CHECK(vent.counters().resent == 0);
+  CHECK(vent.stats().resent == 0);
   CHECK(vent.pending() == 10);
   worker_thread w(ctx, "inproc://vent", "inproc://sink", {.credit = 2});
   REQUIRE(drive(vent, sink, [&] { return vent.batch_done(*batch); }));
   CHECK(wait_until([&] { return w.done() == 10; }));  // it counts after sending
-  CHECK(sink.counters().duplicates == 0);
+  CHECK(sink.stats().duplicates == 0);
+}
+
+TEST_CASE("a batch without a verdict from any sink ends as expired after the ventilator's batch_deadline") {
+  zmq::context_t ctx;
+  zmqkit::manual_clock clock;
+  CHECK(pipeline::ventilator_options{}.batch_deadline == 60s);  // never waits forever by default
+  pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*", {.clock = &clock});  // no sink at all
+  const auto batch = vent.submit_batch(make_tasks(3));
+  REQUIRE(batch);
+  vent.poll(1ms);
+  CHECK_FALSE(vent.batch_done(*batch));
+  CHECK(vent.status(*batch)->outcome == pipeline::batch_outcome::open);
+  clock.advance(59s);
+  vent.poll(1ms);
+  CHECK_FALSE(vent.batch_done(*batch));
+  clock.advance(1s);
+  vent.poll(1ms);
+  CHECK(vent.batch_done(*batch));
+  CHECK(vent.status(*batch)->outcome == pipeline::batch_outcome::expired);
+  CHECK(vent.stats().batches_expired == 1);
+}
+
+TEST_CASE("the ventilator's status follows the sink: missing with the ids, then complete") {
+  zmq::context_t ctx;
+  pipeline::ventilator vent(ctx, "tcp://127.0.0.1:*", {.delivery = pipeline::delivery::at_least_once});
+  pipeline::sink sink(ctx, "tcp://127.0.0.1:*", {.ventilator_endpoint = vent.endpoint(), .batch_deadline = 200ms});
+  auto doomed = std::make_unique<worker_thread>(ctx, vent.endpoint(), sink.endpoint(),
+                                                pipeline::worker_options{.credit = 2}, 0us, 2);
+  REQUIRE(wait_until([&] {
+    vent.poll(1ms);
+    return vent.credit() == 2;
+  }));
+  const auto batch = vent.submit_batch(make_tasks(6));
+  REQUIRE(batch);
+  REQUIRE(drive(vent, sink, [&] { return doomed->stopped(); }));
+  doomed.reset();
+  REQUIRE(drive(vent, sink, [&] { return vent.status(*batch)->outcome == pipeline::batch_outcome::missing; }));
+  CHECK_FALSE(vent.status(*batch)->missing.empty());
+  CHECK_FALSE(vent.batch_done(*batch));
+  worker_thread healthy(ctx, vent.endpoint(), sink.endpoint(), {.credit = 2});
+  REQUIRE(drive(vent, sink, [&] { return vent.batch_done(*batch); }));
+  CHECK(vent.status(*batch)->outcome == pipeline::batch_outcome::complete);
+  CHECK(vent.status(*batch)->missing.empty());
 }

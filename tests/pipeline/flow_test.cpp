@@ -42,9 +42,9 @@ TEST_CASE("a batch flows ventilator -> workers -> sink and completes") {
   CHECK(status->missing.empty());
   REQUIRE(reports.size() == 1);
   CHECK(reports[0].state == pipeline::batch_state::complete);
-  CHECK(sink.counters().results == 100);
-  CHECK(sink.counters().duplicates == 0);
-  CHECK(vent.counters().dispatched == 100);
+  CHECK(sink.stats().results == 100);
+  CHECK(sink.stats().duplicates == 0);
+  CHECK(vent.stats().dispatched == 100);
   CHECK(w1.done() + w2.done() == 100);
 }
 
@@ -60,7 +60,7 @@ TEST_CASE("a sink without a ventilator link completes a batch by its zmk.batch.s
     return s && s->state == pipeline::batch_state::complete;
   }));
   CHECK(sink.status(*batch)->ids_known == false);
-  CHECK(sink.counters().results == 10);
+  CHECK(sink.stats().results == 10);
 }
 
 TEST_CASE("tasks outside a batch are delivered as they are") {
@@ -96,10 +96,10 @@ TEST_CASE("the sink counts each task id once") {
   std::vector<envelope> got;
   REQUIRE(wait_until([&] {
     if (auto r = sink.receive(10ms)) got.push_back(*r);
-    return sink.counters().duplicates == 2;
+    return sink.stats().duplicates == 2;
   }));
   CHECK(got.size() == 2);
-  CHECK(sink.counters().results == 2);
+  CHECK(sink.stats().results == 2);
   CHECK(sink.status(batch)->state == pipeline::batch_state::complete);
 }
 
@@ -117,7 +117,7 @@ TEST_CASE("bad frames are counted and dropped by every role") {
     dealer.send(zmq::str_buffer("b"));
     REQUIRE(wait_until([&] {
       vent.poll(5ms);
-      return vent.counters().bad_frames == 4;
+      return vent.stats().bad_frames == 4;
     }));
     CHECK(vent.workers() == 0);
   }
@@ -139,7 +139,7 @@ TEST_CASE("bad frames are counted and dropped by every role") {
     auto got = w.receive(2s);
     REQUIRE(got);
     CHECK(got->id == good.id);
-    CHECK(w.counters().bad_frames == 2);
+    CHECK(w.stats().bad_frames == 2);
   }
   SUBCASE("sink") {
     pipeline::sink sink(ctx, "inproc://sink");
@@ -159,7 +159,7 @@ TEST_CASE("bad frames are counted and dropped by every role") {
     auto got = sink.receive(2s);
     REQUIRE(got);
     CHECK(got->id == fine.id);
-    CHECK(sink.counters().bad_frames == 3);
+    CHECK(sink.stats().bad_frames == 3);
   }
 }
 
@@ -184,5 +184,5 @@ TEST_CASE("an idle worker re-states its credit, so a restarted ventilator can us
     return task.has_value();
   }));
   CHECK(task->type == "after.restart");
-  CHECK(w.counters().credit_grants >= 2);
+  CHECK(w.stats().credit_grants >= 2);
 }

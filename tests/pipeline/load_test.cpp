@@ -92,5 +92,5 @@ TEST_CASE("a worker never holds more tasks than its credit") {
   }
   CHECK(w.buffered() == 3);
   CHECK(vent.pending() == 17);
-  CHECK(vent.counters().dispatched == 3);
+  CHECK(vent.stats().dispatched == 3);
 }

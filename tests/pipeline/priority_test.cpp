@@ -83,5 +83,5 @@ TEST_CASE("a worker drops tasks whose TTL has passed") {
   auto got = w.receive(0ms);
   REQUIRE(got);
   CHECK(got->id == fresh.id);
-  CHECK(w.counters().expired == 1);
+  CHECK(w.stats().expired == 1);
 }

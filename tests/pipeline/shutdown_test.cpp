@@ -40,9 +40,9 @@ TEST_CASE("every role shuts down promptly with undelivered messages") {
     for (int i = 0; i < 200; ++i) REQUIRE(vent->submit(make_envelope("t", big)));
     REQUIRE(wait_until([&] {
       vent->poll(1ms);
-      return vent->counters().dispatched > 10;
+      return vent->stats().dispatched > 10;
     }));
-    const auto stuck = vent->counters().dispatched;
+    const auto stuck = vent->stats().dispatched;
     const auto took = time_of([&] {
       vent.reset();
       ctx.reset();  // waits for the linger, not for the peer
@@ -68,7 +68,7 @@ TEST_CASE("every role shuts down promptly with undelivered messages") {
     int sent = 0;
     while (sent < 100'000 && w->send_result(make_reply(*task, "t.done"))) ++sent;
     CHECK(sent < 100'000);
-    CHECK(w->counters().send_failures == 1);
+    CHECK(w->stats().send_failures == 1);
     const auto took = time_of([&] { w.reset(); });
     CHECK(took < 2s);
   }
@@ -99,5 +99,5 @@ TEST_CASE("a worker says goodbye, so the ventilator stops counting on it") {
     vent.poll(1ms);
     return vent.workers() == 0;
   }));
-  CHECK(vent.counters().workers_lost == 1);
+  CHECK(vent.stats().workers_lost == 1);
 }

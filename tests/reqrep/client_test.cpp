@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <thread>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
@@ -197,7 +198,7 @@ TEST_CASE("client: an error reply is a typed failure with its zmk.error code") {
                     reply_error::no_service, reply_error::bad_request}) {
     CAPTURE(to_string(code));
     fake_server fake(ctx);
-    client c(ctx, fake.endpoint);
+    client c(ctx, fake.endpoint, {.retry = {.retries = 0}});  // no retry left: even overloaded ends it
     c.send(make_envelope("q"));
     const frames req = fake.next(c);
     fake.answer(req, make_error_reply(request_of(req).id, code, "because"));
@@ -270,4 +271,115 @@ TEST_CASE("client: the README example works as written (with local endpoints)") 
   REQUIRE_FALSE(bad);
   CHECK(bad.failure().code == "bad-request");
   CHECK(bad.failure().reason == "empty body");
+}
+
+TEST_CASE("client: an `internal` error reply (server fault) is a distinct error, not a request failure") {
+  zmq::context_t ctx;
+  server srv(ctx, "tcp://127.0.0.1:*", [](const envelope&) -> envelope { throw std::runtime_error("db down"); });
+  std::jthread loop([&](std::stop_token st) { srv.run(st); });
+  client c(ctx, srv.endpoint(), {.retry = {.timeout = 2000ms, .retries = 0}});
+  const result r = c.request(make_envelope("q"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().known_code() == reply_error::internal);
+  CHECK(r.failure().server_fault());
+  CHECK(r.failure().reason == "db down");
+  try {
+    (void)r.reply();
+    FAIL("reply() did not throw");
+  } catch (const zmqkit::error& e) {
+    CHECK(e.code() == errc::server_fault);
+    CHECK(e.field() == "internal");
+  }
+}
+
+TEST_CASE("client: `unavailable` fails over at once to the next endpoint, using one retry") {
+  zmq::context_t ctx;
+  manual_clock clock;  // never advanced: nothing here waits for a timeout
+  fake_server draining(ctx), other(ctx);
+  client c(ctx, {draining.endpoint, other.endpoint}, {.retry = {.timeout = 1000ms, .retries = 2}, .clock = &clock});
+  const message_id id = c.send(make_envelope("q"));
+  const frames first = draining.next(c);
+  draining.answer(first, make_error_reply(id, reply_error::unavailable, "shutting down"));
+  const frames second = other.next(c);
+  CHECK(request_of(second).id == id);
+  CHECK(request_of(second).header(header::attempt) == "1");
+  other.answer(second, make_reply(request_of(second), "ok"));
+  auto done = wait_completion(c);
+  REQUIRE(done);
+  CHECK(done->outcome.ok());
+  CHECK(c.stats().error_retries == 1);
+  CHECK(c.stats().failovers == 1);
+}
+
+TEST_CASE("client: `overloaded` is retried after the overload backoff, doubling") {
+  zmq::context_t ctx;
+  manual_clock clock;
+  fake_server fake(ctx);
+  client c(ctx, fake.endpoint,
+           {.retry = {.timeout = 1000ms, .retries = 3, .overload_backoff = 100ms}, .clock = &clock});
+  const message_id id = c.send(make_envelope("q"));
+  fake.answer(fake.next(c), make_error_reply(id, reply_error::overloaded, "busy"));
+  for (int i = 0; i < 20; ++i) c.poll(1ms);
+  CHECK_FALSE(test::try_recv_frames(fake.socket));  // no resend before the backoff
+  clock.advance(100ms);
+  const frames retry1 = fake.next(c);
+  CHECK(request_of(retry1).header(header::attempt) == "1");
+  fake.answer(retry1, make_error_reply(id, reply_error::overloaded, "busy"));
+  for (int i = 0; i < 20; ++i) c.poll(1ms);
+  clock.advance(100ms);
+  for (int i = 0; i < 20; ++i) c.poll(1ms);
+  CHECK_FALSE(test::try_recv_frames(fake.socket));  // the second backoff is 200 ms
+  clock.advance(100ms);
+  const frames retry2 = fake.next(c);
+  fake.answer(retry2, make_reply(request_of(retry2), "ok"));
+  auto done = wait_completion(c);
+  REQUIRE(done);
+  CHECK(done->outcome.ok());
+  CHECK(c.stats().error_retries == 2);
+}
+
+TEST_CASE("client: retryable errors end the request when retries run out or retry_errors is off") {
+  zmq::context_t ctx;
+  fake_server fake(ctx);
+  client c(ctx, fake.endpoint, {.retry = {.retries = 3, .retry_errors = false}});
+  const message_id id = c.send(make_envelope("q"));
+  fake.answer(fake.next(c), make_error_reply(id, reply_error::unavailable, "shutting down"));
+  auto done = wait_completion(c);
+  REQUIRE(done);
+  CHECK(done->outcome.failure().known_code() == reply_error::unavailable);
+  CHECK(c.stats().error_retries == 0);
+}
+
+TEST_CASE("client: a request sent without a TTL carries the retry budget as its TTL") {
+  zmq::context_t ctx;
+  manual_clock clock;
+  fake_server fake(ctx);
+  SUBCASE("by default") {
+    client c(ctx, fake.endpoint, {.retry = {.timeout = 100ms, .retries = 1}, .clock = &clock});
+    envelope req = make_envelope("q", clock);
+    clock.advance(30ms);  // made 30 ms before it is sent: that counts against the budget too
+    c.send(req);
+    const envelope sent = request_of(fake.next(c));
+    CHECK(sent.ttl == 230ms);
+    CHECK(*sent.expires_at() == clock.wall_now() + 200ms);
+  }
+  SUBCASE("with backoff: the sum of the attempts' waits") {
+    client c(ctx, fake.endpoint,
+             {.retry = {.timeout = 100ms, .retries = 3, .backoff = 2.0, .max_timeout = 300ms}, .clock = &clock});
+    c.send(make_envelope("q", clock));
+    CHECK(request_of(fake.next(c)).ttl == 100ms + 200ms + 300ms + 300ms);
+  }
+  SUBCASE("a TTL the caller set is kept") {
+    client c(ctx, fake.endpoint, {.retry = {.timeout = 100ms, .retries = 1}, .clock = &clock});
+    envelope req = make_envelope("q", clock);
+    req.ttl = 5s;
+    c.send(req);
+    CHECK(request_of(fake.next(c)).ttl == 5s);
+  }
+  SUBCASE("expire_when_abandoned = false sends no TTL") {
+    client c(ctx, fake.endpoint, {.retry = {.timeout = 100ms, .retries = 1}, .clock = &clock,
+                                  .expire_when_abandoned = false});
+    c.send(make_envelope("q", clock));
+    CHECK(request_of(fake.next(c)).ttl == 0ms);
+  }
 }

@@ -154,6 +154,7 @@ TEST_CASE("server: a handler that throws produces an error reply") {
              [](const envelope& req) -> envelope {
                if (req.type == "custom") throw handler_error(reply_error::overloaded, "too busy");
                if (req.type == "odd") throw 42;
+               if (req.type == "body") (void)req.body_as<int>();  // the client's mistake: bad_body
                throw std::runtime_error("no such sku");
              },
              {.threads = threads});
@@ -169,13 +170,16 @@ TEST_CASE("server: a handler that throws produces an error reply") {
     return reply;
   };
   const envelope plain_throw = ask(make_envelope("q"));
-  CHECK(plain_throw.error_code() == "bad-request");
+  CHECK(plain_throw.error_code() == "internal");  // a server fault, not the client's mistake
   CHECK(plain_throw.header(header::reason) == "no such sku");
   const envelope chosen = ask(make_envelope("custom"));
   CHECK(chosen.error_code() == "overloaded");
   CHECK(chosen.header(header::reason) == "too busy");
-  CHECK(ask(make_envelope("odd")).error_code() == "bad-request");
-  CHECK(srv.stats().handler_errors == 3);
+  CHECK(ask(make_envelope("odd")).error_code() == "internal");
+  const envelope bad_body = ask(make_envelope("body", std::string("not an int")));
+  CHECK(bad_body.error_code() == "bad-request");
+  CHECK(std::string(bad_body.header(header::reason).value_or("")).find("body") != std::string::npos);
+  CHECK(srv.stats().handler_errors == 4);
 }
 
 TEST_CASE("server: a malformed envelope is answered bad-request and never executed") {

@@ -167,3 +167,18 @@ TEST_CASE("reply_cache agrees with a simple model under random inserts, lookups 
     REQUIRE(cache.size() == order.size());
   }
 }
+
+TEST_CASE("retry_budget: the sum of every attempt's wait") {
+  CHECK(retry_budget({.timeout = 100ms, .retries = 1}) == 200ms);
+  CHECK(retry_budget({.timeout = 2500ms, .retries = 3}) == 10000ms);
+  CHECK(retry_budget({.timeout = 100ms, .retries = 0}) == 100ms);
+  CHECK(retry_budget({.timeout = 100ms, .retries = 4, .backoff = 2.0, .max_timeout = 500ms}) ==
+        100ms + 200ms + 400ms + 500ms + 500ms);
+  // The schedule agrees: it gives up exactly at the budget.
+  const retry_policy p{.timeout = 100ms, .retries = 4, .backoff = 2.0, .max_timeout = 500ms};
+  manual_clock clock;
+  const auto start = clock.now();
+  retry_schedule s(p, start);
+  while (s.on_time(s.deadline()) != retry_schedule::step::give_up) {}
+  CHECK(s.deadline() - start == retry_budget(p));
+}

@@ -204,7 +204,7 @@ TEST_CASE("worker: a handler exception becomes an error reply") {
     return got;
   };
   const envelope a = ask(make_envelope("order"));
-  CHECK(a.error_code() == "bad-request");
+  CHECK(a.error_code() == "internal");
   CHECK(a.header(header::reason) == "quantity must be positive");
   const envelope b = ask(make_envelope("chosen"));
   CHECK(b.error_code() == "out-of-stock");
@@ -242,6 +242,36 @@ TEST_CASE("worker: stop() sends DISCONNECT") {
     got = test::try_recv_frames(queue.socket);
     return got && is_control(*got, control::disconnect);
   }));
+}
+
+TEST_CASE("worker: stop() waits for the running handler, sends its reply, then DISCONNECT") {
+  zmq::context_t ctx;
+  pp_queue queue(ctx);
+  std::atomic<bool> started{false}, finished{false};
+  worker w(ctx, queue.endpoint, [&](const envelope& req) {
+    started = true;
+    std::this_thread::sleep_for(100ms);  // the work itself
+    finished = true;
+    return echo(req);
+  });
+  queue.next(w);  // READY
+  const envelope req = make_envelope("slow", std::string("x"));
+  queue.dispatch("c", encode(req));
+  REQUIRE(test::wait_until([&] {
+    w.poll(1ms);
+    return started.load();
+  }));
+  w.stop();
+  CHECK(finished);  // joined: the handler thread is done when stop() returns
+  std::optional<frames> reply, bye;
+  REQUIRE(test::wait_until([&] {
+    while (auto f = test::try_recv_frames(queue.socket)) {
+      if (is_control(*f, control::disconnect)) bye = std::move(f);
+      else if (f->size() == 4 && !reply) reply = std::move(f);
+    }
+    return reply && bye;
+  }));
+  CHECK(decode(reply->at(3)).correlation_id == req.id);
 }
 
 TEST_CASE("worker: capacity > 1 announces READY's map form; capacity 1 keeps the original forms") {

@@ -48,21 +48,21 @@ TEST_CASE_FIXTURE(fixture, "reload() admits a newly added key and refuses a remo
   echo_server srv(ctx, server_options());
 
   CHECK_FALSE(admitted(srv, alice, 300ms));
-  CHECK(wait_until([&] { return auth.counters().refused >= 1; }));
+  CHECK(wait_until([&] { return auth.stats().refused >= 1; }));
   CHECK(srv.received() == 0);
 
   zmqkit::save_public_key(alice.public_key, allow / "alice.pub");
   auth.reload();
-  CHECK(auth.counters().allowed_keys == 1);
+  CHECK(auth.stats().allowed_keys == 1);
   CHECK(admitted(srv, alice));
   CHECK(srv.received() == 1);
 
   fs::remove(allow / "alice.pub");
   auth.reload();
-  CHECK(auth.counters().allowed_keys == 0);
-  const auto refused_before = auth.counters().refused;
+  CHECK(auth.stats().allowed_keys == 0);
+  const auto refused_before = auth.stats().refused;
   CHECK_FALSE(admitted(srv, alice, 300ms));
-  CHECK(wait_until([&] { return auth.counters().refused > refused_before; }));
+  CHECK(wait_until([&] { return auth.stats().refused > refused_before; }));
   CHECK(srv.received() == 1);  // nothing more delivered
 }
 
@@ -70,17 +70,17 @@ TEST_CASE_FIXTURE(fixture, "the directory scan picks up changes by itself") {
   zmqkit::manual_clock clock;
   zmqkit::zap_authenticator auth(ctx, {.allow_dir = allow, .reload_interval = 1000ms, .clock = &clock});
   echo_server srv(ctx, server_options());
-  CHECK(auth.counters().reloads == 1);
+  CHECK(auth.stats().reloads == 1);
 
   zmqkit::save_public_key(bob.public_key, allow / "bob.pub");
   clock.advance(1500ms);
-  REQUIRE(wait_until([&] { return auth.counters().reloads == 2; }));
+  REQUIRE(wait_until([&] { return auth.stats().reloads == 2; }));
   CHECK(admitted(srv, bob));
   CHECK(srv.user_ids().back() == bob.public_key);
 
   fs::remove(allow / "bob.pub");
   clock.advance(1500ms);
-  REQUIRE(wait_until([&] { return auth.counters().reloads == 3; }));
+  REQUIRE(wait_until([&] { return auth.stats().reloads == 3; }));
   CHECK_FALSE(admitted(srv, bob, 300ms));
   CHECK(srv.received() == 1);
 }
@@ -90,8 +90,8 @@ TEST_CASE_FIXTURE(fixture, "a malformed key file is skipped, the others still co
   std::ofstream(allow / "broken.pub") << "not a key\n";
   std::ofstream(allow / "notes.txt") << "ignored: not *.pub\n";
   zmqkit::zap_authenticator auth(ctx, {.allow_dir = allow});
-  CHECK(auth.counters().allowed_keys == 1);
-  CHECK(auth.counters().skipped_files == 1);
+  CHECK(auth.stats().allowed_keys == 1);
+  CHECK(auth.stats().skipped_files == 1);
   echo_server srv(ctx, server_options());
   CHECK(admitted(srv, alice));
 }

@@ -32,7 +32,7 @@ class echo_server {
 
   const std::string& endpoint() const { return endpoint_; }
   int received() const { return received_; }
-  zmqkit::handshake_counters handshakes() const { return monitor_.counters(); }
+  zmqkit::handshake_stats handshakes() const { return monitor_.stats(); }
   std::optional<zmqkit::handshake_failure> last_failure() const { return monitor_.last_failure(); }
   std::vector<std::string> user_ids() {
     std::lock_guard lock(mutex_);

@@ -60,7 +60,7 @@ TEST_CASE("a garbage flood at a CURVE port delivers nothing and a good client is
 
   CHECK(srv.received() == 2);  // the two good requests, nothing from the garbage
   for (const auto& id : srv.user_ids()) CHECK(id == client_keys.public_key);
-  CHECK(auth.counters().refused == 0);  // garbage never got as far as authentication
+  CHECK(auth.stats().refused == 0);  // garbage never got as far as authentication
   CHECK(wait_until([&] { return srv.handshakes().succeeded == 2; }));  // events arrive asynchronously
   const auto hs = srv.handshakes();
   MESSAGE("flood: " << during.connections + after.connections << " connections, "

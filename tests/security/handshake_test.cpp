@@ -50,8 +50,8 @@ TEST_CASE_FIXTURE(fixture, "an allowed client is admitted and its key reaches th
   REQUIRE(srv.user_ids().size() == 1);
   CHECK(srv.user_ids()[0] == alice.public_key);
   CHECK(srv.key_names()[0] == "alice");
-  CHECK(auth.counters().accepted == 1);
-  CHECK(auth.counters().refused == 0);
+  CHECK(auth.stats().accepted == 1);
+  CHECK(auth.stats().refused == 0);
   CHECK(wait_until([&] { return srv.handshakes().succeeded == 1; }));  // events arrive asynchronously
   CHECK(srv.handshakes().handshake_failed() == 0);
 }
@@ -65,19 +65,19 @@ TEST_CASE_FIXTURE(fixture,
     CHECK_FALSE(
         echo_request(ctx, srv.endpoint(), client_options(mallory, server.public_key), "let me in", 300ms));
     CHECK(wait_until([&] { return srv.handshakes().failed_auth >= 1; }));
-    CHECK(auth.counters().refused >= 1);
+    CHECK(auth.stats().refused >= 1);
   }
   SUBCASE("plaintext client: mechanism mismatch") {
     CHECK_FALSE(echo_request(ctx, srv.endpoint(), {}, "let me in", 300ms));
     CHECK(wait_until([&] { return srv.handshakes().failed_protocol >= 1; }));
-    CHECK(auth.counters().refused == 0);  // never got as far as ZAP
+    CHECK(auth.stats().refused == 0);  // never got as far as ZAP
   }
   SUBCASE("allowed client with the wrong server key: cannot even be decrypted") {
     const auto impostor_server = zmqkit::generate_keypair();
     CHECK_FALSE(
         echo_request(ctx, srv.endpoint(), client_options(alice, impostor_server.public_key), "hi", 300ms));
     CHECK(wait_until([&] { return srv.handshakes().failed_protocol >= 1; }));
-    CHECK(auth.counters().accepted == 0);
+    CHECK(auth.stats().accepted == 0);
   }
   CHECK(srv.received() == 0);
   CHECK(srv.handshakes().succeeded == 0);
@@ -153,8 +153,8 @@ TEST_CASE_FIXTURE(fixture, "the client side sees its own failed handshake too") 
   zmqkit::handshake_monitor monitor(ctx, client);
   client.connect(srv.endpoint());
   // A refused CURVE client gets an ERROR command: its handshake fails with a reason.
-  CHECK(wait_until([&] { return monitor.counters().handshake_failed() >= 1; }));
-  CHECK(monitor.counters().succeeded == 0);
+  CHECK(wait_until([&] { return monitor.stats().handshake_failed() >= 1; }));
+  CHECK(monitor.stats().succeeded == 0);
 }
 
 TEST_CASE_FIXTURE(fixture, "an authenticator restricted to another ZAP domain refuses the server's clients") {
@@ -201,7 +201,7 @@ TEST_CASE_FIXTURE(fixture, "one authenticator serves different allow-lists to di
   zmqkit::save_public_key(bob.public_key, dir / "workers/bob.pub");
   zmqkit::zap_authenticator auth(
       ctx, {.domain_dirs = {{"frontend", dir / "allow"}, {"backend", dir / "workers"}}});
-  CHECK(auth.counters().allowed_keys == 2);
+  CHECK(auth.stats().allowed_keys == 2);
   echo_server front(
       ctx, {.security = zmqkit::curve_server{.secret_key = server.secret_key, .zap_domain = "frontend"}});
   echo_server back(
@@ -210,7 +210,7 @@ TEST_CASE_FIXTURE(fixture, "one authenticator serves different allow-lists to di
   CHECK(echo_request(ctx, back.endpoint(), client_options(bob, server.public_key), "b") == "b");
   CHECK_FALSE(echo_request(ctx, front.endpoint(), client_options(bob, server.public_key), "x", 300ms));
   CHECK_FALSE(echo_request(ctx, back.endpoint(), client_options(alice, server.public_key), "y", 300ms));
-  CHECK(wait_until([&] { return auth.counters().refused >= 2; }));
+  CHECK(wait_until([&] { return auth.stats().refused >= 2; }));
   CHECK(front.received() == 1);
   CHECK(back.received() == 1);
 }

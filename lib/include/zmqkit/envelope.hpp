@@ -9,7 +9,7 @@
 //   zmq::message_t frame = zmqkit::encode(env);
 //   // ... the frame travels ...
 //   auto got = zmqkit::decode(frame);        // throws zmqkit::error naming the field
-//   order o = got.body_as<order>();          // throws errc::bad_body if it does not convert
+//   order o = got.body_as<order>();          // throws errc::bad_body naming a missing or mistyped field
 //   ```
 //
 // Hot paths that only route (the queue device) use decode_view(), which
@@ -27,6 +27,7 @@
 #include <msgpack.hpp>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <string>
 #include <string_view>
 #include <zmq.hpp>
@@ -53,7 +54,10 @@ inline constexpr std::string_view attempt = "zmk.attempt";
 
 // The toolkit's error reply codes (the value of the zmk.error header).
 // Handlers may reply with codes of their own; these are the ones zmqkit sends.
-enum class reply_error { expired, dead_letter, no_service, overloaded, bad_request, unavailable };
+// bad_request is the requester's mistake; internal a server fault (the handler
+// threw): neither is retried. unavailable (a device draining) and overloaded
+// are retryable: the client retries them (overloaded with backoff) or fails over.
+enum class reply_error { expired, dead_letter, no_service, overloaded, bad_request, unavailable, internal };
 std::string_view to_string(reply_error code) noexcept;
 std::optional<reply_error> parse_reply_error(std::string_view code) noexcept;
 
@@ -76,10 +80,19 @@ struct envelope {
   header_map headers;
   std::string body;  // opaque bytes (msgpack by convention)
 
-  // Returns: the body unpacked and converted to T.
-  // Throws: zmqkit::error{errc::bad_body} when it is not msgpack or not a T.
+  // Returns: the body unpacked and converted to T, strictly: when T is a record
+  // (MSGPACK_DEFINE_MAP / MSGPACK_DEFINE), every field must be present (a field
+  // that packs as nil by default, such as std::optional, may be absent) and of
+  // its type, nested records included; fields T does not know are ignored.
+  // Throws: zmqkit::error{errc::bad_body} when it is not msgpack or not a T;
+  // field() names the culprit as "body", "body.email", "body.home.city", "body[2]".
   template <class T>
   T body_as(const decode_limits& limits = {}) const;
+
+  // As body_as, but msgpack-c's own rules: a missing field keeps T's default
+  // (a mistyped one still throws). For bodies from peers that omit fields on purpose.
+  template <class T>
+  T body_as_lenient(const decode_limits& limits = {}) const;
 
   // Replaces the body with `value` packed as msgpack.
   template <class T>
@@ -206,21 +219,62 @@ bool looks_like_envelope(std::string_view frame) noexcept;
 
 namespace detail {
 msgpack::unpack_limit body_unpack_limit(const decode_limits& limits, std::size_t size) noexcept;
-[[noreturn]] void throw_bad_body(const std::string& what);
+[[noreturn]] void throw_bad_body(const std::string& what, const std::string& field = "body");
+msgpack::object_handle unpack_body(std::string_view body, const decode_limits& limits);
+
+// A struct with fixed fields: MSGPACK_DEFINE_MAP or MSGPACK_DEFINE.
+template <class T>
+concept msgpack_record = std::is_default_constructible_v<T> &&
+                         requires(const T& t, msgpack::packer<msgpack::sbuffer>& pk) { t.msgpack_pack(pk); };
+
+template <class T>
+msgpack::object_handle shape_of() {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, T{});
+  return msgpack::unpack(buf.data(), buf.size());
+}
+
+// Throws bad_body naming the first field of `shape` (a default T, packed) that `input` lacks.
+void require_fields(const msgpack::object& shape, const msgpack::object& input, const std::string& path);
+// Returns: the path of the first field of `input` whose value, put alone into
+// `shape`, does not convert (`converts` says whether an object converts to T); "body" if none.
+std::string find_mistyped_field(const msgpack::object& shape, const msgpack::object& input,
+                                bool (*converts)(const msgpack::object&));
+
+template <class T>
+bool converts_to(const msgpack::object& o) {
+  try {
+    (void)o.as<T>();
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
 }  // namespace detail
 
 template <class T>
-T envelope::body_as(const decode_limits& limits) const {
+T envelope::body_as_lenient(const decode_limits& limits) const {
+  msgpack::object_handle handle = detail::unpack_body(body, limits);
   try {
-    std::size_t offset = 0;
-    msgpack::object_handle handle = msgpack::unpack(body.data(), body.size(), offset, nullptr, nullptr,
-                                                    detail::body_unpack_limit(limits, body.size()));
-    if (offset != body.size()) detail::throw_bad_body("trailing bytes after the msgpack value");
     return handle.get().as<T>();
-  } catch (const zmqkit::error&) {
-    throw;
   } catch (const std::exception& e) {
     detail::throw_bad_body(e.what());
+  }
+}
+
+template <class T>
+T envelope::body_as(const decode_limits& limits) const {
+  if constexpr (!detail::msgpack_record<T>) {
+    return body_as_lenient<T>(limits);
+  } else {
+    static const msgpack::object_handle shape = detail::shape_of<T>();
+    msgpack::object_handle handle = detail::unpack_body(body, limits);
+    detail::require_fields(shape.get(), handle.get(), "body");
+    try {
+      return handle.get().as<T>();
+    } catch (const std::exception& e) {
+      detail::throw_bad_body(e.what(), detail::find_mistyped_field(shape.get(), handle.get(), &detail::converts_to<T>));
+    }
   }
 }
 

@@ -29,6 +29,7 @@ enum class errc {
   protocol,         // a peer broke a pattern's protocol (wrong frame count, ...)
   timeout,          // a blocking operation ran out of time and had no value to return
   request_failed,   // a request got an error reply; field() holds its zmk.error code
+  server_fault,     // a request got the error reply `internal`: the server failed, not the request
 };
 
 std::string_view to_string(errc code) noexcept;

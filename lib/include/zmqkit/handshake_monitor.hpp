@@ -8,7 +8,7 @@
 //   zmqkit::handshake_monitor monitor(ctx, router);   // before bind/connect
 //   router.bind("tcp://*:5555");
 //   // ... serve ...
-//   log("handshake failures: {}", monitor.counters().handshake_failed());
+//   log("handshake failures: {}", monitor.stats().handshake_failed());
 //   ```
 //
 // It attaches a libzmq socket monitor (zmq_socket_monitor on a private inproc
@@ -35,7 +35,7 @@
 
 namespace zmqkit {
 
-struct handshake_counters {
+struct handshake_stats {
   std::uint64_t accepted = 0;          // incoming TCP/IPC connections
   std::uint64_t connected = 0;         // outgoing connections established
   std::uint64_t succeeded = 0;         // ZMTP handshakes completed (security included)
@@ -50,6 +50,7 @@ struct handshake_counters {
 
   std::uint64_t handshake_failed() const noexcept { return failed_no_detail + failed_protocol + failed_auth; }
 };
+using handshake_counters [[deprecated("renamed handshake_stats")]] = handshake_stats;
 
 // The most recent handshake failure, for logs.
 struct handshake_failure {
@@ -72,7 +73,8 @@ class handshake_monitor {
   handshake_monitor& operator=(const handshake_monitor&) = delete;
 
   // Safe from any thread.
-  handshake_counters counters() const;
+  handshake_stats stats() const;
+  [[deprecated("renamed stats()")]] handshake_stats counters() const { return stats(); }
   // Returns: the most recent handshake failure, or nullopt if none. Safe from any thread.
   std::optional<handshake_failure> last_failure() const;
   // Returns: whether the last event was a completed handshake (for a socket with

@@ -54,6 +54,11 @@ struct socket_options {
 void apply(zmq::socket_t& socket, const socket_options& opts);
 
 // The process-wide default context, for callers that do not manage their own.
+// It is never terminated (intentionally leaked, and ZMQ_BLOCKY is off): a program
+// that returns from main exits at once, whatever sockets it left open, but
+// messages still queued in those sockets at exit are dropped, not flushed.
+// A program that must flush on exit owns a zmq::context_t, closes its sockets
+// and lets the context's destructor wait their linger (bounded by apply()).
 zmq::context_t& default_context();
 
 }  // namespace zmqkit

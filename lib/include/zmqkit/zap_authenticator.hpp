@@ -60,7 +60,7 @@ struct zap_options {
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
-struct zap_counters {
+struct zap_stats {
   std::uint64_t accepted = 0;
   std::uint64_t refused = 0;
   std::uint64_t malformed_requests = 0;  // ZAP requests that broke RFC 27 (dropped)
@@ -73,6 +73,7 @@ struct zap_counters {
   std::uint64_t refused_not_curve = 0;    // a ZAP request for another mechanism (PLAIN, NULL with a domain)
   std::uint64_t refused_domain = 0;       // a ZAP domain with no allow-list
 };
+using zap_counters [[deprecated("renamed zap_stats")]] = zap_stats;
 
 class zap_authenticator {
  public:
@@ -92,7 +93,8 @@ class zap_authenticator {
   //         when the handler thread does not answer within 5 s.
   void reload();
 
-  zap_counters counters() const;
+  zap_stats stats() const;
+  [[deprecated("renamed stats()")]] zap_stats counters() const { return stats(); }
 
  private:
   struct impl;

@@ -20,6 +20,7 @@ inline constexpr std::string_view batch_begin = "zmk.batch.begin";      // venti
 inline constexpr std::string_view batch_query = "zmk.batch.query";      // sink → ventilator
 inline constexpr std::string_view batch_missing = "zmk.batch.missing";  // sink → ventilator
 inline constexpr std::string_view batch_done = "zmk.batch.done";        // sink → ventilator
+inline constexpr std::string_view batch_abandoned = "zmk.batch.abandoned";  // sink → ventilator
 }  // namespace type
 
 namespace header {

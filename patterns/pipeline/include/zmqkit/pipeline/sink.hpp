@@ -64,13 +64,14 @@ struct sink_options {
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
-struct sink_counters {
+struct sink_stats {
   std::uint64_t results = 0;     // results handed out (each task id once)
   std::uint64_t duplicates = 0;  // results dropped: task id already counted
   std::uint64_t bad_frames = 0;  // frames dropped: not an envelope, bad batch headers, no correlation id
   std::uint64_t batches_complete = 0;
   std::uint64_t missing_reports = 0;
 };
+using sink_counters [[deprecated("renamed sink_stats")]] = sink_stats;
 
 class sink {
  public:
@@ -89,7 +90,8 @@ class sink {
   // Returns: where `batch` stands, or nullopt when the sink has not heard of it.
   std::optional<batch_report> status(const message_id& batch) const;
 
-  const sink_counters& counters() const noexcept;
+  const sink_stats& stats() const noexcept;
+  [[deprecated("renamed stats()")]] const sink_stats& counters() const noexcept { return stats(); }
 
  private:
   struct impl;

@@ -8,7 +8,12 @@
 //   for (int i = 0; i < 100; ++i) tasks.push_back(zmqkit::make_envelope("resize.image", i));
 //   std::optional<zmqkit::message_id> batch = vent.submit_batch(std::move(tasks));  // nullopt: queue full
 //   while (batch && !vent.batch_done(*batch)) vent.poll(100ms);  // dispatches, resends what the sink reports missing
+//   if (batch) auto status = vent.status(*batch);                 // complete, abandoned (missing ids) or expired
 //   ```
+//
+// A batch always ends: complete (a sink confirmed every result), abandoned (the
+// sink gave up; status().missing names the tasks), or expired (no outcome from
+// any sink within options.batch_deadline, 60 s by default).
 //
 // Threading: used from one thread; poll() runs its timers and I/O.
 #pragma once
@@ -32,8 +37,32 @@
 
 namespace zmqkit::pipeline {
 
+// Where a batch stands, as far as the ventilator has heard from the sink.
+enum class batch_outcome {
+  open,       // no report from a sink yet
+  missing,    // a sink reported tasks missing (at-least-once: being resent); not final
+  complete,   // final: a sink confirmed every result
+  abandoned,  // final: the sink gave up on the missing tasks (after its max_reports reports)
+  expired,    // final: no final word from a sink within ventilator_options::batch_deadline
+};
+
+struct batch_status {
+  message_id batch;
+  batch_outcome outcome = batch_outcome::open;
+  std::size_t tasks = 0;
+  std::vector<message_id> missing;  // as last reported by the sink (empty if it could not name them)
+  bool ended() const noexcept {
+    return outcome == batch_outcome::complete || outcome == batch_outcome::abandoned ||
+           outcome == batch_outcome::expired;
+  }
+};
+
 struct ventilator_options {
   pipeline::delivery delivery = delivery::at_most_once;
+  // From submit_batch() to giving up waiting for the sink's verdict (outcome expired).
+  // Keep it above the sink's batch_deadline x max_reports (25 s by default) plus the
+  // batch's run time, so the sink's own verdict arrives first. 0 = wait forever.
+  std::chrono::milliseconds batch_deadline{60'000};
   std::size_t max_pending = 100'000;  // tasks waiting for credit; submit() refuses beyond
   std::size_t max_batches = 1024;     // batches remembered (ids, and tasks when at-least-once)
   int max_attempts = 5;               // at-least-once: sends of one task, first one included
@@ -43,18 +72,22 @@ struct ventilator_options {
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
-struct ventilator_counters {
+struct ventilator_stats {
   std::uint64_t submitted = 0;        // tasks accepted by submit/submit_batch
   std::uint64_t dispatched = 0;       // task frames sent to a worker (resends included)
   std::uint64_t resent = 0;           // of which resends of missing tasks
   std::uint64_t refused = 0;          // submits refused: queue full
   std::uint64_t missing_reports = 0;  // zmk.batch.missing received
+  std::uint64_t batches_complete = 0;
+  std::uint64_t batches_abandoned = 0;  // zmk.batch.abandoned received
+  std::uint64_t batches_expired = 0;    // no verdict within batch_deadline
   std::uint64_t missing_ignored =
       0;                         // ids reported missing and not resent (at-most-once, unknown, max attempts)
   std::uint64_t bad_frames = 0;  // control frames dropped: undecodable or unknown
   std::uint64_t workers_lost = 0;  // workers removed (bye, or unreachable on send)
   std::uint64_t hwm_blocked = 0;   // sends refused by a worker's full queue (retried after the next poll)
 };
+using ventilator_counters [[deprecated("renamed ventilator_stats")]] = ventilator_stats;
 
 class ventilator {
  public:
@@ -88,13 +121,16 @@ class ventilator {
   // for you through zmk.batch.missing). Returns: how many were queued.
   std::size_t resend(const message_id& batch, std::span<const message_id> ids);
 
-  // Returns: whether a sink confirmed `batch` complete.
+  // Returns: whether `batch` has ended: complete, abandoned or expired (see status()).
   bool batch_done(const message_id& batch) const;
+  // Returns: where `batch` stands, or nullopt when it is unknown (or forgotten: max_batches).
+  std::optional<batch_status> status(const message_id& batch) const;
 
   std::size_t pending() const noexcept;  // tasks waiting for credit
   std::size_t workers() const noexcept;  // workers known (that granted credit)
   std::int64_t credit() const noexcept;  // total credit across workers
-  const ventilator_counters& counters() const noexcept;
+  const ventilator_stats& stats() const noexcept;
+  [[deprecated("renamed stats()")]] const ventilator_stats& counters() const noexcept { return stats(); }
 
  private:
   struct impl;

@@ -40,7 +40,7 @@ struct worker_options {
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
-struct worker_counters {
+struct worker_stats {
   std::uint64_t received = 0;       // tasks received
   std::uint64_t expired = 0;        // tasks dropped unprocessed because their TTL had passed
   std::uint64_t results = 0;        // results sent
@@ -48,6 +48,7 @@ struct worker_counters {
   std::uint64_t bad_frames = 0;     // frames dropped: not a valid envelope
   std::uint64_t credit_grants = 0;  // credit messages sent
 };
+using worker_counters [[deprecated("renamed worker_stats")]] = worker_stats;
 
 class worker {
  public:
@@ -75,7 +76,8 @@ class worker {
   std::size_t buffered() const noexcept;  // tasks received and not yet handed out
   // Reads every task already arrived into the local queue without handing one out.
   void pump();
-  const worker_counters& counters() const noexcept;
+  const worker_stats& stats() const noexcept;
+  [[deprecated("renamed stats()")]] const worker_stats& counters() const noexcept { return stats(); }
 
  private:
   struct impl;

@@ -8,7 +8,7 @@
 //   pub.publish(zmqkit::make_envelope("course.subscribed", std::string("c++")));
 //   ```
 //
-// Wire: PUB -> SUB, two frames [topic, envelope] with topic = envelope type,
+// Wire: PUB (an XPUB, to see subscriptions) -> SUB, two frames [topic, envelope] with topic = envelope type,
 // so a subscription to "course." receives "course.subscribed". Every envelope
 // carries zmk.pub (this publisher's id) and zmk.seq (decimal, 1, 2, 3, ...
 // counted per type, since subscribers receive whole types).
@@ -24,6 +24,7 @@
 // serves it; it starts in the constructor and is joined in the destructor.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -31,6 +32,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/pubsub/defaults.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
@@ -50,7 +52,8 @@ struct publisher_options {
   std::size_t max_types = 65536;
   // Snapshot replies queued per requester that does not read; more are dropped.
   int snapshot_queue = 2;
-  zmqkit::socket_options socket{};
+  // HWM 100 000 messages per subscriber (zmqkit/pubsub/defaults.hpp), not the generic 1000.
+  zmqkit::socket_options socket = burst_socket_options();
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 
@@ -77,8 +80,13 @@ class publisher {
   void connect(const std::string& endpoint);
 
   // Stamps zmk.pub and zmk.seq (a fresh id and timestamp if env has none),
-  // then sends [type, envelope]. Never blocks: PUB drops the message for a
-  // subscriber whose queue is at its high-water mark (that subscriber sees a gap).
+  // then sends [type, envelope]. Never blocks. What is dropped, when, where:
+  // - a subscriber whose subscription has not reached this publisher yet gets
+  //   nothing (use wait_for_subscribers() before the first publish);
+  // - a subscriber connection whose queue holds socket.send_hwm messages here
+  //   (plus its own receive_hwm and the TCP buffers in between) loses this
+  //   message: only that subscriber, which sees it as a gap;
+  // - at exit, what is still queued is sent for up to socket.linger, then dropped.
   // Returns: the sequence number given to the message (within its type).
   // Throws: zmqkit::error{bad_envelope} when env breaks an envelope rule.
   std::uint64_t publish(envelope env);
@@ -87,6 +95,15 @@ class publisher {
   std::uint64_t publish(std::string type, const T& body) {
     return publish(make_envelope(std::move(type), body, *clock_));
   }
+
+  // Waits until at least `n` subscriptions are live (subscribe messages seen,
+  // minus those withdrawn or whose subscriber left), for up to `timeout`.
+  // Counts subscriptions, not peers: a subscriber with k prefixes counts k;
+  // behind a forwarder, the forwarder's (deduplicated) subscriptions count.
+  // Returns: whether there were n in time. Same thread as publish().
+  bool wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout);
+  // Returns: the live subscriptions seen so far (reads those pending).
+  std::size_t subscriptions();
 
   const std::string& id() const noexcept;
   // Returns: the bound snapshot endpoint (resolved), or empty.

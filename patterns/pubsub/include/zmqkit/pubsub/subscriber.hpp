@@ -41,6 +41,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/pubsub/defaults.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
@@ -83,7 +84,8 @@ struct subscriber_options {
   // recently heard is forgotten (it then restarts without a baseline).
   std::size_t max_streams = 65536;
   decode_limits limits{};
-  zmqkit::socket_options socket{};
+  // HWM 100 000 messages (zmqkit/pubsub/defaults.hpp), as the publisher.
+  zmqkit::socket_options socket = burst_socket_options();
   const zmqkit::clock* clock = &zmqkit::clock::real();
 };
 

@@ -20,6 +20,16 @@
 // times out moves it to the next endpoint (round robin), and the other requests
 // in flight are resent there at once (without using up their retries).
 //
+// Retryable error replies are retried with the same budget (retry_policy):
+// `unavailable` at once (failing over when there are several endpoints),
+// `overloaded` after a backoff; other error replies end the request.
+//
+// Deadline: a request sent without a TTL carries the client's whole retry
+// budget as its TTL (expire_when_abandoned), so a queue device, worker or
+// server drops it once the caller has given up instead of running it late.
+// The receiver evaluates timestamp + ttl on its own wall clock: clock skew
+// between hosts shortens (receiver ahead) or lengthens (receiver behind) it.
+//
 // Time: retry deadlines come from options.clock; the `timeout` of poll() is
 // real time, so a test with a manual_clock polls, advances, polls again.
 // Threading: one thread at a time (the object owns its socket); movable.
@@ -45,6 +55,9 @@ struct client_options {
   decode_limits limits{};
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
+  // A request sent with ttl 0 gets ttl = its age + retry_budget(policy): it
+  // expires (unexecuted) when the client gives up on it. false = send ttl 0.
+  bool expire_when_abandoned = true;
 };
 
 // Why a request did not get a reply.
@@ -56,6 +69,8 @@ struct request_failure {
   int attempts = 0;
   // The code as one of the toolkit's codes, when it is one.
   std::optional<reply_error> known_code() const noexcept { return parse_reply_error(code); }
+  // The server failed handling the request (error reply `internal`): not the caller's mistake.
+  bool server_fault() const noexcept { return known_code() == reply_error::internal; }
 };
 
 // A reply, or a failure. Cheap to move.
@@ -67,8 +82,8 @@ class result {
   bool ok() const noexcept { return value_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  // Returns: the reply. Throws: zmqkit::error{timeout} or {request_failed, code}
-  // when the request failed.
+  // Returns: the reply. Throws: zmqkit::error{timeout}, {server_fault, "internal"}
+  // or {request_failed, code} when the request failed.
   const envelope& reply() const&;
   envelope reply() &&;
   // Precondition: !ok(). Throws: std::logic_error otherwise.
@@ -94,6 +109,7 @@ struct client_stats {
   std::uint64_t bad_replies = 0;    // malformed frames, discarded
   std::uint64_t timeouts = 0;       // requests that ran out of retries
   std::uint64_t send_failures = 0;  // sends refused by the socket (HWM): the retry covers them
+  std::uint64_t error_retries = 0;  // retries after an `unavailable` or `overloaded` reply
 };
 
 class client {

@@ -9,8 +9,10 @@
 //
 // A handler returns the reply envelope (its correlation_id is set to the
 // request's id if left empty). Throwing handler_error answers an error reply
-// with the handler's code; any other exception answers `bad-request` with the
-// exception's text as zmk.reason. A handler never crashes or silences a worker.
+// with the handler's code; a zmqkit::error{bad_body} (a body_as<T>() that
+// failed: the requester's mistake) answers `bad-request`; any other exception is
+// a server fault and answers `internal`; both with the exception's text as
+// zmk.reason. A handler never crashes or silences a worker.
 #pragma once
 
 #include <chrono>

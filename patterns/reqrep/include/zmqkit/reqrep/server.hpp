@@ -15,9 +15,11 @@
 // an expired request `expired`; neither reaches the handler.
 //
 // Threading: one thread at a time drives poll()/run(). With threads = 0 the
-// handler runs inline in that loop (lowest latency); with threads = N it runs
-// on N handler threads owned by the server, which start with it and are
-// joined by its destructor.
+// handler runs inline in that loop (lowest latency; a server has no heartbeat
+// to keep up, unlike reqrep::worker, which always uses one handler thread);
+// with threads = N it runs on N handler threads owned by the server (the
+// handler must then be thread-safe), which start with it and are joined by
+// its destructor.
 #pragma once
 
 #include <chrono>
@@ -49,7 +51,7 @@ struct server_stats {
   std::uint64_t cache_hits = 0;      // retries answered from the reply cache
   std::uint64_t joined = 0;          // duplicates that arrived while the first still ran
   std::uint64_t bad_requests = 0;    // answered bad-request without running
-  std::uint64_t expired = 0;         // answered expired without running
+  std::uint64_t expired = 0;         // answered expired without running (on arrival, or waiting for a thread)
   std::uint64_t handler_errors = 0;  // handler threw
   std::uint64_t dropped = 0;         // unroutable frames, plain bodies without a plain handler
 };

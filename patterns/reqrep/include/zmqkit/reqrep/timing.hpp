@@ -20,12 +20,21 @@ namespace zmqkit::reqrep {
 
 // How a client retries one request. The first attempt waits `timeout`; each
 // further attempt waits the previous wait × `backoff`, at most `max_timeout`.
+// The retryable error replies use the same retries: `unavailable` (a device
+// draining) is retried at once, on the next endpoint when there are several;
+// `overloaded` after overload_backoff, doubling with each retry already used.
 struct retry_policy {
   std::chrono::milliseconds timeout{2500};
   int retries = 3;       // attempts after the first; 0 = never retry
   double backoff = 1.0;  // 1.0 = the same timeout for every attempt (Lazy Pirate)
   std::chrono::milliseconds max_timeout{30000};
+  bool retry_errors = true;  // false: `unavailable` and `overloaded` end the request like other errors
+  std::chrono::milliseconds overload_backoff{100};
 };
+
+// Returns: how long a request may take with every retry used: the sum of the
+// attempts' waits (what the client attaches as TTL to a request sent without one).
+inline std::chrono::milliseconds retry_budget(const retry_policy& policy);
 
 class retry_schedule {
  public:
@@ -52,6 +61,13 @@ class retry_schedule {
   // failover resend). The attempt number still advances.
   void resend(steady_time now) { restart(now); }
 
+  const retry_policy& policy() const noexcept { return policy_; }
+  bool can_retry() const noexcept { return retries_used_ < policy_.retries; }
+  int retries_used() const noexcept { return retries_used_; }
+  // Brings the current attempt's deadline forward to `at`, so on_time() retries
+  // then (a retryable error reply ended the attempt early).
+  void retry_at(steady_time at) noexcept { deadline_ = std::min(deadline_, at); }
+
  private:
   void restart(steady_time now) {
     ++attempt_;
@@ -59,9 +75,15 @@ class retry_schedule {
     wait_ = clamp(std::chrono::duration_cast<std::chrono::milliseconds>(next));
     deadline_ = now + wait_;
   }
-  std::chrono::milliseconds clamp(std::chrono::milliseconds d) const {
-    return std::clamp(d, std::chrono::milliseconds(1), std::max(policy_.max_timeout, policy_.timeout));
+  std::chrono::milliseconds clamp(std::chrono::milliseconds d) const { return clamp(policy_, d); }
+
+ public:
+  // One attempt's wait as the schedule bounds it.
+  static std::chrono::milliseconds clamp(const retry_policy& policy, std::chrono::milliseconds d) {
+    return std::clamp(d, std::chrono::milliseconds(1), std::max(policy.max_timeout, policy.timeout));
   }
+
+ private:
 
   retry_policy policy_;
   std::chrono::milliseconds wait_;
@@ -69,6 +91,23 @@ class retry_schedule {
   int attempt_ = 1;
   int retries_used_ = 0;
 };
+
+inline std::chrono::milliseconds retry_budget(const retry_policy& policy) {
+  auto wait = retry_schedule::clamp(policy, policy.timeout);
+  auto total = wait;
+  for (int i = 0; i < policy.retries; ++i) {
+    const auto next = retry_schedule::clamp(
+        policy, std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::duration<double, std::milli>(wait) * std::max(policy.backoff, 1.0)));
+    if (next == wait) {  // constant from here on (backoff 1, or at the cap)
+      total += wait * (policy.retries - i);
+      break;
+    }
+    wait = next;
+    total += wait;
+  }
+  return total;
+}
 
 // Tracks whether a heartbeating peer is alive and when our own heartbeat is due.
 // A peer is dead after `liveness` intervals without hearing anything from it.

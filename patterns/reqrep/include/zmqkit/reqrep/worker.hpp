@@ -22,6 +22,11 @@
 //
 // Time: heartbeats, liveness and backoff follow options.clock; the `timeout`
 // of poll() is real time. Threading: one thread at a time drives poll()/run().
+// The handler always runs on the worker's one handler thread, never on the
+// poll thread (unlike server's default threads = 0): a worker must keep
+// heartbeating while a handler works, or the device declares it dead. Requests
+// run one at a time, so the handler need not be thread-safe, but it must not
+// assume it runs on the thread that created or polls the worker.
 #pragma once
 
 #include <chrono>
@@ -62,11 +67,11 @@ struct worker_options {
 };
 
 struct worker_stats {
-  std::uint64_t requests = 0;        // requests handed to the handler
+  std::uint64_t requests = 0;        // requests accepted for the handler (some may expire before it runs)
   std::uint64_t replies = 0;         // replies sent
   std::uint64_t handler_errors = 0;  // handler threw: answered with an error reply
   std::uint64_t bad_requests = 0;    // answered bad-request without running
-  std::uint64_t expired = 0;         // answered expired without running
+  std::uint64_t expired = 0;         // answered expired without running (on arrival, or queued here)
   std::uint64_t heartbeats_sent = 0;
   std::uint64_t heartbeats_received = 0;
   std::uint64_t reconnects = 0;    // dead device detected, socket replaced
@@ -79,7 +84,7 @@ class worker {
   // Connects to `endpoint` and sends READY. Throws: zmq::error_t when libzmq refuses
   // it; zmqkit::error{bad_config} when capacity is not in 1..1024.
   worker(zmq::context_t& ctx, std::string endpoint, handler h, worker_options opts = {});
-  // Sends DISCONNECT (if not stopped yet) and joins the handler thread.
+  // stop(), if not stopped yet.
   ~worker();
   worker(worker&&) noexcept;
   worker& operator=(worker&&) noexcept;
@@ -88,7 +93,10 @@ class worker {
   void poll(std::chrono::milliseconds timeout);
   // Polls until `stop` is requested, then stop().
   void run(std::stop_token stop);
-  // Sends DISCONNECT and closes the socket; later polls do nothing.
+  // Waits for the handler running now (if any) to return and sends its reply,
+  // drops requests queued here that have not started (the device requeues them
+  // on DISCONNECT), joins the handler thread, sends DISCONNECT and closes the
+  // socket; later polls do nothing. A handler that never returns blocks stop().
   void stop();
 
   // False while waiting to reconnect, or after stop(); with CURVE (socket.security

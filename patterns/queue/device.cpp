@@ -329,7 +329,7 @@ struct device::impl {
     ++r.deliveries;
     ++counters.routed;
     // The route hash is only needed to match replies when a worker holds several.
-    workers.use(w, h, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0);
+    workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0});
     return true;
   }
 
@@ -494,27 +494,27 @@ struct device::impl {
   }
 
   // Returns: the index in w.holding of the request the reply in `frames`
-  // answers. A worker of capacity 1 holds one: it is that one (Paranoid Pirate
-  // workers may answer with anything). A worker holding several is matched by
-  // the reply's correlation id, else (plain or id-less replies) by the address
-  // stack it echoes, oldest first; nullopt when nothing matches.
+  // answers; nullopt when it answers nothing the worker holds (a duplicate, or
+  // a stranger's id). A ZMK/1 reply names its request by correlation_id, and is
+  // matched by that alone. A reply without one (a plain Paranoid Pirate body,
+  // or not an envelope at all) is matched, at a worker of capacity 1, to the one
+  // request it holds; at a worker holding several, by the address stack it
+  // echoes, oldest first.
   std::optional<std::size_t> match_reply(const detail::worker& w) {
-    if (w.capacity == 1) return 0;
     const std::string_view body = view(frames.back());
     if (looks_like_envelope(body)) {
       try {
         const envelope_view env = decode_view(body, limits);
         if (env.correlation_id) {
-          const auto it = active_ids.find(*env.correlation_id);
-          if (it == active_ids.end()) return std::nullopt;
           for (std::size_t i = 0; i < w.holding.size(); ++i)
-            if (w.holding[i].request == it->second) return i;
+            if (w.holding[i].id == env.correlation_id) return i;
           return std::nullopt;
         }
       } catch (const zmqkit::error&) {
-        // Not a valid envelope: the body is the worker's business; match by route.
+        // Not a valid envelope: the body is the worker's business; match it as plain.
       }
     }
+    if (w.capacity == 1) return w.holding.empty() ? std::nullopt : std::optional<std::size_t>(0);
     const std::size_t echoed = route_hash(frames, 1, frames.size() - 2);
     for (std::size_t i = 0; i < w.holding.size(); ++i)
       if (w.holding[i].route_hash == echoed) return i;

@@ -311,6 +311,18 @@ envelope decode(std::string_view frame, const decode_limits& limits) {
   return decode_view(frame, limits).to_envelope();
 }
 
+std::optional<message_id> request_id_of(std::string_view frame) noexcept {
+  try {
+    detail::wire_reader r(frame);
+    if (r.read_array_header("envelope") < 6) return std::nullopt;
+    for (int i = 0; i < 5; ++i) r.skip("envelope", max_skip_depth);
+    const std::string_view id = r.read_bin("id");
+    return id.size() == 16 ? message_id::from_bytes(id) : std::nullopt;
+  } catch (const error&) {
+    return std::nullopt;
+  }
+}
+
 bool looks_like_envelope(std::string_view frame) noexcept {
   if (frame.empty()) return false;
   const auto b = static_cast<std::uint8_t>(frame.front());

@@ -420,7 +420,7 @@ struct device::impl {
         env = decode_view(view(body), limits);
       } catch (const zmqkit::error& e) {
         log(log_level::debug, std::string("bad request: ") + e.what());
-        return send_error(route, std::nullopt, reply_error::bad_request, e.what());
+        return send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
       }
       r.id = env.id;
       r.type.assign(env.type);

@@ -389,6 +389,18 @@ TEST_CASE("expiry follows timestamp + ttl") {
   CHECK(zmqkit::decode_view(frame).expired(clock.wall_now() + 100ms));
 }
 
+TEST_CASE("request_id_of reads element 5 of a frame that does not decode") {
+  envelope env = zmqkit::make_envelope("a");
+  std::string frame = frame_bytes(zmqkit::encode(env));
+  CHECK(zmqkit::request_id_of(frame) == env.id);
+  frame += '\x00';  // trailing bytes: not an envelope, but the id is readable
+  CHECK_THROWS(zmqkit::decode_view(frame));
+  CHECK(zmqkit::request_id_of(frame) == env.id);
+  CHECK_FALSE(zmqkit::request_id_of("\x93\x01\xa1x"));  // too short
+  CHECK_FALSE(zmqkit::request_id_of("HELLO"));
+  CHECK_FALSE(zmqkit::request_id_of(""));
+}
+
 TEST_CASE("plain bodies are told apart from envelopes") {
   CHECK(zmqkit::looks_like_envelope(frame_bytes(zmqkit::encode(zmqkit::make_envelope("a")))));
   CHECK_FALSE(zmqkit::looks_like_envelope("HELLO"));

@@ -161,8 +161,57 @@ def test_duplicate_reply(tmp, ctx):
         check(dev.stop() == 0, "duplicate: SIGTERM, exit 0")
 
 
+# --- 2. bad-request names the request's id whenever element 5 is a 16-byte bin -----------------
+def test_bad_request_id(tmp, ctx):
+    dev = device(tmp, "badreq")
+    try:
+        c = client(ctx, dev.front)
+        ts = msgpack.Timestamp.from_unix_nano(time.time_ns())
+        good = [1, "t.x", 4, ts, 0, None, b"", {}, b"body"]
+        cases = {
+            "version 2": {0: 2}, "type empty": {1: ""}, "type not str": {1: 7}, "type not UTF-8": {1: b"\xff"},
+            "priority 12": {2: 12}, "priority negative": {2: -1}, "timestamp an int": {3: 5},
+            "ttl negative": {4: -5}, "ttl a str": {4: "x"}, "correlation_id 3 bytes": {6: b"abc"},
+            "headers a list": {7: []}, "header value an int": {7: {"k": 1}}, "body a str": {8: "text"},
+        }
+        answered = 0
+        for what, change in cases.items():
+            fields = list(good)
+            req_id = zmk.new_id()
+            fields[5] = req_id
+            for i, v in change.items():
+                fields[i] = v
+            c.send_raw(msgpack.packb(fields, use_bin_type=True))
+            r = c.recv(3000)
+            ok = r is not None and error_code(r) == "bad-request" and r["correlation_id"] == req_id
+            answered += ok
+            if not ok:
+                print("     %s: %r" % (what, r and (error_code(r), r["correlation_id"])))
+        check(answered == len(cases), "bad-request: %d of %d field errors answered with the request's id" %
+              (answered, len(cases)))
+        # Only 8 elements, trailing bytes: still an id at element 5.
+        req_id = zmk.new_id()
+        c.send_raw(msgpack.packb([1, "t.x", 4, ts, 0, req_id, b"", {}], use_bin_type=True))
+        r = c.recv(3000)
+        check(r is not None and error_code(r) == "bad-request" and r["correlation_id"] == req_id,
+              "bad-request: 8-element array answered with its id")
+        c.send_raw(zmk.encode(zmk.envelope("t.x", id_=req_id)) + b"\x00")
+        r = c.recv(3000)
+        check(r is not None and error_code(r) == "bad-request" and r["correlation_id"] == req_id,
+              "bad-request: trailing bytes answered with the request's id")
+        fields = list(good)
+        fields[5] = b"short"
+        c.send_raw(msgpack.packb(fields, use_bin_type=True))
+        r = c.recv(3000)
+        check(r is not None and error_code(r) == "bad-request" and r["correlation_id"] == b"",
+              "bad-request: an id that is not 16 bytes gives an empty correlation_id")
+    finally:
+        check(dev.stop() == 0, "bad-request: SIGTERM, exit 0")
+
+
 TESTS = {
     "duplicate_reply": test_duplicate_reply,
+    "bad_request_id": test_bad_request_id,
 }
 
 if __name__ == "__main__":

@@ -30,10 +30,13 @@ void split_timestamp(wall_time t, std::int64_t& seconds, std::uint32_t& nanoseco
 
 std::optional<wall_time> expiry(wall_time timestamp, std::chrono::milliseconds ttl) {
   if (ttl.count() <= 0) return std::nullopt;
-  // Saturate instead of overflowing for absurd TTLs.
-  const auto room = wall_time::max() - timestamp;
-  if (ttl >= room) return wall_time::max();
-  return timestamp + ttl;
+  // timestamp + ttl, saturating at wall_time::max() for absurd TTLs. Checked
+  // arithmetic: `max() - timestamp` itself overflows for timestamps before 1970.
+  std::int64_t ttl_ns, at_ns;
+  if (__builtin_mul_overflow(ttl.count(), std::int64_t{1'000'000}, &ttl_ns) ||
+      __builtin_add_overflow(timestamp.time_since_epoch().count(), ttl_ns, &at_ns))
+    return wall_time::max();
+  return wall_time(wall_time::duration(at_ns));
 }
 
 std::optional<std::string_view> find_header(std::string_view raw, std::size_t count, std::string_view key) {

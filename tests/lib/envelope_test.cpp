@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <functional>
+#include <limits>
 #include <zmqkit/envelope.hpp>
 
 using namespace std::chrono_literals;
@@ -387,6 +388,23 @@ TEST_CASE("expiry follows timestamp + ttl") {
   CHECK(env.expired(clock.wall_now() + 100ms));
   const auto frame = zmqkit::encode(env);
   CHECK(zmqkit::decode_view(frame).expired(clock.wall_now() + 100ms));
+}
+
+TEST_CASE("expiry of a timestamp before 1970 is timestamp + ttl, without overflow") {
+  envelope env = zmqkit::make_envelope("a");
+  env.timestamp = zmqkit::wall_time(std::chrono::seconds(-86400));  // 1969-12-31
+  env.ttl = 1ms;
+  REQUIRE(env.expires_at());
+  CHECK(*env.expires_at() == env.timestamp + 1ms);
+  CHECK(env.expired(zmqkit::wall_time{}));
+  const auto frame = zmqkit::encode(env);
+  CHECK(zmqkit::decode_view(frame).expired(zmqkit::wall_time{}));
+  // The far past and absurd TTLs still saturate rather than wrap.
+  env.timestamp = zmqkit::wall_time(std::chrono::seconds(-9'000'000'000LL));
+  CHECK(*env.expires_at() == env.timestamp + 1ms);
+  env.timestamp = zmqkit::wall_time(std::chrono::seconds(9'000'000'000LL));
+  env.ttl = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());
+  CHECK(*env.expires_at() == zmqkit::wall_time::max());
 }
 
 TEST_CASE("request_id_of reads element 5 of a frame that does not decode") {

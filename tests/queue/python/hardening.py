@@ -209,9 +209,29 @@ def test_bad_request_id(tmp, ctx):
         check(dev.stop() == 0, "bad-request: SIGTERM, exit 0")
 
 
+# --- 3. A request stamped before 1970 expires ---------------------------------------------------
+def test_expiry_before_1970(tmp, ctx):
+    dev = device(tmp, "y1969")
+    try:
+        w = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        c = client(ctx, dev.front)
+        env = zmk.envelope("t.old", b"", ttl_ms=1, timestamp_ns=-86400 * 10**9)  # 1969-12-31
+        start = time.time()
+        c.send(env)
+        r = c.recv(5000)
+        took = (time.time() - start) * 1000
+        check(r is not None and error_code(r) == "expired" and r["correlation_id"] == env["id"],
+              "1969: request with ttl 1 ms answered expired (%s in %.1f ms)" % (error_code(r), took))
+        check(w.request(200) is None, "1969: never delivered to the worker")
+    finally:
+        check(dev.stop() == 0, "1969: SIGTERM, exit 0")
+
+
 TESTS = {
     "duplicate_reply": test_duplicate_reply,
     "bad_request_id": test_bad_request_id,
+    "expiry_before_1970": test_expiry_before_1970,
 }
 
 if __name__ == "__main__":

@@ -144,6 +144,11 @@ struct device::impl {
     int deliveries = 0;
     std::int64_t order = 0;  // key in the pending queue while pending
     bool pending = false;
+    // While at a worker: the number of this delivery (the worker's held_request
+    // carries it too; a held request with another number was taken back from
+    // that worker) and when the delivery timeout takes it back. 0: not at a worker.
+    std::uint64_t delivery = 0;
+    steady_time delivery_deadline{};
   };
 
   impl(zmq::context_t& ctx, device_options o)
@@ -154,9 +159,11 @@ struct device::impl {
         cache(opts.reply_cache) {
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
-    if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0)
+    if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0 ||
+        opts.delivery_timeout.count() < 0)
       throw zmqkit::error(errc::bad_config, "timing",
-                          "queue device: heartbeat and tick must be > 0, liveness >= 1, max-requeue >= 0");
+                          "queue device: heartbeat and tick must be > 0, liveness >= 1, max-requeue >= 0, "
+                          "delivery timeout >= 0");
     limits.max_frame_bytes = opts.max_frame_bytes;
     zmqkit::socket_options so = opts.socket;
     so.max_message_bytes = static_cast<std::int64_t>(opts.max_frame_bytes);
@@ -200,7 +207,11 @@ struct device::impl {
   mutable std::mutex mu;
   std::unordered_map<handle, request> requests;
   std::unordered_map<message_id, handle> active_ids;  // pending or in flight
-  std::set<std::pair<wall_time, handle>> ttl_index;   // pending requests with a TTL
+  // Requests with a TTL, pending or at a worker: a timer, not a scan per message.
+  std::set<std::pair<wall_time, handle>> ttl_index;
+  // Requests at a worker, by when the delivery timeout takes them back.
+  std::set<std::pair<steady_time, handle>> delivery_index;
+  std::uint64_t next_delivery = 1;
   detail::pending_queue pending;
   detail::worker_registry workers;
   detail::reply_cache cache;
@@ -274,24 +285,34 @@ struct device::impl {
   }
 
   // --- request lifecycle ------------------------------------------------------
-  // Ends a request: forgets it everywhere (it must no longer be pending).
+  // Ends a request: forgets it everywhere. A worker still holding it keeps the
+  // slot (it is still busy with it) until it replies, late, or dies: a held
+  // request whose handle is gone is one that was already answered.
   void forget(handle h) {
     const auto it = requests.find(h);
     if (it == requests.end()) return;
-    if (it->second.id) active_ids.erase(*it->second.id);
+    request& r = it->second;
+    if (r.pending) unqueue(r);
+    if (r.delivery) withdraw(h, r);
+    if (r.expires) ttl_index.erase({*r.expires, h});
+    if (r.id) active_ids.erase(*r.id);
     requests.erase(it);
   }
 
-  void unqueue(handle h, request& r) {
+  void unqueue(request& r) {
     pending.erase(r.priority, r.type, r.order);
-    if (r.expires) ttl_index.erase({*r.expires, h});
     r.pending = false;
+  }
+
+  // Takes a request back from the worker holding it (that worker keeps the slot).
+  void withdraw(handle h, request& r) {
+    if (opts.delivery_timeout.count() > 0) delivery_index.erase({r.delivery_deadline, h});
+    r.delivery = 0;
   }
 
   // Answers a request with an error and ends it.
   void fail(handle h, reply_error code, std::string_view reason) {
     request& r = requests.at(h);
-    if (r.pending) unqueue(h, r);
     if (code == reply_error::expired) ++counters.expired;
     if (code == reply_error::dead_letter) {
       ++counters.dead_lettered;
@@ -314,13 +335,13 @@ struct device::impl {
     r.waiting_since = clk.now();
     r.pending = true;
     pending.insert(h, r.priority, r.type, r.order);
-    if (r.expires) ttl_index.emplace(*r.expires, h);
   }
 
   // Sends the request to `w` (which has a free slot) and records it there.
   // Returns: false if `w` turned out to be gone: the worker is then removed
   // (its other requests requeued); the caller places this one again.
   bool hand_over(detail::worker& w, handle h, request& r) {
+    const steady_time sent_at = clk.now();  // before the worker can see it
     if (!send_to_worker(w, r)) {
       log(log_level::info, "worker unreachable, removed");
       remove_worker(w);
@@ -328,8 +349,13 @@ struct device::impl {
     }
     ++r.deliveries;
     ++counters.routed;
+    r.delivery = next_delivery++;
+    if (opts.delivery_timeout.count() > 0) {
+      r.delivery_deadline = sent_at + opts.delivery_timeout;
+      delivery_index.emplace(r.delivery_deadline, h);
+    }
     // The route hash is only needed to match replies when a worker holds several.
-    workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0});
+    workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0, r.delivery});
     return true;
   }
 
@@ -364,7 +390,6 @@ struct device::impl {
       if (!h) return;
       request& r = requests.at(*h);
       r.pending = false;
-      if (r.expires) ttl_index.erase({*r.expires, *h});
       if (expired_now(r)) {
         fail(*h, reply_error::expired, "ttl passed before a worker took it");
         continue;
@@ -385,7 +410,11 @@ struct device::impl {
     // Newest first, each to the head of its priority: they keep their delivery order.
     for (auto it = held.rbegin(); it != held.rend(); ++it) {
       const handle h = it->request;
-      request& r = requests.at(h);
+      const auto found = requests.find(h);
+      // Already answered, or taken back from this worker earlier: nothing to requeue.
+      if (found == requests.end() || found->second.delivery != it->delivery) continue;
+      request& r = found->second;
+      withdraw(h, r);
       if (draining) {
         fail(h, reply_error::unavailable, "shutting down; its worker died");
         continue;
@@ -450,6 +479,7 @@ struct device::impl {
     r.body = std::move(body);
     const handle h = next_handle++;
     if (r.id) active_ids.emplace(*r.id, h);
+    if (r.expires) ttl_index.emplace(*r.expires, h);
     requests.emplace(h, std::move(r));
     place(h, false);
   }
@@ -483,14 +513,23 @@ struct device::impl {
     const auto index = match_reply(*w);
     if (!index) return drop("unknown-reply", "reply matches no request the worker holds");
     const handle h = w->holding[*index].request;
+    workers.release(*w, *index);  // a reply counts as READY for its slot
+    if (requests.contains(h))
+      answer(h, frames.back());
+    else
+      drop("late-reply", "its request was already answered (expired, or another worker's reply won)");
+    worker_ready(*w);
+  }
+
+  // Forwards a worker's reply and ends the request. The first reply wins: a
+  // request taken back from a worker (delivery timeout) and queued again, or
+  // held by another worker, is answered by whichever worker replies first.
+  void answer(handle h, zmq::message_t& reply) {
     request& r = requests.at(h);
-    zmq::message_t& reply = frames.back();
     if (r.id) cache.put(*r.id, reply);
     ++counters.replied;
     send_to_client(r.route, std::move(reply));
     forget(h);
-    workers.release(*w, *index);  // a reply counts as READY for its slot
-    worker_ready(*w);
   }
 
   // Returns: the index in w.holding of the request the reply in `frames`
@@ -566,9 +605,27 @@ struct device::impl {
   void on_timers() {
     const steady_time now = clk.now();
     const wall_time wall = clk.wall_now();
-    // TTL while queued.
-    while (!ttl_index.empty() && ttl_index.begin()->first <= wall)
-      fail(ttl_index.begin()->second, reply_error::expired, "ttl passed while queued");
+    // TTL, queued or at a worker (whose late reply is then dropped).
+    while (!ttl_index.empty() && ttl_index.begin()->first <= wall) {
+      const handle h = ttl_index.begin()->second;
+      fail(h, reply_error::expired, requests.at(h).pending ? "ttl passed while queued" : "ttl passed at a worker");
+    }
+    // Delivery timeout: a worker held the request too long; queue it again.
+    while (!delivery_index.empty() && delivery_index.begin()->first <= now) {
+      const handle h = delivery_index.begin()->second;
+      request& r = requests.at(h);
+      withdraw(h, r);
+      ++counters.delivery_timeouts;
+      log(log_level::warn, "request " + (r.id ? r.id->to_string() : std::string("(plain)")) +
+                               " held by a worker for longer than the delivery timeout: taken back");
+      if (r.deliveries > opts.max_requeue) {
+        fail(h, reply_error::dead_letter,
+             "delivered " + std::to_string(r.deliveries) + " times; no worker answered in time");
+        continue;
+      }
+      ++counters.requeued;
+      place(h, true);
+    }
     // Sweeps once per tick, not on every message.
     if (now >= next_sweep) {
       next_sweep = now + opts.tick;
@@ -632,9 +689,7 @@ struct device::impl {
                              " queued requests 'unavailable', waiting for " +
                              std::to_string(requests.size() - pending.size()) + " at workers");
     while (const auto h = pending.pop_best([](std::string_view) { return true; })) {
-      request& r = requests.at(*h);
-      r.pending = false;
-      if (r.expires) ttl_index.erase({*r.expires, *h});
+      requests.at(*h).pending = false;
       fail(*h, reply_error::unavailable, "shutting down");
     }
   }
@@ -684,9 +739,13 @@ struct device::impl {
       if (admin && (items[3].revents & ZMQ_POLLIN)) drain_socket(*admin, [this] { on_admin(); });
       on_timers();
       if (draining && (requests.empty() || clk.now() >= drain_deadline)) {
-        if (!requests.empty())
-          log(log_level::warn,
-              "stopped with " + std::to_string(requests.size()) + " requests still at workers");
+        if (!requests.empty()) {
+          log(log_level::warn, "stopping: " + std::to_string(requests.size()) +
+                                   " requests still at workers answered 'unavailable'");
+          std::vector<handle> left;
+          for (const auto& [h, r] : requests) left.push_back(h);
+          for (handle h : left) fail(h, reply_error::unavailable, "shutting down; its worker did not answer in time");
+        }
         return;
       }
     }
@@ -730,7 +789,7 @@ std::string encode_stats(const device_stats& s) {
       pk.pack(static_cast<std::uint64_t>(v));
     }
   };
-  pk.pack_map(18);
+  pk.pack_map(19);
   auto num = [&](const char* name, std::uint64_t v) {
     pk.pack(std::string_view(name));
     pk.pack(v);
@@ -743,6 +802,7 @@ std::string encode_stats(const device_stats& s) {
   num("dead_lettered", s.dead_lettered);
   num("duplicates_suppressed", s.duplicates_suppressed);
   num("answered_from_cache", s.answered_from_cache);
+  num("delivery_timeouts", s.delivery_timeouts);
   pk.pack(std::string_view("rejected"));
   counter_map(s.rejected);
   pk.pack(std::string_view("dropped"));

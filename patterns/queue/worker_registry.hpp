@@ -25,6 +25,7 @@ struct held_request {
   std::uint64_t request = 0;
   std::optional<message_id> id;  // none for a plain body
   std::size_t route_hash = 0;
+  std::uint64_t delivery = 0;  // the request's delivery number when it was sent here
 };
 
 struct worker {

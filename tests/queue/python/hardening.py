@@ -114,8 +114,31 @@ class worker:
     def heartbeat(self):
         self.s.send(b"\x02")
 
+    def request_heartbeating(self, timeout_ms=5000, every_ms=100):
+        """As request(), heartbeating meanwhile: alive, but not answering."""
+        end = time.time() + timeout_ms / 1000
+        while time.time() < end:
+            self.heartbeat()
+            if self.s.poll(every_ms):
+                frames = self.s.recv_multipart()
+                if frames != [b"\x02"]:
+                    return frames
+        return None
+
     def reply(self, request_frames, body):
         self.s.send_multipart(request_frames[:-1] + [body])
+
+
+def recv_while_alive(c, workers, timeout_ms=3000):
+    """A client's next reply, the workers heartbeating meanwhile (alive, never evicted)."""
+    end = time.time() + timeout_ms / 1000
+    while time.time() < end:
+        for w in workers:
+            w.heartbeat()
+        r = c.recv(50)
+        if r is not None:
+            return r
+    return None
 
 
 def error_code(env):
@@ -228,10 +251,102 @@ def test_expiry_before_1970(tmp, ctx):
         check(dev.stop() == 0, "1969: SIGTERM, exit 0")
 
 
+# --- 4. TTL at a worker, delivery timeout, drain ------------------------------------------------
+def test_ttl_at_worker(tmp, ctx):
+    dev = device(tmp, "ttlw", "--heartbeat-ms", "300")
+    try:
+        w = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        c = client(ctx, dev.front)
+        env = zmk.envelope("t.slow", b"", ttl_ms=500)
+        start = time.time()
+        c.send(env)
+        held = w.request_heartbeating(2000)
+        check(held is not None, "ttl at worker: the worker got the request")
+        r = recv_while_alive(c, [w])  # the worker stays alive and silent
+        took = (time.time() - start) * 1000
+        check(r is not None and error_code(r) == "expired" and r["correlation_id"] == env["id"],
+              "ttl at worker: ttl 500 ms answered expired while at a heartbeating worker (%s after %.0f ms)" %
+              (error_code(r), took))
+        c.send(env)  # the same id again: no longer suppressed as a duplicate of the one at the worker
+        again = recv_while_alive(c, [w], 2000)
+        check(again is not None and error_code(again) == "expired", "ttl at worker: its retry answered expired")
+        w.reply(held, zmk.encode(zmk.reply(zmk.decode(held[-1]), "t.slow.done", b"too late")))
+        m = dev.wait_stats(ctx, lambda m: m["dropped"].get("late-reply", 0) == 1)
+        check(m["dropped"].get("late-reply", 0) == 1, "ttl at worker: the worker's late reply dropped, counted (%r)" %
+              m["dropped"])
+        check(c.recv(300) is None, "ttl at worker: the late reply never reached the client")
+        check(m["in_flight"] == 0 and m["expired"] == 2, "ttl at worker: nothing in flight, 2 expired")
+    finally:
+        check(dev.stop() == 0, "ttl at worker: SIGTERM, exit 0")
+
+
+def test_delivery_timeout(tmp, ctx):
+    dev = device(tmp, "dto", "--heartbeat-ms", "5000", "--delivery-timeout-ms", "300", "--max-requeue", "1")
+    try:
+        w1 = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        w2 = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 2)
+        c = client(ctx, dev.front)
+        env = zmk.envelope("t.job", b"")
+        c.send(env)
+        first = w1.request(2000)
+        start = time.time()
+        second = w2.request(3000)
+        took = (time.time() - start) * 1000
+        check(first is not None and second is not None and zmk.decode(second[-1])["id"] == env["id"],
+              "delivery timeout: taken back after 300 ms and delivered to the other worker (%.0f ms)" % took)
+        # The first worker answers late, before the second: first reply wins.
+        w1.reply(first, zmk.encode(zmk.reply(zmk.decode(first[-1]), "t.job.done", b"from w1")))
+        r = c.recv(2000)
+        check(r is not None and r["correlation_id"] == env["id"] and r["body"] == b"from w1",
+              "delivery timeout: the first worker's late reply answered the client")
+        w2.reply(second, zmk.encode(zmk.reply(zmk.decode(second[-1]), "t.job.done", b"from w2")))
+        m = dev.wait_stats(ctx, lambda m: m["dropped"].get("late-reply", 0) == 1)
+        check(m["dropped"].get("late-reply", 0) == 1 and c.recv(300) is None,
+              "delivery timeout: the second reply dropped and counted (%r)" % m["dropped"])
+        check(m["delivery_timeouts"] == 1 and m["requeued"] == 1, "delivery timeout: counted (%d)" %
+              m["delivery_timeouts"])
+        # Past max-requeue: dead-letter. Both workers are free again; neither answers.
+        env = zmk.envelope("t.job", b"")
+        start = time.time()
+        c.send(env)
+        r = c.recv(3000)
+        took = (time.time() - start) * 1000
+        check(r is not None and error_code(r) == "dead-letter" and r["correlation_id"] == env["id"],
+              "delivery timeout: dead-letter after 2 deliveries of 300 ms (%s in %.0f ms)" % (error_code(r), took))
+    finally:
+        check(dev.stop() == 0, "delivery timeout: SIGTERM, exit 0")
+
+
+def test_drain_answers_requests_at_workers(tmp, ctx):
+    dev = device(tmp, "drain", "--heartbeat-ms", "300")
+    try:
+        w = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        c = client(ctx, dev.front)
+        env = zmk.envelope("t.stuck", b"")
+        c.send(env)
+        check(w.request_heartbeating(2000) is not None, "drain: the worker holds the request")
+        dev.proc.send_signal(signal.SIGTERM)
+        start = time.time()
+        r = recv_while_alive(c, [w])  # alive to the end: never evicted
+        took = (time.time() - start) * 1000
+        check(r is not None and error_code(r) == "unavailable" and r["correlation_id"] == env["id"],
+              "drain: the request at a worker answered unavailable within the drain deadline (%s after %.0f ms)" %
+              (error_code(r), took))
+    finally:
+        check(dev.stop() == 0, "drain: exit 0")
+
+
 TESTS = {
     "duplicate_reply": test_duplicate_reply,
     "bad_request_id": test_bad_request_id,
     "expiry_before_1970": test_expiry_before_1970,
+    "ttl_at_worker": test_ttl_at_worker,
+    "delivery_timeout": test_delivery_timeout,
+    "drain": test_drain_answers_requests_at_workers,
 }
 
 if __name__ == "__main__":

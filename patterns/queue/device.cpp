@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <span>
@@ -17,6 +18,7 @@
 #include <zmqkit/queue/device.hpp>
 
 #include "pending_queue.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 #include "reply_cache.hpp"
 #include "worker_registry.hpp"
 
@@ -30,6 +32,12 @@ constexpr char disconnect_byte = 0x03;
 constexpr int batch_limit = 512;  // messages taken from one socket per loop turn
 constexpr std::size_t max_prefixes = 256;
 constexpr std::uint64_t max_worker_capacity = 1024;  // READY map's "capacity"
+// Workers evicted for silence whose late replies are still accepted: at most
+// this many, holding at most this many bytes of prefixes, for at most the
+// delivery timeout (30 min when that is off).
+constexpr std::size_t max_evicted_workers = 1024;
+constexpr std::size_t max_evicted_bytes = 8 << 20;
+constexpr std::chrono::minutes evicted_retention_when_unbounded{30};
 
 std::string_view view(const zmq::message_t& m) noexcept {
   return {static_cast<const char*>(m.data()), m.size()};
@@ -203,6 +211,20 @@ struct device::impl {
   decode_limits limits;
   wake_pipe wake;
   std::atomic<bool> stop_requested{false};
+
+  // A worker removed for silence may only be slow (a ZeroMQ guide worker sends
+  // nothing while it works): what it held and announced is kept, so that its
+  // late reply still answers a request nobody has answered, and registers it again.
+  struct evicted_worker {
+    std::vector<std::string> prefixes;
+    std::size_t capacity = 1;
+    std::vector<detail::held_request> held;
+    steady_time evicted_at{};
+    std::size_t bytes = 0;
+  };
+  internal::keyed_map<std::string, evicted_worker> evicted;
+  std::deque<std::pair<steady_time, std::string>> evicted_order;  // oldest first
+  std::size_t evicted_bytes = 0;
 
   mutable std::mutex mu;
   std::unordered_map<handle, request> requests;
@@ -403,9 +425,11 @@ struct device::impl {
 
   // Removes a worker; every request it held is requeued at the head of its
   // priority, or answered dead-letter when it has used up its deliveries.
-  void remove_worker(detail::worker& w) {
+  // `may_return`: it was only silent, so remember it (see evicted_worker).
+  void remove_worker(detail::worker& w, bool may_return = false) {
     const std::vector<detail::held_request> held = std::move(w.holding);
     w.holding.clear();
+    if (may_return && !held.empty()) remember_evicted(w, held);
     workers.remove(w);
     // Newest first, each to the head of its priority: they keep their delivery order.
     for (auto it = held.rbegin(); it != held.rend(); ++it) {
@@ -427,6 +451,49 @@ struct device::impl {
       ++counters.requeued;
       place(h, true);
     }
+  }
+
+  void remember_evicted(const detail::worker& w, const std::vector<detail::held_request>& held) {
+    forget_evicted(w.identity);
+    evicted_worker e{w.prefixes, w.capacity, held, clk.now(), w.identity.size()};
+    for (const auto& p : w.prefixes) e.bytes += p.size() + sizeof(std::string);
+    e.bytes += held.size() * sizeof(detail::held_request) + sizeof(evicted_worker);
+    evicted_bytes += e.bytes;
+    evicted_order.emplace_back(e.evicted_at, w.identity);
+    evicted.emplace(w.identity, std::move(e));
+    while (!evicted_order.empty() && (evicted.size() > max_evicted_workers || evicted_bytes > max_evicted_bytes ||
+                                      evicted_order.size() > 2 * max_evicted_workers))
+      expire_oldest_evicted();
+  }
+
+  void forget_evicted(const std::string& identity) {
+    const auto it = evicted.find(identity);
+    if (it == evicted.end()) return;
+    evicted_bytes -= it->second.bytes;
+    evicted.erase(it);  // its entry in evicted_order is skipped when it comes up
+  }
+
+  void expire_oldest_evicted() {
+    const auto [at, identity] = std::move(evicted_order.front());
+    evicted_order.pop_front();
+    if (const auto it = evicted.find(identity); it != evicted.end() && it->second.evicted_at == at)
+      forget_evicted(identity);
+  }
+
+  // A reply from a worker evicted for silence: registers it again as it was
+  // (prefixes, capacity), holding what it held, so the reply is matched as
+  // from any worker. Returns: nullptr when it is not remembered.
+  detail::worker* revive(const std::string& identity) {
+    const auto it = evicted.find(identity);
+    if (it == evicted.end()) return nullptr;
+    evicted_worker e = std::move(it->second);
+    forget_evicted(identity);
+    detail::worker& w = workers.add(identity, std::move(e.prefixes), e.capacity, clk.now());
+    for (auto& held : e.held) workers.use(w, std::move(held));
+    ++counters.workers_returned;
+    log(log_level::info, "worker evicted for silence replied: registered again, capacity " +
+                             std::to_string(w.capacity));
+    return &w;
   }
 
   // --- frontend ---------------------------------------------------------------
@@ -495,7 +562,10 @@ struct device::impl {
     if (control) {
       if (first[0] == ready_byte) return on_ready(identity, w);
       if (frames.size() != 2) return drop("backend-frames", "control frame with extra frames");
-      if (!w) return drop("unknown-worker", first[0] == heartbeat_byte ? "heartbeat" : "disconnect");
+      if (!w) {
+        if (first[0] == disconnect_byte) forget_evicted(identity);
+        return drop("unknown-worker", first[0] == heartbeat_byte ? "heartbeat" : "disconnect");
+      }
       w->last_seen = clk.now();
       if (first[0] == disconnect_byte) {
         log(log_level::info, "worker disconnected");
@@ -507,6 +577,7 @@ struct device::impl {
     // record of the request, not what the worker echoes.
     if (frames.size() < 4 || frames[frames.size() - 2].size() != 0)
       return drop("backend-frames", std::to_string(frames.size()) + " frames");
+    if (!w) w = revive(identity);  // a slow worker's reply counts as READY
     if (!w) return drop("unknown-worker", "reply");
     w->last_seen = clk.now();
     if (w->holding.empty()) return drop("unknown-reply", "worker holds no request");
@@ -570,6 +641,7 @@ struct device::impl {
       if (auto* bad = std::get_if<std::string>(&parsed)) return drop("backend-frames", *bad);
       announced = std::move(std::get<ready_announcement>(parsed));
     }
+    forget_evicted(identity);  // READY again: whatever it held before is lost
     if (w && !w->holding.empty()) {
       log(log_level::info, "worker sent READY while holding requests: it restarted");
       remove_worker(*w);
@@ -642,8 +714,13 @@ struct device::impl {
     for (const std::string& id : workers.silent_since(now - silence))
       if (detail::worker* w = workers.find(id)) {
         log(log_level::info, "worker silent for " + std::to_string(silence.count()) + " ms, removed");
-        remove_worker(*w);
+        remove_worker(*w, true);
       }
+    // Evicted workers whose late replies are no longer waited for.
+    const auto retention = opts.delivery_timeout.count() > 0
+                               ? opts.delivery_timeout
+                               : std::chrono::duration_cast<std::chrono::milliseconds>(evicted_retention_when_unbounded);
+    while (!evicted_order.empty() && evicted_order.front().first + retention <= now) expire_oldest_evicted();
     // No worker serves the type: wait up to no_service.
     if (pending.size() > 0) {
       std::vector<handle> unserved;
@@ -789,7 +866,7 @@ std::string encode_stats(const device_stats& s) {
       pk.pack(static_cast<std::uint64_t>(v));
     }
   };
-  pk.pack_map(19);
+  pk.pack_map(20);
   auto num = [&](const char* name, std::uint64_t v) {
     pk.pack(std::string_view(name));
     pk.pack(v);
@@ -803,6 +880,7 @@ std::string encode_stats(const device_stats& s) {
   num("duplicates_suppressed", s.duplicates_suppressed);
   num("answered_from_cache", s.answered_from_cache);
   num("delivery_timeouts", s.delivery_timeouts);
+  num("workers_returned", s.workers_returned);
   pk.pack(std::string_view("rejected"));
   counter_map(s.rejected);
   pk.pack(std::string_view("dropped"));

@@ -723,6 +723,40 @@ TEST_CASE("past the delivery timeout a request is requeued, then dead-lettered; 
   }
 }
 
+TEST_CASE("a worker evicted for silence that replies after all: first reply wins, and it is registered again") {
+  device_fixture fx({.heartbeat = 1000ms, .liveness = 3});
+  raw_worker slow(fx.ctx, fx.backend(), {"t."});
+  REQUIRE(fx.wait_ready(1));
+  raw_client client(fx.ctx, fx.frontend());
+  const envelope e = request("t.job", default_priority, fx.clock);
+  client.send(e);
+  auto at_slow = slow.request();
+  REQUIRE(at_slow.size() == 3);
+  fx.clock.advance(2999ms);
+  raw_worker other(fx.ctx, fx.backend());  // last seen now: outlives slow
+  REQUIRE(fx.wait_ready(1));
+  fx.clock.advance(2ms);  // slow has been silent for longer than liveness x heartbeat: evicted, its request requeued
+  auto at_other = other.request();
+  REQUIRE(at_other.size() == 3);
+  CHECK(decode(at_other.back()).id == e.id);
+  slow.reply_to(at_slow);
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(got->correlation_id == e.id);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.workers_returned == 1; }));
+  other.reply_to(at_other);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("late-reply") == 1; }));
+  CHECK_FALSE(client.receive_envelope());
+  // Registered again as it announced itself: serving "t." only.
+  client.send(request("u.job", default_priority, fx.clock));
+  CHECK_FALSE(slow.receives_request_within(30ms));
+  REQUIRE(other.request().size() == 3);
+  client.send(request("t.next", default_priority, fx.clock));
+  auto next = slow.request();
+  REQUIRE(next.size() == 3);
+  CHECK(decode(next.back()).type == "t.next");
+}
+
 // --- worker capacity (READY {"prefixes": [...], "capacity": n}) ----------------
 
 namespace {

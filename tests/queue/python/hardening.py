@@ -340,6 +340,35 @@ def test_drain_answers_requests_at_workers(tmp, ctx):
         check(dev.stop() == 0, "drain: exit 0")
 
 
+# --- 5. A slow Paranoid Pirate worker's reply is accepted --------------------------------------
+def test_slow_ppworker(tmp, ctx):
+    dev = device(tmp, "slowpp")  # default heartbeat 1 s x liveness 3: evicted after 3 s of work
+    exec_log = os.path.join(tmp, "slowpp-executions")
+    w = subprocess.Popen([PY, os.path.join(HERE, "ppworker.py"), dev.back, "4", exec_log], cwd=HERE)
+    try:
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        c = client(ctx, dev.front)
+        start = time.time()
+        c.send_raw(b"job 1")
+        got = c.recv_raw(8000)
+        took = time.time() - start
+        check(got == b"job 1", "slow worker: its 4 s job answered (%r after %.1f s)" % (got, took))
+        check(took < 6, "slow worker: answered in ~4 s, not after requeues (%.1f s)" % took)
+        with open(exec_log) as f:
+            runs = [line.strip() for line in f]
+        check(runs == ["job 1"], "slow worker: executed once (%r)" % runs)
+        m = dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        check(m["workers_ready"] == 1 and m.get("workers_returned", 0) == 1,
+              "slow worker: its reply registered it again (ready %d, returned %d)" %
+              (m["workers_ready"], m.get("workers_returned", 0)))
+        check(m["pending"] == 0 and m["in_flight"] == 0 and m["replied"] == 1,
+              "slow worker: the requeued copy withdrawn (pending %d, in flight %d)" % (m["pending"], m["in_flight"]))
+    finally:
+        w.kill()
+        w.wait()
+        check(dev.stop() == 0, "slow worker: SIGTERM, exit 0")
+
+
 TESTS = {
     "duplicate_reply": test_duplicate_reply,
     "bad_request_id": test_bad_request_id,
@@ -347,6 +376,7 @@ TESTS = {
     "ttl_at_worker": test_ttl_at_worker,
     "delivery_timeout": test_delivery_timeout,
     "drain": test_drain_answers_requests_at_workers,
+    "slow_ppworker": test_slow_ppworker,
 }
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ struct device_stats {
   std::uint64_t duplicates_suppressed = 0;        // retries of a pending or in-flight id
   std::uint64_t answered_from_cache = 0;          // retries answered from the reply cache
   std::uint64_t delivery_timeouts = 0;            // requests taken back from a worker past delivery_timeout
+  std::uint64_t workers_returned = 0;             // workers evicted for silence registered again by a late reply
   std::map<std::string, std::uint64_t> rejected;  // error replies by zmk.error code
   std::map<std::string, std::uint64_t> dropped;   // counted-and-dropped input by reason
   std::size_t pending = 0;

@@ -290,7 +290,9 @@ envelope_view decode_view(std::string_view frame, const decode_limits& limits) {
   if (!fits_inline) seen_overflow.reserve(header_count);
   for (std::uint32_t i = 0; i < header_count; ++i) {
     const std::string_view key = r.read_str("headers");
-    r.read_str("headers");
+    const std::string_view value = r.read_str("headers");
+    // str means UTF-8: other readers (Python's msgpack) refuse the envelope otherwise.
+    if (!is_valid_utf8(key) || !is_valid_utf8(value)) throw_bad_envelope("headers", "not valid UTF-8");
     const std::span<const std::string_view> seen =
         fits_inline ? std::span<const std::string_view>(seen_inline.data(), i) : seen_overflow;
     for (const std::string_view earlier : seen)

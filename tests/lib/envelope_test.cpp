@@ -407,6 +407,29 @@ TEST_CASE("expiry of a timestamp before 1970 is timestamp + ttl, without overflo
   CHECK(*env.expires_at() == zmqkit::wall_time::max());
 }
 
+TEST_CASE("a header key or value that is not valid UTF-8 is rejected as 'headers'") {
+  for (const std::string bad : {std::string("\xff"), std::string("a\xc0\xafb"), std::string("\xed\xa0\x80")}) {
+    for (const bool in_key : {true, false}) {
+      envelope env = zmqkit::make_envelope("a");
+      if (in_key)
+        env.headers.emplace(bad, "v");
+      else
+        env.headers.emplace("k", bad);
+      const auto frame = zmqkit::encode(env);
+      try {
+        (void)zmqkit::decode_view(frame);
+        FAIL("accepted a non-UTF-8 header");
+      } catch (const zmqkit::error& e) {
+        CHECK(e.field() == "headers");
+      }
+      CHECK_THROWS(zmqkit::decode(frame));
+    }
+  }
+  envelope env = zmqkit::make_envelope("a");
+  env.headers.emplace("cl\xc3\xa9", "\xe2\x82\xac \xf0\x9f\x98\x80");  // valid: accepted
+  CHECK(zmqkit::decode(zmqkit::encode(env)) == env);
+}
+
 TEST_CASE("request_id_of reads element 5 of a frame that does not decode") {
   envelope env = zmqkit::make_envelope("a");
   std::string frame = frame_bytes(zmqkit::encode(env));

@@ -232,6 +232,28 @@ def test_bad_request_id(tmp, ctx):
         check(dev.stop() == 0, "bad-request: SIGTERM, exit 0")
 
 
+# --- 6. Header keys and values must be UTF-8 -----------------------------------------------------
+def test_header_utf8(tmp, ctx):
+    dev = device(tmp, "utf8")
+    try:
+        w = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        c = client(ctx, dev.front)
+        for where in ("key", "value"):
+            env = zmk.envelope("t.x", b"", headers={"KKKK": "VVVV"})
+            frame = zmk.encode(env)
+            frame = frame.replace(b"\xa4KKKK" if where == "key" else b"\xa4VVVV", b"\xa4\xff\xfe\xc0\xaf")
+            c.send_raw(frame)
+            r = c.recv(3000)
+            check(r is not None and error_code(r) == "bad-request" and r["correlation_id"] == env["id"] and
+                  "headers" in r["headers"].get("zmk.reason", ""),
+                  "utf-8: a header %s that is not UTF-8 answered bad-request naming headers (%r)" %
+                  (where, r and r["headers"]))
+        check(w.request(200) is None, "utf-8: nothing reached the worker")
+    finally:
+        check(dev.stop() == 0, "utf-8: SIGTERM, exit 0")
+
+
 # --- 3. A request stamped before 1970 expires ---------------------------------------------------
 def test_expiry_before_1970(tmp, ctx):
     dev = device(tmp, "y1969")
@@ -377,6 +399,7 @@ TESTS = {
     "delivery_timeout": test_delivery_timeout,
     "drain": test_drain_answers_requests_at_workers,
     "slow_ppworker": test_slow_ppworker,
+    "header_utf8": test_header_utf8,
 }
 
 if __name__ == "__main__":

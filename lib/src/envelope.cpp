@@ -331,7 +331,17 @@ std::optional<message_id> request_id_of(std::string_view frame) noexcept {
 bool looks_like_envelope(std::string_view frame) noexcept {
   if (frame.empty()) return false;
   const auto b = static_cast<std::uint8_t>(frame.front());
-  return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
+  if ((b & 0xf0) != 0x90 && b != 0xdc && b != 0xdd) return false;
+  // Only a frame that is exactly one complete msgpack array is a candidate: a
+  // plain body that merely starts with an array header (b"\x95hi", or an
+  // array followed by more bytes) is plain.
+  try {
+    detail::wire_reader r(frame);
+    r.skip("envelope", max_skip_depth);
+    return r.remaining() == 0;
+  } catch (const error&) {
+    return false;
+  }
 }
 
 namespace detail {

@@ -446,6 +446,12 @@ TEST_CASE("plain bodies are told apart from envelopes") {
   CHECK(zmqkit::looks_like_envelope(frame_bytes(zmqkit::encode(zmqkit::make_envelope("a")))));
   CHECK_FALSE(zmqkit::looks_like_envelope("HELLO"));
   CHECK_FALSE(zmqkit::looks_like_envelope(""));
+  // Only a complete msgpack array, and nothing after it, is a candidate.
+  CHECK_FALSE(zmqkit::looks_like_envelope("\x95hi"));             // 2 of 5 elements
+  CHECK_FALSE(zmqkit::looks_like_envelope("\x95hello world"));    // an array, then more bytes
+  CHECK_FALSE(zmqkit::looks_like_envelope("\xdc\xff\xffabc"));    // claims 65535 elements
+  CHECK(zmqkit::looks_like_envelope("\x95hello"));                // the array [104, 101, 108, 108, 111]
+  CHECK(zmqkit::looks_like_envelope("\x93\x01\xa1x\x04"));         // complete, though not an envelope
 }
 
 TEST_CASE("encode with stamped headers gives the bytes of inserting them") {

@@ -202,8 +202,11 @@ bool is_valid_utf8(std::string_view text) noexcept;
 // so a client can match the answer to its request.
 std::optional<message_id> request_id_of(std::string_view frame) noexcept;
 
-// Returns: true when `frame` starts a msgpack array. Anything else is a
-// "plain" body (a ZeroMQ guide client) that the request/reply patterns route untouched.
+// Returns: true when `frame` is exactly one complete msgpack array (every
+// element present, nested at most 32 deep, nothing after it): an envelope, or
+// a malformed one to answer bad-request. Anything else is a "plain" body (a
+// ZeroMQ guide client) that the request/reply patterns route untouched, even
+// when its first byte looks like an array header.
 bool looks_like_envelope(std::string_view frame) noexcept;
 
 // --- template definitions ---------------------------------------------------

@@ -218,10 +218,6 @@ def test_bad_request_id(tmp, ctx):
         r = c.recv(3000)
         check(r is not None and error_code(r) == "bad-request" and r["correlation_id"] == req_id,
               "bad-request: 8-element array answered with its id")
-        c.send_raw(zmk.encode(zmk.envelope("t.x", id_=req_id)) + b"\x00")
-        r = c.recv(3000)
-        check(r is not None and error_code(r) == "bad-request" and r["correlation_id"] == req_id,
-              "bad-request: trailing bytes answered with the request's id")
         fields = list(good)
         fields[5] = b"short"
         c.send_raw(msgpack.packb(fields, use_bin_type=True))
@@ -252,6 +248,30 @@ def test_header_utf8(tmp, ctx):
         check(w.request(200) is None, "utf-8: nothing reached the worker")
     finally:
         check(dev.stop() == 0, "utf-8: SIGTERM, exit 0")
+
+
+# --- 7. Only a complete msgpack array is an envelope candidate ------------------------------------
+def test_plain_body_rule(tmp, ctx):
+    dev = device(tmp, "plainrule")
+    try:
+        w = worker(ctx, dev.back)  # bare READY: serves plain bodies
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        c = client(ctx, dev.front)
+        for body in (b"\x95hi", b"\x95hello world", b"\x9fplain text", zmk.encode(zmk.envelope("t.x")) + b"\x00"):
+            c.send_raw(body)
+            req = w.request(2000)
+            ok = req is not None and req[-1] == body
+            if ok:
+                w.reply(req, b"echo " + body)
+            r = c.recv_raw(2000)
+            check(ok and r == b"echo " + body, "plain rule: %r routed untouched as a plain body (reply %r)" %
+                  (body[:20], r and r[:40]))
+        c.send_raw(b"\x93\x01\xa1x\x04")  # a complete array: an envelope candidate, malformed
+        r = c.recv(2000)
+        check(r is not None and error_code(r) == "bad-request", "plain rule: a complete array that is not an "
+              "envelope is still bad-request")
+    finally:
+        check(dev.stop() == 0, "plain rule: SIGTERM, exit 0")
 
 
 # --- 3. A request stamped before 1970 expires ---------------------------------------------------
@@ -400,6 +420,7 @@ TESTS = {
     "drain": test_drain_answers_requests_at_workers,
     "slow_ppworker": test_slow_ppworker,
     "header_utf8": test_header_utf8,
+    "plain_body_rule": test_plain_body_rule,
 }
 
 if __name__ == "__main__":

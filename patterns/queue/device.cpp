@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -145,6 +146,9 @@ struct device::impl {
     std::vector<zmq::message_t> route;  // the client's address stack
     zmq::message_t body;
     std::optional<message_id> id;
+    // The id as dedup and the reply cache know it: with CURVE on the frontend,
+    // scoped by the client's authenticated key (see scoped_key); else the id.
+    std::optional<message_id> key;
     std::string type;  // empty for a plain body
     std::uint8_t priority = default_priority;
     std::optional<wall_time> expires;
@@ -182,6 +186,8 @@ struct device::impl {
       apply(*s, side);
       s->set(zmq::sockopt::router_mandatory, true);
     }
+    const zmqkit::security& front_security = opts.frontend_security ? *opts.frontend_security : so.security;
+    frontend_curve = std::holds_alternative<zmqkit::curve_server>(front_security);
     bind(frontend, opts.frontend, "frontend");
     bind(backend, opts.backend, "backend");
     if (!opts.admin.empty()) {
@@ -211,6 +217,7 @@ struct device::impl {
   decode_limits limits;
   wake_pipe wake;
   std::atomic<bool> stop_requested{false};
+  bool frontend_curve = false;  // clients authenticate: dedup and cache are per client key
 
   // A worker removed for silence may only be slow (a ZeroMQ guide worker sends
   // nothing while it works): what it held and announced is kept, so that its
@@ -317,7 +324,7 @@ struct device::impl {
     if (r.pending) unqueue(r);
     if (r.delivery) withdraw(h, r);
     if (r.expires) ttl_index.erase({*r.expires, h});
-    if (r.id) active_ids.erase(*r.id);
+    if (r.key) active_ids.erase(*r.key);
     requests.erase(it);
   }
 
@@ -341,7 +348,7 @@ struct device::impl {
       log(log_level::warn, "dead-letter: request " + (r.id ? r.id->to_string() : std::string("(plain)")) +
                                " of type '" + r.type + "' lost " + std::to_string(r.deliveries) + " workers");
       zmq::message_t reply = encode(make_error_reply(r.id, code, reason, clk));
-      if (r.id) cache.put(*r.id, reply);
+      if (r.key) cache.put(*r.key, reply);
       ++counters.rejected[std::string(to_string(code))];
       send_to_client(r.route, std::move(reply));
     } else {
@@ -496,6 +503,29 @@ struct device::impl {
     return &w;
   }
 
+  // The client's identity as CURVE authenticated it: the ZAP handler's
+  // User-Id (zmqkit::zap_authenticator: the key's Z85 text). Empty without one.
+  static std::string_view client_key(const zmq::message_t& frame) {
+    const char* user_id = zmq_msg_gets(frame.handle(), "User-Id");
+    return user_id ? std::string_view(user_id) : std::string_view();
+  }
+
+  // Returns: `id` scoped by `owner`, so that a client that learns another's
+  // request id can neither take over its reply (dedup) nor read it from the
+  // cache. A 128-bit keyed hash (two SipHash-2-4 under the per-process key).
+  static message_id scoped_key(const message_id& id, std::string_view owner) {
+    if (owner.empty()) return id;
+    std::string input(id.as_bytes());
+    input += owner;
+    const std::uint64_t high = internal::keyed_hash_bytes(input);
+    input += '\x01';
+    const std::uint64_t low = internal::keyed_hash_bytes(input);
+    message_id key;
+    std::memcpy(key.bytes.data(), &high, 8);
+    std::memcpy(key.bytes.data() + 8, &low, 8);
+    return key;
+  }
+
   // --- frontend ---------------------------------------------------------------
   void on_frontend() {
     // [route..., empty, body]: the route ends at the first empty frame.
@@ -519,15 +549,16 @@ struct device::impl {
         return send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
       }
       r.id = env.id;
+      r.key = frontend_curve ? scoped_key(env.id, client_key(body)) : env.id;
       r.type.assign(env.type);
       r.priority = env.priority;
       r.expires = env.expires_at();
-      if (const zmq::message_t* cached = cache.find(env.id)) {
+      if (const zmq::message_t* cached = cache.find(*r.key)) {
         ++counters.answered_from_cache;
         send_to_client(route, copy_of(*cached));
         return;
       }
-      if (const auto it = active_ids.find(env.id); it != active_ids.end()) {
+      if (const auto it = active_ids.find(*r.key); it != active_ids.end()) {
         // A retry: the reply goes to whoever asked last.
         ++counters.duplicates_suppressed;
         requests.at(it->second).route = std::move(route);
@@ -545,7 +576,7 @@ struct device::impl {
     r.route = std::move(route);
     r.body = std::move(body);
     const handle h = next_handle++;
-    if (r.id) active_ids.emplace(*r.id, h);
+    if (r.key) active_ids.emplace(*r.key, h);
     if (r.expires) ttl_index.emplace(*r.expires, h);
     requests.emplace(h, std::move(r));
     place(h, false);
@@ -597,7 +628,7 @@ struct device::impl {
   // held by another worker, is answered by whichever worker replies first.
   void answer(handle h, zmq::message_t& reply) {
     request& r = requests.at(h);
-    if (r.id) cache.put(*r.id, reply);
+    if (r.key) cache.put(*r.key, reply);
     ++counters.replied;
     send_to_client(r.route, std::move(reply));
     forget(h);

@@ -274,6 +274,70 @@ def test_plain_body_rule(tmp, ctx):
         check(dev.stop() == 0, "plain rule: SIGTERM, exit 0")
 
 
+# --- 8. With CURVE, dedup and the reply cache are scoped by the client's key ----------------------
+def write_key(path, z85, secret):
+    with open(path, "w") as f:
+        f.write(z85.decode() + "\n")
+    os.chmod(path, 0o600 if secret else 0o644)
+
+
+def test_curve_scoping(tmp, ctx):
+    keys = os.path.join(tmp, "curve")
+    os.makedirs(os.path.join(keys, "clients"))
+    server_pub, server_sec = zmq.curve_keypair()
+    write_key(os.path.join(keys, "frontend.key"), server_sec, True)
+    pairs = [zmq.curve_keypair() for _ in range(2)]
+    for i, (pub, _) in enumerate(pairs):
+        write_key(os.path.join(keys, "clients", "client%d.pub" % i), pub, False)
+    dev = device(tmp, "curve", "--frontend-curve-secret", os.path.join(keys, "frontend.key"),
+                 "--frontend-allow", os.path.join(keys, "clients"))
+
+    def curve_client(pub, sec):
+        c = client.__new__(client)
+        c.s = ctx.socket(zmq.DEALER)
+        c.s.linger = 0
+        c.s.curve_publickey, c.s.curve_secretkey, c.s.curve_serverkey = pub, sec, server_pub
+        c.s.connect(dev.front)
+        return c
+
+    try:
+        w = worker(ctx, dev.back)
+        dev.wait_stats(ctx, lambda m: m["workers_ready"] == 1)
+        alice, mallory = curve_client(*pairs[0]), curve_client(*pairs[1])
+        env = zmk.envelope("t.secret", b"alice's question")
+        alice.send(env)
+        held = w.request()
+        check(held is not None, "curve: alice's request reached the worker")
+        # Mallory learned the id and sends it while alice's request is at the worker.
+        stolen = dict(env, body=b"mallory")
+        mallory.send(stolen)
+        dev.wait_stats(ctx, lambda m: m["pending"] == 1 or m["duplicates_suppressed"] == 1)
+        w.reply(held, zmk.encode(zmk.reply(zmk.decode(held[-1]), "t.secret.done", b"alice's answer")))
+        got = alice.recv(3000)
+        check(got is not None and got["body"] == b"alice's answer",
+              "curve: alice gets her reply though mallory sent her id while it was in flight")
+        second = w.request(3000)  # mallory's copy is a request of its own
+        check(second is not None and zmk.decode(second[-1])["body"] == b"mallory",
+              "curve: mallory's request with alice's id executed as mallory's own")
+        if second is not None:
+            w.reply(second, zmk.encode(zmk.reply(zmk.decode(second[-1]), "t.secret.done", b"mallory's answer")))
+        got = mallory.recv(3000)
+        check(got is not None and got["body"] == b"mallory's answer", "curve: mallory gets only her own reply")
+        # From the cache: each gets their own.
+        mallory.send(stolen)
+        got = mallory.recv(3000)
+        check(got is not None and got["body"] == b"mallory's answer", "curve: mallory's retry: her cached reply")
+        alice.send(env)
+        got = alice.recv(3000)
+        check(got is not None and got["body"] == b"alice's answer", "curve: alice's retry: her cached reply")
+        m = dev.stats(ctx)
+        check(m["answered_from_cache"] == 2 and m["duplicates_suppressed"] == 0,
+              "curve: 2 answered from cache, no cross-client duplicate (%d, %d)" %
+              (m["answered_from_cache"], m["duplicates_suppressed"]))
+    finally:
+        check(dev.stop() == 0, "curve: SIGTERM, exit 0")
+
+
 # --- 3. A request stamped before 1970 expires ---------------------------------------------------
 def test_expiry_before_1970(tmp, ctx):
     dev = device(tmp, "y1969")
@@ -421,6 +485,7 @@ TESTS = {
     "slow_ppworker": test_slow_ppworker,
     "header_utf8": test_header_utf8,
     "plain_body_rule": test_plain_body_rule,
+    "curve_scoping": test_curve_scoping,
 }
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/queue/device.hpp>
 
+#include "device_access.hpp"
 #include "pending_queue.hpp"
 #include "zmqkit/internal/keyed_hash.hpp"
 #include "reply_cache.hpp"
@@ -861,6 +862,24 @@ struct device::impl {
 };
 
 // --- device -------------------------------------------------------------------
+
+void device_access::feed(device& d, side s, std::vector<zmq::message_t> frames) {
+  device::impl& m = *d.impl_;
+  std::lock_guard lock(m.mu);
+  m.frames = std::move(frames);
+  switch (s) {
+    case side::frontend: m.on_frontend(); break;
+    case side::backend: m.on_backend(); break;
+    case side::admin:
+      if (m.admin) m.on_admin();
+      break;
+  }
+}
+
+void device_access::timers(device& d) {
+  std::lock_guard lock(d.impl_->mu);
+  d.impl_->on_timers();
+}
 
 device::device(zmq::context_t& ctx, device_options options)
     : impl_(std::make_unique<impl>(ctx, std::move(options))) {}

@@ -96,6 +96,8 @@ struct device_stats {
 // name -> number, or name -> map of name -> number.
 std::string encode_stats(const device_stats& stats);
 
+struct device_access;  // drives the handlers directly (fuzz target); private to patterns/queue
+
 class device {
  public:
   // Binds the frontend, backend and admin sockets.
@@ -124,6 +126,7 @@ class device {
   std::string admin_endpoint() const;
 
  private:
+  friend struct device_access;
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -30,10 +30,13 @@ void split_timestamp(wall_time t, std::int64_t& seconds, std::uint32_t& nanoseco
 
 std::optional<wall_time> expiry(wall_time timestamp, std::chrono::milliseconds ttl) {
   if (ttl.count() <= 0) return std::nullopt;
-  // Saturate instead of overflowing for absurd TTLs.
-  const auto room = wall_time::max() - timestamp;
-  if (ttl >= room) return wall_time::max();
-  return timestamp + ttl;
+  // timestamp + ttl, saturating at wall_time::max() for absurd TTLs. Checked
+  // arithmetic: `max() - timestamp` itself overflows for timestamps before 1970.
+  std::int64_t ttl_ns, at_ns;
+  if (__builtin_mul_overflow(ttl.count(), std::int64_t{1'000'000}, &ttl_ns) ||
+      __builtin_add_overflow(timestamp.time_since_epoch().count(), ttl_ns, &at_ns))
+    return wall_time::max();
+  return wall_time(wall_time::duration(at_ns));
 }
 
 std::optional<std::string_view> find_header(std::string_view raw, std::size_t count, std::string_view key) {
@@ -287,7 +290,9 @@ envelope_view decode_view(std::string_view frame, const decode_limits& limits) {
   if (!fits_inline) seen_overflow.reserve(header_count);
   for (std::uint32_t i = 0; i < header_count; ++i) {
     const std::string_view key = r.read_str("headers");
-    r.read_str("headers");
+    const std::string_view value = r.read_str("headers");
+    // str means UTF-8: other readers (Python's msgpack) refuse the envelope otherwise.
+    if (!is_valid_utf8(key) || !is_valid_utf8(value)) throw_bad_envelope("headers", "not valid UTF-8");
     const std::span<const std::string_view> seen =
         fits_inline ? std::span<const std::string_view>(seen_inline.data(), i) : seen_overflow;
     for (const std::string_view earlier : seen)
@@ -311,10 +316,32 @@ envelope decode(std::string_view frame, const decode_limits& limits) {
   return decode_view(frame, limits).to_envelope();
 }
 
+std::optional<message_id> request_id_of(std::string_view frame) noexcept {
+  try {
+    detail::wire_reader r(frame);
+    if (r.read_array_header("envelope") < 6) return std::nullopt;
+    for (int i = 0; i < 5; ++i) r.skip("envelope", max_skip_depth);
+    const std::string_view id = r.read_bin("id");
+    return id.size() == 16 ? message_id::from_bytes(id) : std::nullopt;
+  } catch (const error&) {
+    return std::nullopt;
+  }
+}
+
 bool looks_like_envelope(std::string_view frame) noexcept {
   if (frame.empty()) return false;
   const auto b = static_cast<std::uint8_t>(frame.front());
-  return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
+  if ((b & 0xf0) != 0x90 && b != 0xdc && b != 0xdd) return false;
+  // Only a frame that is exactly one complete msgpack array is a candidate: a
+  // plain body that merely starts with an array header (b"\x95hi", or an
+  // array followed by more bytes) is plain.
+  try {
+    detail::wire_reader r(frame);
+    r.skip("envelope", max_skip_depth);
+    return r.remaining() == 0;
+  } catch (const error&) {
+    return false;
+  }
 }
 
 namespace detail {

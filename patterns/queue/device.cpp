@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <span>
@@ -17,7 +19,9 @@
 #include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/queue/device.hpp>
 
+#include "device_access.hpp"
 #include "pending_queue.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 #include "reply_cache.hpp"
 #include "worker_registry.hpp"
 
@@ -31,6 +35,12 @@ constexpr char disconnect_byte = 0x03;
 constexpr int batch_limit = 512;  // messages taken from one socket per loop turn
 constexpr std::size_t max_prefixes = 256;
 constexpr std::uint64_t max_worker_capacity = 1024;  // READY map's "capacity"
+// Workers evicted for silence whose late replies are still accepted: at most
+// this many, holding at most this many bytes of prefixes, for at most the
+// delivery timeout (30 min when that is off).
+constexpr std::size_t max_evicted_workers = 1024;
+constexpr std::size_t max_evicted_bytes = 8 << 20;
+constexpr std::chrono::minutes evicted_retention_when_unbounded{30};
 
 std::string_view view(const zmq::message_t& m) noexcept {
   return {static_cast<const char*>(m.data()), m.size()};
@@ -152,6 +162,9 @@ struct device::impl {
     std::vector<zmq::message_t> route;  // the client's address stack
     zmq::message_t body;
     std::optional<message_id> id;
+    // The id as dedup and the reply cache know it: with CURVE on the frontend,
+    // scoped by the client's authenticated key (see scoped_key); else the id.
+    std::optional<message_id> key;
     std::string type;  // empty for a plain body
     std::uint8_t priority = default_priority;
     std::optional<wall_time> expires;
@@ -159,6 +172,11 @@ struct device::impl {
     int deliveries = 0;
     std::int64_t order = 0;  // key in the pending queue while pending
     bool pending = false;
+    // While at a worker: the number of this delivery (the worker's held_request
+    // carries it too; a held request with another number was taken back from
+    // that worker) and when the delivery timeout takes it back. 0: not at a worker.
+    std::uint64_t delivery = 0;
+    steady_time delivery_deadline{};
   };
 
   impl(zmq::context_t& ctx, device_options o)
@@ -169,9 +187,11 @@ struct device::impl {
         cache(opts.reply_cache) {
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
-    if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0)
+    if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0 ||
+        opts.delivery_timeout.count() < 0)
       throw zmqkit::error(errc::bad_config, "timing",
-                          "queue device: heartbeat and tick must be > 0, liveness >= 1, max-requeue >= 0");
+                          "queue device: heartbeat and tick must be > 0, liveness >= 1, max-requeue >= 0, "
+                          "delivery timeout >= 0");
     limits.max_frame_bytes = opts.max_frame_bytes;
     zmqkit::socket_options so = opts.socket;
     so.max_message_bytes = static_cast<std::int64_t>(opts.max_frame_bytes);
@@ -185,6 +205,8 @@ struct device::impl {
       if (std::holds_alternative<zmqkit::curve_server>(side.security))
         (s == &frontend ? frontend_refusals : backend_refusals).monitor.emplace(ctx, *s);
     }
+    const zmqkit::security& front_security = opts.frontend_security ? *opts.frontend_security : so.security;
+    frontend_curve = std::holds_alternative<zmqkit::curve_server>(front_security);
     bind(frontend, opts.frontend, "frontend");
     bind(backend, opts.backend, "backend");
     if (!opts.admin.empty()) {
@@ -222,11 +244,30 @@ struct device::impl {
   decode_limits limits;
   wake_pipe wake;
   std::atomic<bool> stop_requested{false};
+  bool frontend_curve = false;  // clients authenticate: dedup and cache are per client key
+
+  // A worker removed for silence may only be slow (a ZeroMQ guide worker sends
+  // nothing while it works): what it held and announced is kept, so that its
+  // late reply still answers a request nobody has answered, and registers it again.
+  struct evicted_worker {
+    std::vector<std::string> prefixes;
+    std::size_t capacity = 1;
+    std::vector<detail::held_request> held;
+    steady_time evicted_at{};
+    std::size_t bytes = 0;
+  };
+  internal::keyed_map<std::string, evicted_worker> evicted;
+  std::deque<std::pair<steady_time, std::string>> evicted_order;  // oldest first
+  std::size_t evicted_bytes = 0;
 
   mutable std::mutex mu;
   std::unordered_map<handle, request> requests;
   std::unordered_map<message_id, handle> active_ids;  // pending or in flight
-  std::set<std::pair<wall_time, handle>> ttl_index;   // pending requests with a TTL
+  // Requests with a TTL, pending or at a worker: a timer, not a scan per message.
+  std::set<std::pair<wall_time, handle>> ttl_index;
+  // Requests at a worker, by when the delivery timeout takes them back.
+  std::set<std::pair<steady_time, handle>> delivery_index;
+  std::uint64_t next_delivery = 1;
   detail::pending_queue pending;
   detail::worker_registry workers;
   detail::reply_cache cache;
@@ -329,31 +370,41 @@ struct device::impl {
   }
 
   // --- request lifecycle ------------------------------------------------------
-  // Ends a request: forgets it everywhere (it must no longer be pending).
+  // Ends a request: forgets it everywhere. A worker still holding it keeps the
+  // slot (it is still busy with it) until it replies, late, or dies: a held
+  // request whose handle is gone is one that was already answered.
   void forget(handle h) {
     const auto it = requests.find(h);
     if (it == requests.end()) return;
-    if (it->second.id) active_ids.erase(*it->second.id);
+    request& r = it->second;
+    if (r.pending) unqueue(r);
+    if (r.delivery) withdraw(h, r);
+    if (r.expires) ttl_index.erase({*r.expires, h});
+    if (r.key) active_ids.erase(*r.key);
     requests.erase(it);
   }
 
-  void unqueue(handle h, request& r) {
+  void unqueue(request& r) {
     pending.erase(r.priority, r.type, r.order);
-    if (r.expires) ttl_index.erase({*r.expires, h});
     r.pending = false;
+  }
+
+  // Takes a request back from the worker holding it (that worker keeps the slot).
+  void withdraw(handle h, request& r) {
+    if (opts.delivery_timeout.count() > 0) delivery_index.erase({r.delivery_deadline, h});
+    r.delivery = 0;
   }
 
   // Answers a request with an error and ends it.
   void fail(handle h, reply_error code, std::string_view reason) {
     request& r = requests.at(h);
-    if (r.pending) unqueue(h, r);
     if (code == reply_error::expired) ++counters.expired;
     if (code == reply_error::dead_letter) {
       ++counters.dead_lettered;
       log(log_level::warn, "dead-letter: request " + (r.id ? r.id->to_string() : std::string("(plain)")) +
                                " of type '" + r.type + "' lost " + std::to_string(r.deliveries) + " workers");
       zmq::message_t reply = encode(make_error_reply(r.id, code, reason, clk));
-      if (r.id) cache.put(*r.id, reply);
+      if (r.key) cache.put(*r.key, reply);
       ++counters.rejected[std::string(to_string(code))];
       send_to_client(r.route, std::move(reply));
     } else {
@@ -369,13 +420,13 @@ struct device::impl {
     r.waiting_since = clk.now();
     r.pending = true;
     pending.insert(h, r.priority, r.type, r.order);
-    if (r.expires) ttl_index.emplace(*r.expires, h);
   }
 
   // Sends the request to `w` (which has a free slot) and records it there.
   // Returns: false if `w` turned out to be gone: the worker is then removed
   // (its other requests requeued); the caller places this one again.
   bool hand_over(detail::worker& w, handle h, request& r) {
+    const steady_time sent_at = clk.now();  // before the worker can see it
     if (!send_to_worker(w, r)) {
       log(log_level::info, "worker " + printable_identity(w.identity) + " unreachable, removed");
       remove_worker(w);
@@ -383,8 +434,13 @@ struct device::impl {
     }
     ++r.deliveries;
     ++counters.routed;
+    r.delivery = next_delivery++;
+    if (opts.delivery_timeout.count() > 0) {
+      r.delivery_deadline = sent_at + opts.delivery_timeout;
+      delivery_index.emplace(r.delivery_deadline, h);
+    }
     // The route hash is only needed to match replies when a worker holds several.
-    workers.use(w, h, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0);
+    workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0, r.delivery});
     return true;
   }
 
@@ -419,7 +475,6 @@ struct device::impl {
       if (!h) return;
       request& r = requests.at(*h);
       r.pending = false;
-      if (r.expires) ttl_index.erase({*r.expires, *h});
       if (expired_now(r)) {
         fail(*h, reply_error::expired, "ttl passed before a worker took it");
         continue;
@@ -433,14 +488,20 @@ struct device::impl {
 
   // Removes a worker; every request it held is requeued at the head of its
   // priority, or answered dead-letter when it has used up its deliveries.
-  void remove_worker(detail::worker& w) {
+  // `may_return`: it was only silent, so remember it (see evicted_worker).
+  void remove_worker(detail::worker& w, bool may_return = false) {
     const std::vector<detail::held_request> held = std::move(w.holding);
     w.holding.clear();
+    if (may_return && !held.empty()) remember_evicted(w, held);
     workers.remove(w);
     // Newest first, each to the head of its priority: they keep their delivery order.
     for (auto it = held.rbegin(); it != held.rend(); ++it) {
       const handle h = it->request;
-      request& r = requests.at(h);
+      const auto found = requests.find(h);
+      // Already answered, or taken back from this worker earlier: nothing to requeue.
+      if (found == requests.end() || found->second.delivery != it->delivery) continue;
+      request& r = found->second;
+      withdraw(h, r);
       if (draining) {
         fail(h, reply_error::unavailable, "shutting down; its worker died");
         continue;
@@ -453,6 +514,72 @@ struct device::impl {
       ++counters.requeued;
       place(h, true);
     }
+  }
+
+  void remember_evicted(const detail::worker& w, const std::vector<detail::held_request>& held) {
+    forget_evicted(w.identity);
+    evicted_worker e{w.prefixes, w.capacity, held, clk.now(), w.identity.size()};
+    for (const auto& p : w.prefixes) e.bytes += p.size() + sizeof(std::string);
+    e.bytes += held.size() * sizeof(detail::held_request) + sizeof(evicted_worker);
+    evicted_bytes += e.bytes;
+    evicted_order.emplace_back(e.evicted_at, w.identity);
+    evicted.emplace(w.identity, std::move(e));
+    while (!evicted_order.empty() && (evicted.size() > max_evicted_workers || evicted_bytes > max_evicted_bytes ||
+                                      evicted_order.size() > 2 * max_evicted_workers))
+      expire_oldest_evicted();
+  }
+
+  void forget_evicted(const std::string& identity) {
+    const auto it = evicted.find(identity);
+    if (it == evicted.end()) return;
+    evicted_bytes -= it->second.bytes;
+    evicted.erase(it);  // its entry in evicted_order is skipped when it comes up
+  }
+
+  void expire_oldest_evicted() {
+    const auto [at, identity] = std::move(evicted_order.front());
+    evicted_order.pop_front();
+    if (const auto it = evicted.find(identity); it != evicted.end() && it->second.evicted_at == at)
+      forget_evicted(identity);
+  }
+
+  // A reply from a worker evicted for silence: registers it again as it was
+  // (prefixes, capacity), holding what it held, so the reply is matched as
+  // from any worker. Returns: nullptr when it is not remembered.
+  detail::worker* revive(const std::string& identity) {
+    const auto it = evicted.find(identity);
+    if (it == evicted.end()) return nullptr;
+    evicted_worker e = std::move(it->second);
+    forget_evicted(identity);
+    detail::worker& w = workers.add(identity, std::move(e.prefixes), e.capacity, clk.now());
+    for (auto& held : e.held) workers.use(w, std::move(held));
+    ++counters.workers_returned;
+    log(log_level::info, "worker evicted for silence replied: registered again, capacity " +
+                             std::to_string(w.capacity));
+    return &w;
+  }
+
+  // The client's identity as CURVE authenticated it: the ZAP handler's
+  // User-Id (zmqkit::zap_authenticator: the key's Z85 text). Empty without one.
+  static std::string_view client_key(const zmq::message_t& frame) {
+    const char* user_id = zmq_msg_gets(frame.handle(), "User-Id");
+    return user_id ? std::string_view(user_id) : std::string_view();
+  }
+
+  // Returns: `id` scoped by `owner`, so that a client that learns another's
+  // request id can neither take over its reply (dedup) nor read it from the
+  // cache. A 128-bit keyed hash (two SipHash-2-4 under the per-process key).
+  static message_id scoped_key(const message_id& id, std::string_view owner) {
+    if (owner.empty()) return id;
+    std::string input(id.as_bytes());
+    input += owner;
+    const std::uint64_t high = internal::keyed_hash_bytes(input);
+    input += '\x01';
+    const std::uint64_t low = internal::keyed_hash_bytes(input);
+    message_id key;
+    std::memcpy(key.bytes.data(), &high, 8);
+    std::memcpy(key.bytes.data() + 8, &low, 8);
+    return key;
   }
 
   // --- frontend ---------------------------------------------------------------
@@ -475,18 +602,19 @@ struct device::impl {
         env = decode_view(view(body), limits);
       } catch (const zmqkit::error& e) {
         log(log_level::debug, std::string("bad request: ") + e.what());
-        return send_error(route, std::nullopt, reply_error::bad_request, e.what());
+        return send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
       }
       r.id = env.id;
+      r.key = frontend_curve ? scoped_key(env.id, client_key(body)) : env.id;
       r.type.assign(env.type);
       r.priority = env.priority;
       r.expires = env.expires_at();
-      if (const zmq::message_t* cached = cache.find(env.id)) {
+      if (const zmq::message_t* cached = cache.find(*r.key)) {
         ++counters.answered_from_cache;
         send_to_client(route, copy_of(*cached));
         return;
       }
-      if (const auto it = active_ids.find(env.id); it != active_ids.end()) {
+      if (const auto it = active_ids.find(*r.key); it != active_ids.end()) {
         // A retry: the reply goes to whoever asked last.
         ++counters.duplicates_suppressed;
         requests.at(it->second).route = std::move(route);
@@ -504,7 +632,8 @@ struct device::impl {
     r.route = std::move(route);
     r.body = std::move(body);
     const handle h = next_handle++;
-    if (r.id) active_ids.emplace(*r.id, h);
+    if (r.key) active_ids.emplace(*r.key, h);
+    if (r.expires) ttl_index.emplace(*r.expires, h);
     requests.emplace(h, std::move(r));
     place(h, false);
   }
@@ -520,7 +649,10 @@ struct device::impl {
     if (control) {
       if (first[0] == ready_byte) return on_ready(identity, w);
       if (frames.size() != 2) return drop("backend-frames", "control frame with extra frames");
-      if (!w) return drop("unknown-worker", first[0] == heartbeat_byte ? "heartbeat" : "disconnect");
+      if (!w) {
+        if (first[0] == disconnect_byte) forget_evicted(identity);
+        return drop("unknown-worker", first[0] == heartbeat_byte ? "heartbeat" : "disconnect");
+      }
       w->last_seen = clk.now();
       if (first[0] == disconnect_byte) {
         log(log_level::info, "worker disconnected");
@@ -532,44 +664,54 @@ struct device::impl {
     // record of the request, not what the worker echoes.
     if (frames.size() < 4 || frames[frames.size() - 2].size() != 0)
       return drop("backend-frames", std::to_string(frames.size()) + " frames");
+    if (!w) w = revive(identity);  // a slow worker's reply counts as READY
     if (!w) return drop("unknown-worker", "reply");
     w->last_seen = clk.now();
     if (w->holding.empty()) return drop("unknown-reply", "worker holds no request");
     const auto index = match_reply(*w);
     if (!index) return drop("unknown-reply", "reply matches no request the worker holds");
     const handle h = w->holding[*index].request;
-    request& r = requests.at(h);
-    zmq::message_t& reply = frames.back();
-    if (r.id) cache.put(*r.id, reply);
-    ++counters.replied;
-    send_to_client(r.route, std::move(reply));
-    forget(h);
     workers.release(*w, *index);  // a reply counts as READY for its slot
+    if (requests.contains(h))
+      answer(h, frames.back());
+    else
+      drop("late-reply", "its request was already answered (expired, or another worker's reply won)");
     worker_ready(*w);
   }
 
+  // Forwards a worker's reply and ends the request. The first reply wins: a
+  // request taken back from a worker (delivery timeout) and queued again, or
+  // held by another worker, is answered by whichever worker replies first.
+  void answer(handle h, zmq::message_t& reply) {
+    request& r = requests.at(h);
+    if (r.key) cache.put(*r.key, reply);
+    ++counters.replied;
+    send_to_client(r.route, std::move(reply));
+    forget(h);
+  }
+
   // Returns: the index in w.holding of the request the reply in `frames`
-  // answers. A worker of capacity 1 holds one: it is that one (Paranoid Pirate
-  // workers may answer with anything). A worker holding several is matched by
-  // the reply's correlation id, else (plain or id-less replies) by the address
-  // stack it echoes, oldest first; nullopt when nothing matches.
+  // answers; nullopt when it answers nothing the worker holds (a duplicate, or
+  // a stranger's id). A ZMK/1 reply names its request by correlation_id, and is
+  // matched by that alone. A reply without one (a plain Paranoid Pirate body,
+  // or not an envelope at all) is matched, at a worker of capacity 1, to the one
+  // request it holds; at a worker holding several, by the address stack it
+  // echoes, oldest first.
   std::optional<std::size_t> match_reply(const detail::worker& w) {
-    if (w.capacity == 1) return 0;
     const std::string_view body = view(frames.back());
     if (looks_like_envelope(body)) {
       try {
         const envelope_view env = decode_view(body, limits);
         if (env.correlation_id) {
-          const auto it = active_ids.find(*env.correlation_id);
-          if (it == active_ids.end()) return std::nullopt;
           for (std::size_t i = 0; i < w.holding.size(); ++i)
-            if (w.holding[i].request == it->second) return i;
+            if (w.holding[i].id == env.correlation_id) return i;
           return std::nullopt;
         }
       } catch (const zmqkit::error&) {
-        // Not a valid envelope: the body is the worker's business; match by route.
+        // Not a valid envelope: the body is the worker's business; match it as plain.
       }
     }
+    if (w.capacity == 1) return w.holding.empty() ? std::nullopt : std::optional<std::size_t>(0);
     const std::size_t echoed = route_hash(frames, 1, frames.size() - 2);
     for (std::size_t i = 0; i < w.holding.size(); ++i)
       if (w.holding[i].route_hash == echoed) return i;
@@ -586,6 +728,7 @@ struct device::impl {
       if (auto* bad = std::get_if<std::string>(&parsed)) return drop("backend-frames", *bad);
       announced = std::move(std::get<ready_announcement>(parsed));
     }
+    forget_evicted(identity);  // READY again: whatever it held before is lost
     if (w && !w->holding.empty()) {
       log(log_level::info, "worker sent READY while holding requests: it restarted");
       remove_worker(*w);
@@ -622,9 +765,27 @@ struct device::impl {
   void on_timers() {
     const steady_time now = clk.now();
     const wall_time wall = clk.wall_now();
-    // TTL while queued.
-    while (!ttl_index.empty() && ttl_index.begin()->first <= wall)
-      fail(ttl_index.begin()->second, reply_error::expired, "ttl passed while queued");
+    // TTL, queued or at a worker (whose late reply is then dropped).
+    while (!ttl_index.empty() && ttl_index.begin()->first <= wall) {
+      const handle h = ttl_index.begin()->second;
+      fail(h, reply_error::expired, requests.at(h).pending ? "ttl passed while queued" : "ttl passed at a worker");
+    }
+    // Delivery timeout: a worker held the request too long; queue it again.
+    while (!delivery_index.empty() && delivery_index.begin()->first <= now) {
+      const handle h = delivery_index.begin()->second;
+      request& r = requests.at(h);
+      withdraw(h, r);
+      ++counters.delivery_timeouts;
+      log(log_level::warn, "request " + (r.id ? r.id->to_string() : std::string("(plain)")) +
+                               " held by a worker for longer than the delivery timeout: taken back");
+      if (r.deliveries > opts.max_requeue) {
+        fail(h, reply_error::dead_letter,
+             "delivered " + std::to_string(r.deliveries) + " times; no worker answered in time");
+        continue;
+      }
+      ++counters.requeued;
+      place(h, true);
+    }
     // Sweeps once per tick, not on every message.
     if (now >= next_sweep) {
       next_sweep = now + opts.tick;
@@ -642,8 +803,13 @@ struct device::impl {
     for (const std::string& id : workers.silent_since(now - silence))
       if (detail::worker* w = workers.find(id)) {
         log(log_level::info, "worker silent for " + std::to_string(silence.count()) + " ms, removed");
-        remove_worker(*w);
+        remove_worker(*w, true);
       }
+    // Evicted workers whose late replies are no longer waited for.
+    const auto retention = opts.delivery_timeout.count() > 0
+                               ? opts.delivery_timeout
+                               : std::chrono::duration_cast<std::chrono::milliseconds>(evicted_retention_when_unbounded);
+    while (!evicted_order.empty() && evicted_order.front().first + retention <= now) expire_oldest_evicted();
     // No worker serves the type: wait up to no_service.
     if (pending.size() > 0) {
       std::vector<handle> unserved;
@@ -689,9 +855,7 @@ struct device::impl {
                              " queued requests 'unavailable', waiting for " +
                              std::to_string(requests.size() - pending.size()) + " at workers");
     while (const auto h = pending.pop_best([](std::string_view) { return true; })) {
-      request& r = requests.at(*h);
-      r.pending = false;
-      if (r.expires) ttl_index.erase({*r.expires, *h});
+      requests.at(*h).pending = false;
       fail(*h, reply_error::unavailable, "shutting down");
     }
   }
@@ -741,9 +905,13 @@ struct device::impl {
       if (admin && (items[3].revents & ZMQ_POLLIN)) drain_socket(*admin, [this] { on_admin(); });
       on_timers();
       if (draining && (requests.empty() || clk.now() >= drain_deadline)) {
-        if (!requests.empty())
-          log(log_level::warn,
-              "stopped with " + std::to_string(requests.size()) + " requests still at workers");
+        if (!requests.empty()) {
+          log(log_level::warn, "stopping: " + std::to_string(requests.size()) +
+                                   " requests still at workers answered 'unavailable'");
+          std::vector<handle> left;
+          for (const auto& [h, r] : requests) left.push_back(h);
+          for (handle h : left) fail(h, reply_error::unavailable, "shutting down; its worker did not answer in time");
+        }
         return;
       }
     }
@@ -751,6 +919,24 @@ struct device::impl {
 };
 
 // --- device -------------------------------------------------------------------
+
+void device_access::feed(device& d, side s, std::vector<zmq::message_t> frames) {
+  device::impl& m = *d.impl_;
+  std::lock_guard lock(m.mu);
+  m.frames = std::move(frames);
+  switch (s) {
+    case side::frontend: m.on_frontend(); break;
+    case side::backend: m.on_backend(); break;
+    case side::admin:
+      if (m.admin) m.on_admin();
+      break;
+  }
+}
+
+void device_access::timers(device& d) {
+  std::lock_guard lock(d.impl_->mu);
+  d.impl_->on_timers();
+}
 
 device::device(zmq::context_t& ctx, device_options options)
     : impl_(std::make_unique<impl>(ctx, std::move(options))) {}
@@ -800,6 +986,8 @@ std::string encode_stats(const device_stats& s) {
   num("dead_lettered", s.dead_lettered);
   num("duplicates_suppressed", s.duplicates_suppressed);
   num("answered_from_cache", s.answered_from_cache);
+  num("delivery_timeouts", s.delivery_timeouts);
+  num("workers_returned", s.workers_returned);
   pk.pack(std::string_view("rejected"));
   counter_map(s.rejected);
   pk.pack(std::string_view("dropped"));

@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   CLI::App app{"zmqkit-queue: load-balancing queue device between ZMK/1 request/reply clients and workers",
                "zmqkit-queue"};
   zmqkit::queue::device_options opts;
-  long long heartbeat_ms = 1000, no_service_ms = 5000;
+  long long heartbeat_ms = 1000, no_service_ms = 5000, delivery_timeout_ms = 30 * 60 * 1000;
   std::string log_level = "info";
   std::string metrics_http;
 
@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--no-service-ms", no_service_ms, "wait for a worker serving the type, then 'no-service'")
       ->check(CLI::Range(0LL, 86'400'000LL))
+      ->capture_default_str();
+  app.add_option("--delivery-timeout-ms", delivery_timeout_ms,
+                 "longest one request may stay at one worker, then it is requeued or dead-lettered (0 = no limit)")
+      ->check(CLI::Range(0LL, 7LL * 86'400'000LL))
       ->capture_default_str();
   app.add_option("--max-frame-bytes", opts.max_frame_bytes, "largest frame accepted on either socket")
       ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 31))
@@ -146,6 +150,7 @@ int main(int argc, char** argv) {
   }
   opts.heartbeat = milliseconds(heartbeat_ms);
   opts.no_service = milliseconds(no_service_ms);
+  opts.delivery_timeout = milliseconds(delivery_timeout_ms);
 
   auto logger = spdlog::stderr_color_mt("zmqkit-queue");
   spdlog::set_default_logger(logger);

@@ -14,14 +14,18 @@
 #include <unordered_map>
 #include <vector>
 #include <zmqkit/clock.hpp>
+#include <zmqkit/message_id.hpp>
 
 namespace zmqkit::queue::detail {
 
-// A request at a worker, and a hash of the address stack it was sent with
-// (matches a reply that carries no correlation id by the frames it echoes).
+// A request at a worker: its id (a ZMK/1 reply names it as correlation_id), and
+// a hash of the address stack it was sent with (matches a reply that carries no
+// correlation id by the frames it echoes).
 struct held_request {
   std::uint64_t request = 0;
+  std::optional<message_id> id;  // none for a plain body
   std::size_t route_hash = 0;
+  std::uint64_t delivery = 0;  // the request's delivery number when it was sent here
 };
 
 struct worker {
@@ -90,9 +94,9 @@ class worker_registry {
   }
 
   // `w` (ready) takes a request: it becomes the most recently used, or busy when full.
-  void use(worker& w, std::uint64_t request, std::size_t route_hash) {
+  void use(worker& w, held_request held) {
     leave_lru(w);
-    w.holding.push_back({request, route_hash});
+    w.holding.push_back(std::move(held));
     if (w.full())
       ++busy_;
     else

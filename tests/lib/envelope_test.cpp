@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <functional>
+#include <limits>
 #include <zmqkit/envelope.hpp>
 
 using namespace std::chrono_literals;
@@ -482,10 +483,68 @@ TEST_CASE("expiry follows timestamp + ttl") {
   CHECK(zmqkit::decode_view(frame).expired(clock.wall_now() + 100ms));
 }
 
+TEST_CASE("expiry of a timestamp before 1970 is timestamp + ttl, without overflow") {
+  envelope env = zmqkit::make_envelope("a");
+  env.timestamp = zmqkit::wall_time(std::chrono::seconds(-86400));  // 1969-12-31
+  env.ttl = 1ms;
+  REQUIRE(env.expires_at());
+  CHECK(*env.expires_at() == env.timestamp + 1ms);
+  CHECK(env.expired(zmqkit::wall_time{}));
+  const auto frame = zmqkit::encode(env);
+  CHECK(zmqkit::decode_view(frame).expired(zmqkit::wall_time{}));
+  // The far past and absurd TTLs still saturate rather than wrap.
+  env.timestamp = zmqkit::wall_time(std::chrono::seconds(-9'000'000'000LL));
+  CHECK(*env.expires_at() == env.timestamp + 1ms);
+  env.timestamp = zmqkit::wall_time(std::chrono::seconds(9'000'000'000LL));
+  env.ttl = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());
+  CHECK(*env.expires_at() == zmqkit::wall_time::max());
+}
+
+TEST_CASE("a header key or value that is not valid UTF-8 is rejected as 'headers'") {
+  for (const std::string bad : {std::string("\xff"), std::string("a\xc0\xafb"), std::string("\xed\xa0\x80")}) {
+    for (const bool in_key : {true, false}) {
+      envelope env = zmqkit::make_envelope("a");
+      if (in_key)
+        env.headers.emplace(bad, "v");
+      else
+        env.headers.emplace("k", bad);
+      const auto frame = zmqkit::encode(env);
+      try {
+        (void)zmqkit::decode_view(frame);
+        FAIL("accepted a non-UTF-8 header");
+      } catch (const zmqkit::error& e) {
+        CHECK(e.field() == "headers");
+      }
+      CHECK_THROWS(zmqkit::decode(frame));
+    }
+  }
+  envelope env = zmqkit::make_envelope("a");
+  env.headers.emplace("cl\xc3\xa9", "\xe2\x82\xac \xf0\x9f\x98\x80");  // valid: accepted
+  CHECK(zmqkit::decode(zmqkit::encode(env)) == env);
+}
+
+TEST_CASE("request_id_of reads element 5 of a frame that does not decode") {
+  envelope env = zmqkit::make_envelope("a");
+  std::string frame = frame_bytes(zmqkit::encode(env));
+  CHECK(zmqkit::request_id_of(frame) == env.id);
+  frame += '\x00';  // trailing bytes: not an envelope, but the id is readable
+  CHECK_THROWS(zmqkit::decode_view(frame));
+  CHECK(zmqkit::request_id_of(frame) == env.id);
+  CHECK_FALSE(zmqkit::request_id_of("\x93\x01\xa1x"));  // too short
+  CHECK_FALSE(zmqkit::request_id_of("HELLO"));
+  CHECK_FALSE(zmqkit::request_id_of(""));
+}
+
 TEST_CASE("plain bodies are told apart from envelopes") {
   CHECK(zmqkit::looks_like_envelope(frame_bytes(zmqkit::encode(zmqkit::make_envelope("a")))));
   CHECK_FALSE(zmqkit::looks_like_envelope("HELLO"));
   CHECK_FALSE(zmqkit::looks_like_envelope(""));
+  // Only a complete msgpack array, and nothing after it, is a candidate.
+  CHECK_FALSE(zmqkit::looks_like_envelope("\x95hi"));             // 2 of 5 elements
+  CHECK_FALSE(zmqkit::looks_like_envelope("\x95hello world"));    // an array, then more bytes
+  CHECK_FALSE(zmqkit::looks_like_envelope("\xdc\xff\xffabc"));    // claims 65535 elements
+  CHECK(zmqkit::looks_like_envelope("\x95hello"));                // the array [104, 101, 108, 108, 111]
+  CHECK(zmqkit::looks_like_envelope("\x93\x01\xa1x\x04"));         // complete, though not an envelope
 }
 
 TEST_CASE("encode with stamped headers gives the bytes of inserting them") {

@@ -438,15 +438,15 @@ TEST_CASE("malformed input on either socket is counted and dropped; the device k
   client.s.send(zmq::message_t{}, zmq::send_flags::sndmore);
   client.s.send(zmq::buffer(std::string("a")), zmq::send_flags::sndmore);
   client.s.send(zmq::buffer(std::string("b")));
-  // Bad msgpack that looks like an envelope: bad-request, answered.
-  client.send(zmq::message_t(std::string("\x93\x01\xa1x", 4)));
+  // A complete msgpack array that is not an envelope: bad-request, answered.
+  client.send(zmq::message_t(std::string("\x93\x01\xa1x\x04", 5)));
   auto bad = client.receive_envelope();
   REQUIRE(bad);
   CHECK(error_of(bad) == "bad-request");
   CHECK(bad->header(header::reason).value_or("").find("ZMK/1") != std::string_view::npos);
-  // Random bytes starting like an array.
-  std::string noise(200, '\0');
-  for (std::size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<char>((i * 37 + 11) & 0xff);
+  // An array of 10 arbitrary small integers.
+  std::string noise(11, '\0');
+  for (std::size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<char>((i * 37 + 11) & 0x7f);
   noise[0] = '\x9a';
   client.send(zmq::message_t(noise));
   CHECK(error_of(client.receive_envelope()) == "bad-request");
@@ -657,6 +657,104 @@ TEST_CASE("bad options are refused with zmqkit::error{bad_config}") {
   CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .liveness = 0}));
   CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .heartbeat = 0ms}));
   CHECK(refused({.frontend = "nonsense", .backend = unique_inproc()}));
+  CHECK(refused({.frontend = unique_inproc(), .backend = unique_inproc(), .delivery_timeout = -1ms}));
+}
+
+TEST_CASE("a request at a worker past its ttl is answered 'expired'; the worker's later reply is dropped") {
+  device_fixture fx(quiet());
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  raw_client client(fx.ctx, fx.frontend());
+  envelope e = request("t.slow", default_priority, fx.clock);
+  e.ttl = 500ms;
+  client.send(e);
+  auto held = w.request();
+  REQUIRE(held.size() == 3);
+  fx.clock.advance(500ms);
+  CHECK(error_of(client.receive_envelope()) == "expired");
+  // The worker keeps its slot until it answers: nothing else is sent to it meanwhile.
+  client.send(request("t.next", default_priority, fx.clock));
+  REQUIRE(fx.wait_pending(1));
+  w.reply_to(held);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("late-reply") == 1; }));
+  auto next = w.request();
+  REQUIRE(next.size() == 3);
+  CHECK(decode(next.back()).type == "t.next");
+  w.reply_to(next);
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(got->type == "test.reply");
+  CHECK(fx.stats().expired == 1);
+}
+
+TEST_CASE("past the delivery timeout a request is requeued, then dead-lettered; the first reply wins") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_requeue = 1, .delivery_timeout = 1000ms});
+  raw_worker a(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  raw_worker b(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(2));
+  raw_client client(fx.ctx, fx.frontend());
+  const envelope e = request("t.job", default_priority, fx.clock);
+  client.send(e);
+  auto at_a = a.request();
+  REQUIRE(at_a.size() == 3);
+  fx.clock.advance(999ms);
+  CHECK_FALSE(b.receives_request_within(30ms));
+  fx.clock.advance(1ms);
+  auto at_b = b.request();
+  REQUIRE(at_b.size() == 3);
+  CHECK(decode(at_b.back()).id == e.id);
+  SUBCASE("the first holder answers late: its reply wins, the second holder's is dropped") {
+    a.reply_to(at_a);
+    auto got = client.receive_envelope();
+    REQUIRE(got);
+    CHECK(got->correlation_id == e.id);
+    b.reply_to(at_b);
+    REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("late-reply") == 1; }));
+    CHECK(fx.stats().in_flight == 0);
+  }
+  SUBCASE("nobody answers: dead-letter after max-requeue + 1 deliveries") {
+    fx.clock.advance(1000ms);
+    CHECK(error_of(client.receive_envelope()) == "dead-letter");
+    const auto s = fx.stats();
+    CHECK(s.delivery_timeouts == 2);
+    CHECK(s.requeued == 1);
+    CHECK(s.in_flight == 0);
+  }
+}
+
+TEST_CASE("a worker evicted for silence that replies after all: first reply wins, and it is registered again") {
+  device_fixture fx({.heartbeat = 1000ms, .liveness = 3});
+  raw_worker slow(fx.ctx, fx.backend(), {"t."});
+  REQUIRE(fx.wait_ready(1));
+  raw_client client(fx.ctx, fx.frontend());
+  const envelope e = request("t.job", default_priority, fx.clock);
+  client.send(e);
+  auto at_slow = slow.request();
+  REQUIRE(at_slow.size() == 3);
+  fx.clock.advance(2999ms);
+  raw_worker other(fx.ctx, fx.backend());  // last seen now: outlives slow
+  REQUIRE(fx.wait_ready(1));
+  fx.clock.advance(2ms);  // slow has been silent for longer than liveness x heartbeat: evicted, its request requeued
+  auto at_other = other.request();
+  REQUIRE(at_other.size() == 3);
+  CHECK(decode(at_other.back()).id == e.id);
+  slow.reply_to(at_slow);
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(got->correlation_id == e.id);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.workers_returned == 1; }));
+  other.reply_to(at_other);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("late-reply") == 1; }));
+  CHECK_FALSE(client.receive_envelope());
+  // Registered again as it announced itself: serving "t." only.
+  client.send(request("u.job", default_priority, fx.clock));
+  CHECK_FALSE(slow.receives_request_within(30ms));
+  REQUIRE(other.request().size() == 3);
+  client.send(request("t.next", default_priority, fx.clock));
+  auto next = slow.request();
+  REQUIRE(next.size() == 3);
+  CHECK(decode(next.back()).type == "t.next");
 }
 
 // --- worker capacity (READY {"prefixes": [...], "capacity": n}) ----------------

@@ -210,7 +210,7 @@ TEST_CASE("worker: a handler exception becomes an error reply") {
   CHECK(b.error_code() == "out-of-stock");
   CHECK(w.stats().handler_errors == 2);
   // Still serving afterwards.
-  queue.dispatch("c", zmq::message_t("\x93", 1));
+  queue.dispatch("c", zmq::message_t("\x93\x01\x02\x03", 4));  // a complete array, not an envelope
   const frames bad = queue.next(w);
   REQUIRE(bad.size() == 4);
   CHECK(decode(bad[3]).error_code() == "bad-request");

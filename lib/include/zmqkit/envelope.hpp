@@ -211,8 +211,17 @@ inline envelope_view decode_view(const zmq::message_t& frame, const decode_limit
 // code points past U+10FFFF), the rule for an envelope's type.
 bool is_valid_utf8(std::string_view text) noexcept;
 
-// Returns: true when `frame` starts a msgpack array. Anything else is a
-// "plain" body (a ZeroMQ guide client) that the request/reply patterns route untouched.
+// Returns: the id (element 5) of a frame that failed to decode, when the frame
+// is a msgpack array whose element 5 is a 16-byte bin, whatever is wrong with
+// the other fields; else nullopt. An error reply carries it as correlation_id,
+// so a client can match the answer to its request.
+std::optional<message_id> request_id_of(std::string_view frame) noexcept;
+
+// Returns: true when `frame` is exactly one complete msgpack array (every
+// element present, nested at most 32 deep, nothing after it): an envelope, or
+// a malformed one to answer bad-request. Anything else is a "plain" body (a
+// ZeroMQ guide client) that the request/reply patterns route untouched, even
+// when its first byte looks like an array header.
 bool looks_like_envelope(std::string_view frame) noexcept;
 
 // --- template definitions ---------------------------------------------------

@@ -151,7 +151,7 @@ def envelope_run(tmp, ctx):
         c.send(env)
         r = c.recv()
         check(r is not None and zmk.error_code(r) == "expired", "expired request answered expired")
-        c.send_raw(b"\x93\x01\xa1x")
+        c.send_raw(b"\x93\x01\xa1x\x04")  # a complete msgpack array, not an envelope
         r = c.recv()
         check(r is not None and zmk.error_code(r) == "bad-request" and "zmk.reason" in r["headers"],
               "bad msgpack answered bad-request with a reason")

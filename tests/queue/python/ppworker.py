@@ -1,6 +1,8 @@
 """The ZeroMQ guide's Paranoid Pirate worker (ppworker.py), unchanged in behaviour:
 plain bodies, READY once, heartbeats, echoes [client, empty, body].
-usage: ppworker.py ENDPOINT"""
+usage: ppworker.py ENDPOINT [WORK_SECONDS [EXEC_LOG]]
+WORK_SECONDS: sleep that long before each reply, sending nothing meanwhile (the guide's
+simulated work); EXEC_LOG: append each request body to this file when work starts."""
 import sys
 import time
 from random import randint
@@ -14,6 +16,8 @@ INTERVAL_MAX = 32
 PPP_READY = b"\x01"
 PPP_HEARTBEAT = b"\x02"
 ENDPOINT = sys.argv[1]
+WORK_SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 0
+EXEC_LOG = open(sys.argv[3], "a", buffering=1) if len(sys.argv) > 3 else None
 
 
 def worker_socket(context, poller):
@@ -39,6 +43,10 @@ while True:
         if not frames:
             break
         if len(frames) == 3:
+            if EXEC_LOG:
+                EXEC_LOG.write(frames[2].decode(errors="replace") + "\n")
+            if WORK_SECONDS:
+                time.sleep(WORK_SECONDS)
             worker.send_multipart(frames)
             liveness = HEARTBEAT_LIVENESS
         elif len(frames) == 1 and frames[0] == PPP_HEARTBEAT:

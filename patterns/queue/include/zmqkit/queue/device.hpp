@@ -49,6 +49,11 @@ struct device_options {
   std::size_t max_pending = 100000;            // waiting requests (not those at workers); past it, overloaded
   std::size_t reply_cache = 10000;             // recent replies kept for retried ids
   std::chrono::milliseconds no_service{5000};  // wait for a worker serving the type
+  // How long one request may stay at one worker (RabbitMQ's delivery
+  // acknowledgement timeout): then it is queued again, or dead-lettered past
+  // max_requeue. The worker keeps the slot until it replies or dies; its late
+  // reply still answers the request if nobody has yet. 0 = no limit.
+  std::chrono::milliseconds delivery_timeout{std::chrono::minutes(30)};
   std::size_t max_frame_bytes = 1 << 20;       // ZMQ_MAXMSGSIZE on every socket, and decode limit
   // Timers are checked at least this often; a manual clock is noticed within it.
   std::chrono::milliseconds tick{20};
@@ -75,6 +80,8 @@ struct device_stats {
   std::uint64_t dead_lettered = 0;
   std::uint64_t duplicates_suppressed = 0;        // retries of a pending or in-flight id
   std::uint64_t answered_from_cache = 0;          // retries answered from the reply cache
+  std::uint64_t delivery_timeouts = 0;            // requests taken back from a worker past delivery_timeout
+  std::uint64_t workers_returned = 0;             // workers evicted for silence registered again by a late reply
   std::map<std::string, std::uint64_t> rejected;  // error replies by zmk.error code
   std::map<std::string, std::uint64_t> dropped;   // counted-and-dropped input by reason
   std::size_t pending = 0;
@@ -94,6 +101,8 @@ struct device_stats {
 // Returns: the snapshot as the admin endpoint sends it: a msgpack map
 // name -> number, or name -> map of name -> number.
 std::string encode_stats(const device_stats& stats);
+
+struct device_access;  // drives the handlers directly (fuzz target); private to patterns/queue
 
 class device {
  public:
@@ -123,6 +132,7 @@ class device {
   std::string admin_endpoint() const;
 
  private:
+  friend struct device_access;
   struct impl;
   std::unique_ptr<impl> impl_;
 };

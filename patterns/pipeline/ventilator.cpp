@@ -3,6 +3,7 @@
 #include <zmqkit/pipeline/ventilator.hpp>
 
 #include "detail.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::pipeline {
 
@@ -30,7 +31,7 @@ struct queued_task {
 
 struct batch_state {
   std::vector<message_id> ids;
-  std::unordered_map<message_id, retained_task> tasks;  // at-least-once only
+  internal::keyed_map<message_id, retained_task> tasks;  // keyed: acks name ids from the network  // at-least-once only
   bool done = false;
 };
 

@@ -19,6 +19,7 @@
 #include "pending_queue.hpp"
 #include "reply_cache.hpp"
 #include "worker_registry.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::queue {
 
@@ -102,12 +103,17 @@ std::variant<ready_announcement, std::string> parse_ready(std::string_view frame
   }
 }
 
-// Hashes the address stack frames[first, last) (a request's route, or a reply's echo of it).
+// Hashes the address stack frames[first, last) (a request's route, or a reply's
+// echo of it) with the keyed hash: the frames are length-prefixed, so no two
+// different stacks hash the same bytes, and peers cannot craft collisions.
 std::size_t route_hash(const std::vector<zmq::message_t>& frames, std::size_t first, std::size_t last) {
-  std::size_t h = 0;
-  for (std::size_t i = first; i < last; ++i)
-    h = h * 1000003u ^ std::hash<std::string_view>{}(view(frames[i]));
-  return h;
+  std::string stack;
+  for (std::size_t i = first; i < last; ++i) {
+    const auto size = static_cast<std::uint32_t>(frames[i].size());
+    stack.append(reinterpret_cast<const char*>(&size), sizeof size);
+    stack.append(view(frames[i]));
+  }
+  return internal::keyed_hash_bytes(stack);
 }
 
 // Self-pipe: stop() writes a byte (async-signal-safe), run()'s poll wakes.
@@ -199,7 +205,7 @@ struct device::impl {
 
   mutable std::mutex mu;
   std::unordered_map<handle, request> requests;
-  std::unordered_map<message_id, handle> active_ids;  // pending or in flight
+  internal::keyed_map<message_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
   std::set<std::pair<wall_time, handle>> ttl_index;   // pending requests with a TTL
   detail::pending_queue pending;
   detail::worker_registry workers;

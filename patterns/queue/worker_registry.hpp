@@ -11,9 +11,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 #include <zmqkit/clock.hpp>
+
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::queue::detail {
 
@@ -50,7 +51,7 @@ struct worker {
 class worker_registry {
  public:
   worker* find(std::string_view identity) {
-    const auto it = workers_.find(std::string(identity));
+    const auto it = workers_.find(identity);
     return it == workers_.end() ? nullptr : it->second.get();
   }
 
@@ -154,7 +155,7 @@ class worker_registry {
     w.ready = false;
   }
 
-  std::unordered_map<std::string, std::unique_ptr<worker>> workers_;
+  internal::keyed_map<std::string, std::unique_ptr<worker>> workers_;  // keyed: identities are chosen by peers
   std::list<worker*> ready_;
   std::size_t busy_ = 0;
   std::size_t slots_ = 0;

@@ -2,11 +2,12 @@
 #include <deque>
 #include <set>
 #include <stdexcept>
-#include <unordered_map>
 #include <zmq_addon.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
+
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::reqrep {
 
@@ -55,7 +56,7 @@ struct client::impl {
   std::size_t current = 0;
   client_options opts;
   zmq::socket_t socket;
-  std::unordered_map<message_id, pending> in_flight;
+  internal::keyed_map<message_id, pending> in_flight;  // keyed: replies name ids from the network
   std::set<std::pair<steady_time, message_id>> deadlines;
   std::deque<completion> done;
   client_stats stats;
@@ -107,7 +108,7 @@ struct client::impl {
     return id;
   }
 
-  void complete(std::unordered_map<message_id, pending>::iterator it, result outcome) {
+  void complete(internal::keyed_map<message_id, pending>::iterator it, result outcome) {
     deadlines.erase({it->second.schedule.deadline(), it->first});
     done.push_back(completion{it->first, std::move(outcome)});
     in_flight.erase(it);

@@ -1,0 +1,101 @@
+// The queue device against hostile peers: hash flooding, backlogs, worker
+// registrations and byte bounds (issue 11). Raw cppzmq peers over inproc.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include <zmqkit/reqrep/reply_cache.hpp>
+
+#include "queue_support.hpp"
+
+using namespace zmqkit;
+using namespace zmqkit::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+queue::device_options quiet() { return {.heartbeat = std::chrono::hours(1)}; }
+
+// Inverts x ^= x >> shift.
+std::uint64_t undo_xorshift(std::uint64_t y, int shift) {
+  std::uint64_t x = y;
+  for (int i = 0; i < 64 / shift + 1; ++i) x = y ^ (x >> shift);
+  return x;
+}
+
+// Returns: `n` distinct ids whose std::hash<message_id> is the same value:
+// every one lands in the same bucket of an unkeyed table, whatever its size.
+std::vector<message_id> ids_colliding_under_std_hash(std::size_t n) {
+  constexpr std::uint64_t golden = 0x9e3779b97f4a7c15ULL, mul = 0xbf58476d1ce4e5b9ULL;
+  std::uint64_t mul_inverse = mul;  // Newton's iteration for the inverse mod 2^64
+  for (int i = 0; i < 6; ++i) mul_inverse *= 2 - mul * mul_inverse;
+  const std::uint64_t target = 0x5eed5eed5eed5eedULL;
+  const std::uint64_t mixed = undo_xorshift(undo_xorshift(target, 29) * mul_inverse, 31);
+  std::vector<message_id> out;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const std::uint64_t hi = 0x0190000000000000ULL + i * 0x10000ULL;
+    const std::uint64_t lo = mixed ^ (hi * golden);
+    message_id id;
+    std::memcpy(id.bytes.data(), &hi, 8);
+    std::memcpy(id.bytes.data() + 8, &lo, 8);
+    out.push_back(id);
+  }
+  return out;
+}
+
+// Returns: how long the device took to queue one request per id (no worker serves their type).
+std::chrono::duration<double> time_to_queue(const std::vector<message_id>& ids) {
+  queue::device_options o = quiet();
+  o.max_pending = ids.size() + 1;
+  o.no_service = std::chrono::hours(1);
+  device_fixture fx(o);
+  zmq::socket_t c = test_socket(fx.ctx, zmq::socket_type::dealer, 30000ms);
+  c.set(zmq::sockopt::sndhwm, 0);
+  c.connect(fx.frontend());
+  std::vector<zmq::message_t> bodies;
+  for (const auto& id : ids) {
+    envelope e = request("nobody.serves.this");
+    e.id = id;
+    bodies.push_back(encode(e));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& b : bodies) {
+    c.send(zmq::message_t{}, zmq::send_flags::sndmore);
+    c.send(std::move(b), zmq::send_flags::none);
+  }
+  REQUIRE(fx.wait_stats([&](const queue::device_stats& s) { return s.pending == ids.size(); }, 60000ms));
+  return std::chrono::steady_clock::now() - start;
+}
+
+}  // namespace
+
+TEST_CASE("ids crafted to collide under std::hash cost the device no more than random ids") {
+  constexpr std::size_t n = 20000;
+  const auto crafted = ids_colliding_under_std_hash(n);
+  for (const auto& id : crafted) REQUIRE(std::hash<message_id>{}(id) == std::hash<message_id>{}(crafted[0]));
+  std::vector<message_id> random;
+  for (std::size_t i = 0; i < n; ++i) random.push_back(message_id::generate());
+  const auto t_random = time_to_queue(random);
+  const auto t_crafted = time_to_queue(crafted);
+  MESSAGE("random ids: " << t_random.count() << " s, crafted ids: " << t_crafted.count() << " s");
+  // Unkeyed, every crafted id scans all the others: ~25 times the random cost at this n.
+  CHECK(t_crafted.count() < 4 * t_random.count() + 0.5);
+}
+
+TEST_CASE("the reqrep reply cache takes crafted ids as fast as random ones") {
+  constexpr std::size_t n = 20000;
+  auto time_to_insert = [](const std::vector<message_id>& ids) {
+    reqrep::reply_cache cache({.max_entries = ids.size(), .max_age = std::chrono::hours(1)});
+    const zmq::message_t reply(std::string("r"));
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto& id : ids) cache.insert(id, reply, steady_time{});
+    for (const auto& id : ids) REQUIRE(cache.find(id, steady_time{}));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start);
+  };
+  std::vector<message_id> random;
+  for (std::size_t i = 0; i < n; ++i) random.push_back(message_id::generate());
+  const auto t_random = time_to_insert(random);
+  const auto t_crafted = time_to_insert(ids_colliding_under_std_hash(n));
+  MESSAGE("random ids: " << t_random.count() << " s, crafted ids: " << t_crafted.count() << " s");
+  CHECK(t_crafted.count() < 4 * t_random.count() + 0.2);
+}

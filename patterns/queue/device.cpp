@@ -350,13 +350,30 @@ struct device::impl {
     return hand_over(w, h, r);
   }
 
-  // Gives a request (not pending) to the LRU ready worker serving its type, or queues it.
-  void place(handle h, bool at_head) {
+  // Returns: why a new request may not wait in the queue, or an empty string.
+  std::string queue_full_for(const request& r) const {
+    if (pending.size() >= opts.max_pending)
+      return "more than " + std::to_string(opts.max_pending) + " requests waiting";
+    if (pending.count(r.type) >= opts.max_pending_per_type)
+      return "more than " + std::to_string(opts.max_pending_per_type) + " requests of this type waiting";
+    return {};
+  }
+
+  // Gives a request (not pending) to the LRU ready worker serving its type, or
+  // queues it. A new request (`arriving`) that would wait past a backlog bound
+  // is answered overloaded; the bounds are checked only when it must wait, so
+  // a full queue never refuses work an idle worker could take.
+  void place(handle h, bool at_head, bool arriving = false) {
     for (;;) {
       request& r = requests.at(h);
       if (draining) return fail(h, reply_error::unavailable, "shutting down");
       detail::worker* w = workers.lru_serving(r.type);
-      if (!w) return enqueue(h, r, at_head);
+      if (!w) {
+        if (arriving)
+          if (const std::string full = queue_full_for(r); !full.empty())
+            return fail(h, reply_error::overloaded, full);
+        return enqueue(h, r, at_head);
+      }
       if (deliver(*w, h)) return;
     }
   }
@@ -449,15 +466,12 @@ struct device::impl {
       ++counters.expired;
       return send_error(route, r.id, reply_error::expired, "ttl passed before it reached the device");
     }
-    if (pending.size() >= opts.max_pending)
-      return send_error(route, r.id, reply_error::overloaded,
-                        "more than " + std::to_string(opts.max_pending) + " requests waiting");
     r.route = std::move(route);
     r.body = std::move(body);
     const handle h = next_handle++;
     if (r.id) active_ids.emplace(*r.id, h);
     requests.emplace(h, std::move(r));
-    place(h, false);
+    place(h, false, true);
   }
 
   // --- backend ----------------------------------------------------------------

@@ -79,6 +79,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-pending", opts.max_pending, "requests waiting before new ones are 'overloaded'")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
       ->capture_default_str();
+  app.add_option("--max-pending-per-type", opts.max_pending_per_type,
+                 "requests of one type waiting before new ones of that type are 'overloaded'")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
+      ->capture_default_str();
   app.add_option("--reply-cache", opts.reply_cache, "recent replies kept to answer retries (0 = off)")
       ->capture_default_str();
   app.add_option("--no-service-ms", no_service_ms, "wait for a worker serving the type, then 'no-service'")

@@ -7,6 +7,7 @@ void pending_queue::insert(handle h, std::uint8_t priority, std::string_view typ
   auto it = l.find(type);
   if (it == l.end()) it = l.emplace(std::string(type), group{}).first;
   if (it->second.emplace(key, h).second) {
+    ++per_type_[std::string(type)];
     ++size_;
     ++per_priority_[priority];
   }
@@ -17,6 +18,7 @@ void pending_queue::erase(std::uint8_t priority, std::string_view type, std::int
   const auto it = l.find(type);
   if (it == l.end()) return;
   if (it->second.erase(key) > 0) {
+    uncount(type);
     --size_;
     --per_priority_[priority];
   }

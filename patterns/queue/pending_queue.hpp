@@ -42,6 +42,7 @@ class pending_queue {
       if (best == by_type.end()) continue;
       const handle h = best->second.begin()->second;
       best->second.erase(best->second.begin());
+      uncount(best->first);
       if (best->second.empty()) by_type.erase(best);
       --size_;
       --per_priority_[p];
@@ -59,10 +60,21 @@ class pending_queue {
 
   std::size_t size() const noexcept { return size_; }
   std::size_t size(std::uint8_t priority) const noexcept { return per_priority_[priority]; }
+  // Returns: how many requests of `type` wait, at every priority.
+  std::size_t count(std::string_view type) const {
+    const auto it = per_type_.find(type);
+    return it == per_type_.end() ? 0 : it->second;
+  }
   std::map<std::string, std::size_t> size_by_type() const;
 
  private:
+  void uncount(std::string_view type) {
+    const auto it = per_type_.find(type);
+    if (--it->second == 0) per_type_.erase(it);
+  }
+
   std::array<level, 10> levels_;
+  std::map<std::string, std::size_t, std::less<>> per_type_;  // requests waiting, by type
   std::array<std::size_t, 10> per_priority_{};
   std::size_t size_ = 0;
   std::int64_t back_ = 0;

@@ -99,3 +99,41 @@ TEST_CASE("the reqrep reply cache takes crafted ids as fast as random ones") {
   MESSAGE("random ids: " << t_random.count() << " s, crafted ids: " << t_crafted.count() << " s");
   CHECK(t_crafted.count() < 4 * t_random.count() + 0.2);
 }
+
+TEST_CASE("a full backlog for a type nobody serves does not refuse a type with an idle worker") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_pending = 200, .no_service = std::chrono::hours(1)});
+  raw_worker w(fx.ctx, fx.backend(), {"good."});
+  REQUIRE(fx.wait_ready(1));
+  raw_client attacker(fx.ctx, fx.frontend());
+  for (int i = 0; i < 300; ++i) attacker.send(request("nobody.serves.this"));
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.received == 300; }));
+  raw_client client(fx.ctx, fx.frontend());
+  const envelope req = request("good.work");
+  client.send(req);
+  auto at_worker = w.request();
+  REQUIRE(at_worker.size() == 3);
+  w.reply_to(at_worker);
+  auto got = client.receive_envelope();
+  REQUIRE(got);
+  CHECK(error_of(got) == "(not an error)");
+  CHECK(got->correlation_id == req.id);
+}
+
+TEST_CASE("past max-pending-per-type, new requests of that type are overloaded; other types still wait") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_pending = 1000, .max_pending_per_type = 100,
+                     .no_service = std::chrono::hours(1)});
+  raw_worker w(fx.ctx, fx.backend(), {"good."});
+  REQUIRE(fx.wait_ready(1));
+  raw_client client(fx.ctx, fx.frontend());
+  client.send(request("good.first"));  // keeps the only worker busy
+  REQUIRE(w.request().size() == 3);
+  raw_client attacker(fx.ctx, fx.frontend());
+  for (int i = 0; i < 500; ++i) attacker.send(request("nobody.serves.this"));
+  for (int i = 0; i < 400; ++i) REQUIRE(error_of(attacker.receive_envelope()) == "overloaded");
+  CHECK(fx.stats().pending == 100);
+  CHECK(fx.stats().rejected.at("overloaded") == 400);
+  // The served type is busy, not full: its requests wait instead of being refused.
+  for (int i = 0; i < 50; ++i) client.send(request("good.more"));
+  REQUIRE(fx.wait_pending(150));
+  CHECK(fx.stats().rejected.at("overloaded") == 400);
+}

@@ -44,7 +44,11 @@ struct device_options {
   std::chrono::milliseconds heartbeat{1000};
   int liveness = 3;                            // a worker silent for liveness x heartbeat is dead
   int max_requeue = 3;                         // a request is delivered at most max_requeue + 1 times
-  std::size_t max_pending = 100000;            // waiting requests (not those at workers); past it, overloaded
+  // Waiting requests (not those at workers), in all and of one type; past either, a
+  // new request that no worker can take at once is answered overloaded. The per-type
+  // bound keeps a backlog for a type nobody serves from refusing the other types.
+  std::size_t max_pending = 100000;
+  std::size_t max_pending_per_type = 10000;
   std::size_t reply_cache = 10000;             // recent replies kept for retried ids
   std::chrono::milliseconds no_service{5000};  // wait for a worker serving the type
   std::size_t max_frame_bytes = 1 << 20;       // ZMQ_MAXMSGSIZE on every socket, and decode limit

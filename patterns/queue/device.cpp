@@ -231,7 +231,7 @@ struct device::impl {
     device_stats s = counters;
     s.pending = pending.size();
     for (std::uint8_t p = 0; p < 10; ++p) s.pending_by_priority[p] = pending.size(p);
-    s.pending_by_type = pending.size_by_type();
+    s.pending_by_type = pending.size_by_type(opts.stats_top_types);
     s.in_flight = requests.size() - pending.size();
     s.workers_ready = workers.ready_count();
     s.workers_busy = workers.busy_count();
@@ -383,7 +383,7 @@ struct device::impl {
   // LRU list (the registry keeps that invariant).
   void worker_ready(detail::worker& w) {
     while (!draining && !w.full()) {
-      const auto h = pending.pop_best([&](std::string_view type) { return w.serves(type); });
+      const auto h = pending.pop_best(w.prefixes);
       if (!h) return;
       request& r = requests.at(*h);
       r.pending = false;
@@ -651,7 +651,7 @@ struct device::impl {
     log(log_level::info, "stopping: answering " + std::to_string(pending.size()) +
                              " queued requests 'unavailable', waiting for " +
                              std::to_string(requests.size() - pending.size()) + " at workers");
-    while (const auto h = pending.pop_best([](std::string_view) { return true; })) {
+    while (const auto h = pending.pop_best({})) {
       request& r = requests.at(*h);
       r.pending = false;
       if (r.expires) ttl_index.erase({*r.expires, *h});

@@ -49,6 +49,9 @@ struct device_options {
   // bound keeps a backlog for a type nobody serves from refusing the other types.
   std::size_t max_pending = 100000;
   std::size_t max_pending_per_type = 10000;
+  // Types listed in stats' pending_by_type (longest backlogs first; the rest summed
+  // under "(other)"), so stats and /metrics stay small whatever types peers send.
+  std::size_t stats_top_types = 100;
   std::size_t reply_cache = 10000;             // recent replies kept for retried ids
   std::chrono::milliseconds no_service{5000};  // wait for a worker serving the type
   std::size_t max_frame_bytes = 1 << 20;       // ZMQ_MAXMSGSIZE on every socket, and decode limit
@@ -81,7 +84,9 @@ struct device_stats {
   std::map<std::string, std::uint64_t> dropped;   // counted-and-dropped input by reason
   std::size_t pending = 0;
   std::array<std::size_t, 10> pending_by_priority{};
-  std::map<std::string, std::size_t> pending_by_type;  // plain bodies under "(plain)"
+  // The stats_top_types longest backlogs; plain bodies under "(plain)", the
+  // other types' sum under "(other)".
+  std::map<std::string, std::size_t> pending_by_type;
   std::size_t in_flight = 0;
   std::size_t workers_ready = 0;    // connected workers with a free slot
   std::size_t workers_busy = 0;     // connected workers holding as many requests as their capacity

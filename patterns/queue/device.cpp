@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,8 +30,7 @@ constexpr char ready_byte = 0x01;
 constexpr char heartbeat_byte = 0x02;
 constexpr char disconnect_byte = 0x03;
 constexpr int batch_limit = 512;  // messages taken from one socket per loop turn
-constexpr std::size_t max_prefixes = 256;
-constexpr std::uint64_t max_worker_capacity = 1024;  // READY map's "capacity"
+constexpr std::size_t max_type_bytes = 255;  // ZMK/1: a longer prefix can match no type
 
 std::string_view view(const zmq::message_t& m) noexcept {
   return {static_cast<const char*>(m.data()), m.size()};
@@ -68,11 +68,13 @@ bool read_prefixes(const msgpack::object& o, std::vector<std::string>& out) {
 // Parses READY's optional frame: either a msgpack array of type prefixes (the
 // original form) or a map {"prefixes": [str...], "capacity": uint} (both keys
 // optional; unknown keys ignored). Returns: an error text when malformed.
-std::variant<ready_announcement, std::string> parse_ready(std::string_view frame) {
+// Past the device's bounds (prefixes per worker, prefix length, capacity) it is refused too.
+std::variant<ready_announcement, std::string> parse_ready(std::string_view frame, std::size_t max_prefixes,
+                                                          std::uint64_t max_worker_capacity) {
   ready_announcement out;
   try {
     std::size_t offset = 0;
-    const msgpack::unpack_limit limit(max_prefixes, max_ready_keys, max_prefixes, frame.size(), 1, 3);
+    const msgpack::unpack_limit limit(max_prefixes, max_ready_keys, max_type_bytes, max_type_bytes, 1, 3);
     msgpack::object_handle h = msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
     if (offset != frame.size()) return std::string("READY frame has trailing bytes");
     const msgpack::object& o = h.get();
@@ -147,6 +149,7 @@ struct device::impl {
     std::uint8_t priority = default_priority;
     std::optional<wall_time> expires;
     steady_time waiting_since{};
+    std::size_t bytes = 0;  // body and route: what it costs while it waits
     int deliveries = 0;
     std::int64_t order = 0;  // key in the pending queue while pending
     bool pending = false;
@@ -157,7 +160,7 @@ struct device::impl {
         clk(*opts.clock),
         frontend(ctx, zmq::socket_type::router),
         backend(ctx, zmq::socket_type::router),
-        cache(opts.reply_cache) {
+        cache(opts.reply_cache, opts.reply_cache_bytes) {
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
     if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0)
@@ -207,6 +210,7 @@ struct device::impl {
   std::unordered_map<handle, request> requests;
   internal::keyed_map<message_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
   std::set<std::pair<wall_time, handle>> ttl_index;   // pending requests with a TTL
+  std::size_t pending_bytes = 0;                      // sum of the pending requests' bytes
   detail::pending_queue pending;
   detail::worker_registry workers;
   detail::reply_cache cache;
@@ -217,6 +221,10 @@ struct device::impl {
   steady_time drain_deadline{};
   std::vector<zmq::message_t> frames;  // reused receive buffer
   device_stats counters;               // counters only; gauges filled by snapshot()
+  steady_time next_refusal_log{};      // READY refusals are logged at most once a second
+  std::uint64_t refusals_not_logged = 0;
+  std::size_t workers_peak = 0;        // most workers connected since memory was last given back
+  std::optional<steady_time> trim_at;  // when to give freed memory back
 
   // --- logging and counting -----------------------------------------------
   void log(log_level level, const std::string& text) const {
@@ -237,6 +245,8 @@ struct device::impl {
     s.workers_busy = workers.busy_count();
     s.worker_capacity = workers.slot_count();
     s.reply_cache_size = cache.size();
+    s.reply_cache_bytes = cache.bytes();
+    s.pending_bytes = pending_bytes;
     return s;
   }
 
@@ -290,7 +300,13 @@ struct device::impl {
 
   void unqueue(handle h, request& r) {
     pending.erase(r.priority, r.type, r.order);
+    left_queue(h, r);
+  }
+
+  // Bookkeeping for a request just taken out of the pending queue.
+  void left_queue(handle h, request& r) {
     if (r.expires) ttl_index.erase({*r.expires, h});
+    pending_bytes -= r.bytes;
     r.pending = false;
   }
 
@@ -319,6 +335,7 @@ struct device::impl {
     r.order = at_head ? pending.next_front_key() : pending.next_back_key();
     r.waiting_since = clk.now();
     r.pending = true;
+    pending_bytes += r.bytes;
     pending.insert(h, r.priority, r.type, r.order);
     if (r.expires) ttl_index.emplace(*r.expires, h);
   }
@@ -356,6 +373,8 @@ struct device::impl {
       return "more than " + std::to_string(opts.max_pending) + " requests waiting";
     if (pending.count(r.type) >= opts.max_pending_per_type)
       return "more than " + std::to_string(opts.max_pending_per_type) + " requests of this type waiting";
+    if (pending_bytes + r.bytes > opts.max_pending_bytes)
+      return "more than " + std::to_string(opts.max_pending_bytes) + " bytes of requests waiting";
     return {};
   }
 
@@ -386,8 +405,7 @@ struct device::impl {
       const auto h = pending.pop_best(w.prefixes);
       if (!h) return;
       request& r = requests.at(*h);
-      r.pending = false;
-      if (r.expires) ttl_index.erase({*r.expires, *h});
+      left_queue(*h, r);
       if (expired_now(r)) {
         fail(*h, reply_error::expired, "ttl passed before a worker took it");
         continue;
@@ -431,6 +449,11 @@ struct device::impl {
     if (delimiter == 0 || delimiter + 2 != frames.size())
       return drop("frontend-frames", std::to_string(frames.size()) + " frames");
     ++counters.received;
+    std::size_t route_bytes = 0;
+    for (std::size_t i = 0; i < delimiter; ++i) route_bytes += frames[i].size();
+    // The route is kept with the request and copied to the worker: bounded.
+    if (delimiter > opts.max_route_frames || route_bytes > opts.max_route_bytes)
+      return drop("address-stack", std::to_string(delimiter) + " frames, " + std::to_string(route_bytes) + " bytes");
     std::vector<zmq::message_t> route;
     route.reserve(delimiter);
     for (std::size_t i = 0; i < delimiter; ++i) route.push_back(std::move(frames[i]));
@@ -466,6 +489,7 @@ struct device::impl {
       ++counters.expired;
       return send_error(route, r.id, reply_error::expired, "ttl passed before it reached the device");
     }
+    r.bytes = body.size() + route_bytes;
     r.route = std::move(route);
     r.body = std::move(body);
     const handle h = next_handle++;
@@ -547,8 +571,8 @@ struct device::impl {
   void on_ready(const std::string& identity, detail::worker* w) {
     ready_announcement announced;
     if (frames.size() == 3) {
-      auto parsed = parse_ready(view(frames[2]));
-      if (auto* bad = std::get_if<std::string>(&parsed)) return drop("backend-frames", *bad);
+      auto parsed = parse_ready(view(frames[2]), opts.max_prefixes_per_worker, opts.max_worker_capacity);
+      if (auto* bad = std::get_if<std::string>(&parsed)) return refuse_ready("backend-frames", *bad);
       announced = std::move(std::get<ready_announcement>(parsed));
     }
     if (w && !w->holding.empty()) {
@@ -556,8 +580,11 @@ struct device::impl {
       remove_worker(*w);
       w = nullptr;
     }
+    if (!w && workers.size() >= opts.max_workers)
+      return refuse_ready("worker-refused", "already " + std::to_string(opts.max_workers) + " workers (max-workers)");
     if (!w) {
       w = &workers.add(identity, std::move(announced.prefixes), announced.capacity, clk.now());
+      workers_peak = std::max(workers_peak, workers.size());
       log(log_level::info, "worker connected, capacity " + std::to_string(announced.capacity) + " (" +
                                std::to_string(workers.size()) + " now)");
     } else {
@@ -566,6 +593,38 @@ struct device::impl {
       workers.reconfigure(*w, std::move(announced.prefixes), announced.capacity);
     }
     worker_ready(*w);
+  }
+
+  // A READY the device does not accept: the worker is not registered (nor
+  // changed); counted, and logged at most once a second (a flood of them must
+  // not flood the log).
+  void refuse_ready(const char* reason, const std::string& why) {
+    ++counters.dropped[reason];
+    const steady_time now = clk.now();
+    if (now < next_refusal_log) {
+      ++refusals_not_logged;
+      return;
+    }
+    next_refusal_log = now + std::chrono::seconds(1);
+    log(log_level::warn, "worker READY refused: " + why +
+                             (refusals_not_logged ? " (" + std::to_string(std::exchange(refusals_not_logged, 0)) +
+                                                        " more refused since the last report)"
+                                                  : std::string()));
+  }
+
+  // Once most workers have left (a registration flood, or a fleet scaled down),
+  // hands the freed heap back to the system a second later (libzmq frees their
+  // connections meanwhile): glibc keeps it otherwise, and the device would stay
+  // at its peak size for ever.
+  void give_back_memory(steady_time now) {
+    if (trim_at && now >= *trim_at) {
+      ::malloc_trim(0);
+      trim_at.reset();
+    }
+    if (workers.size() * 2 < workers_peak) {
+      trim_at = now + std::chrono::seconds(1);
+      workers_peak = workers.size();
+    }
   }
 
   // --- admin ------------------------------------------------------------------
@@ -599,6 +658,7 @@ struct device::impl {
   }
 
   void sweep(steady_time now) {
+    give_back_memory(now);
     // Dead workers.
     const auto silence = opts.heartbeat * opts.liveness;
     // By identity: removing one worker may remove others (a failed send while requeueing).
@@ -653,10 +713,34 @@ struct device::impl {
                              std::to_string(requests.size() - pending.size()) + " at workers");
     while (const auto h = pending.pop_best({})) {
       request& r = requests.at(*h);
-      r.pending = false;
-      if (r.expires) ttl_index.erase({*r.expires, *h});
+      left_queue(*h, r);
       fail(*h, reply_error::unavailable, "shutting down");
     }
+  }
+
+  // The most frames a message may have: a reply is [worker, route..., empty, body].
+  std::size_t max_frames() const { return opts.max_route_frames + 3; }
+
+  // Receives one message into `frames`, keeping at most max_frames() of its
+  // frames (the rest are received and freed one by one, so a message of a
+  // million frames costs no memory). Returns: nullopt when none is waiting,
+  // else whether it fitted.
+  std::optional<bool> receive_bounded(zmq::socket_t& s) {
+    zmq::message_t part;
+    if (!s.recv(part, zmq::recv_flags::dontwait)) return std::nullopt;
+    bool fits = true;
+    for (;;) {
+      const bool more = part.more();
+      if (fits && frames.size() < max_frames())
+        frames.push_back(std::move(part));
+      else
+        fits = false;
+      if (!more) break;
+      part.rebuild();
+      (void)s.recv(part, zmq::recv_flags::none);  // a message's parts arrive together
+    }
+    if (!fits) frames.clear();
+    return fits;
   }
 
   // Receives up to batch_limit messages from `s` into `frames`, calling handler for each.
@@ -664,14 +748,18 @@ struct device::impl {
   void drain_socket(zmq::socket_t& s, Handler&& handler) {
     for (int i = 0; i < batch_limit; ++i) {
       frames.clear();
-      std::optional<std::size_t> got;
+      std::optional<bool> fits;
       try {
-        got = zmq::recv_multipart(s, std::back_inserter(frames), zmq::recv_flags::dontwait);
+        fits = receive_bounded(s);
       } catch (const zmq::error_t& e) {
         log(log_level::warn, std::string("receive failed: ") + e.what());
         return;
       }
-      if (!got) return;
+      if (!fits) return;
+      if (!*fits) {
+        drop("too-many-frames", "more than " + std::to_string(max_frames()) + " frames");
+        continue;
+      }
       try {
         handler();
       } catch (const std::exception& e) {  // never let one message stop the device
@@ -750,7 +838,7 @@ std::string encode_stats(const device_stats& s) {
       pk.pack(static_cast<std::uint64_t>(v));
     }
   };
-  pk.pack_map(18);
+  pk.pack_map(20);
   auto num = [&](const char* name, std::uint64_t v) {
     pk.pack(std::string_view(name));
     pk.pack(v);
@@ -780,6 +868,8 @@ std::string encode_stats(const device_stats& s) {
   num("workers_busy", s.workers_busy);
   num("worker_capacity", s.worker_capacity);
   num("reply_cache_size", s.reply_cache_size);
+  num("reply_cache_bytes", s.reply_cache_bytes);
+  num("pending_bytes", s.pending_bytes);
   return std::string(buf.data(), buf.size());
 }
 

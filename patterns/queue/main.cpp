@@ -23,7 +23,7 @@ zmqkit::metrics::prometheus_options prometheus_options() {
   return {.prefix = "zmqkit_queue_",
           .label_names = {{"rejected", "code"}, {"dropped", "reason"}},
           .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
-                     "workers_busy", "reply_cache_size"},
+                     "workers_busy", "reply_cache_size", "reply_cache_bytes", "pending_bytes"},
           .help_suffix = " (zmqkit-queue admin stats)"};
 }
 
@@ -83,7 +83,30 @@ int main(int argc, char** argv) {
                  "requests of one type waiting before new ones of that type are 'overloaded'")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
       ->capture_default_str();
+  app.add_option("--max-workers", opts.max_workers, "connected workers; past it a new worker's READY is refused")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-prefixes-per-worker", opts.max_prefixes_per_worker,
+                 "type prefixes one READY may list; past it the READY is refused")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+      ->capture_default_str();
+  app.add_option("--max-worker-capacity", opts.max_worker_capacity,
+                 "requests one worker may hold (READY 'capacity'); past it the READY is refused")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20))
+      ->capture_default_str();
   app.add_option("--reply-cache", opts.reply_cache, "recent replies kept to answer retries (0 = off)")
+      ->capture_default_str();
+  app.add_option("--reply-cache-bytes", opts.reply_cache_bytes,
+                 "total size of the cached replies; past it the oldest are evicted")
+      ->capture_default_str();
+  app.add_option("--max-pending-bytes", opts.max_pending_bytes,
+                 "bytes of waiting requests (bodies and address stacks) before new ones are 'overloaded'")
+      ->capture_default_str();
+  app.add_option("--max-route-frames", opts.max_route_frames,
+                 "address frames (ROUTER hops) a request may carry; past it the request is dropped")
+      ->capture_default_str();
+  app.add_option("--max-route-bytes", opts.max_route_bytes,
+                 "total size of a request's address frames; past it the request is dropped")
       ->capture_default_str();
   app.add_option("--no-service-ms", no_service_ms, "wait for a worker serving the type, then 'no-service'")
       ->check(CLI::Range(0LL, 86'400'000LL))

@@ -14,7 +14,8 @@ namespace zmqkit::queue::detail {
 
 class reply_cache {
  public:
-  explicit reply_cache(std::size_t capacity) : store_({.max_entries = capacity}) {}
+  explicit reply_cache(std::size_t capacity, std::size_t max_bytes = std::size_t{256} << 20)
+      : store_({.max_entries = capacity, .max_bytes = max_bytes}) {}
 
   // Keeps a copy of `reply` (shares the buffer of large frames) for `id`.
   // An id already cached gets the new reply and keeps its place in the order.
@@ -24,6 +25,7 @@ class reply_cache {
   const zmq::message_t* find(const message_id& id) { return store_.find(id, steady_time{}); }
 
   std::size_t size() const noexcept { return store_.size(); }
+  std::size_t bytes() const noexcept { return store_.bytes(); }
 
  private:
   internal::reply_store store_;  // no age limit: the device bounds it by count

@@ -88,6 +88,9 @@ class worker_registry {
     slots_ -= w.capacity;
     const std::string identity = w.identity;  // w dies in erase
     workers_.erase(identity);
+    // Give memory back once most workers have left (a flood of registrations
+    // must not keep its peak table for ever).
+    if (workers_.size() < workers_.capacity() / 4) workers_.rehash(0);
   }
 
   // `w` (ready) takes a request: it becomes the most recently used, or busy when full.

@@ -10,6 +10,7 @@ struct reply_cache::impl {
 
 reply_cache::reply_cache(reply_cache_options opts)
     : impl_(std::make_unique<impl>(impl{internal::reply_store({.max_entries = opts.max_entries,
+                                                                .max_bytes = opts.max_bytes,
                                                                 .max_age = opts.max_age})})) {}
 reply_cache::~reply_cache() = default;
 reply_cache::reply_cache(reply_cache&&) noexcept = default;
@@ -23,6 +24,7 @@ const zmq::message_t* reply_cache::find(const message_id& id, steady_time now) {
 }
 void reply_cache::expire(steady_time now) { impl_->store.expire(now); }
 std::size_t reply_cache::size() const noexcept { return impl_->store.size(); }
+std::size_t reply_cache::bytes() const noexcept { return impl_->store.bytes(); }
 std::size_t reply_cache::evicted() const noexcept { return impl_->store.evicted(); }
 
 }  // namespace zmqkit::reqrep

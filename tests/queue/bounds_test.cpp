@@ -186,3 +186,116 @@ TEST_CASE("stop() with 70 000 waiting types answers them all promptly") {
   CHECK(took.count() < 20);
   CHECK(fx.stats().rejected.at("unavailable") == types);
 }
+
+TEST_CASE("worker registrations are bounded: workers, prefixes per worker, prefix length") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_workers = 3, .max_prefixes_per_worker = 4});
+  std::vector<std::unique_ptr<raw_worker>> workers;
+  for (int i = 0; i < 5; ++i) workers.push_back(std::make_unique<raw_worker>(fx.ctx, fx.backend()));
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("worker-refused") && s.dropped.at("worker-refused") == 2; }));
+  CHECK(fx.stats().workers_ready == 3);
+  raw_worker many(fx.ctx, fx.backend(), {"a", "b", "c", "d", "e"});
+  raw_worker long_prefix(fx.ctx, fx.backend(), {std::string(256, 'x')});
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.dropped.count("backend-frames") && s.dropped.at("backend-frames") == 2; }));
+  // One leaves: a newcomer is admitted again.
+  workers[0]->disconnect();
+  REQUIRE(fx.wait_ready(2));
+  raw_worker late(fx.ctx, fx.backend(), {"a", "b", "c", "d"});
+  REQUIRE(fx.wait_ready(3));
+}
+
+
+TEST_CASE("by default a READY with 65 prefixes, or a prefix longer than a type, is refused") {
+  device_fixture fx(quiet());
+  std::vector<std::string> prefixes;
+  for (int j = 0; j < 65; ++j) prefixes.push_back("p" + std::to_string(j) + ".");
+  raw_worker many(fx.ctx, fx.backend(), prefixes);
+  raw_worker long_prefix(fx.ctx, fx.backend(), {std::string(256, 'x')});
+  prefixes.pop_back();
+  raw_worker fine(fx.ctx, fx.backend(), prefixes);
+  REQUIRE(fx.wait_stats([](const auto& s) { return s.workers_ready == 1 && s.dropped.count("backend-frames") && s.dropped.at("backend-frames") == 2; }));
+}
+
+namespace {
+std::size_t dropped(const queue::device_stats& s, const char* reason) {
+  return s.dropped.count(reason) ? s.dropped.at(reason) : 0;
+}
+}  // namespace
+
+TEST_CASE("address stacks are bounded: too many frames or bytes is dropped and counted, the device serves on") {
+  device_fixture fx(quiet());
+  zmq::socket_t c = test_socket(fx.ctx, zmq::socket_type::dealer);
+  c.connect(fx.frontend());
+  auto send_with_route = [&](std::size_t frames, std::size_t frame_bytes) {
+    const std::string frame(frame_bytes, 'r');
+    for (std::size_t i = 0; i < frames; ++i) c.send(zmq::buffer(frame), zmq::send_flags::sndmore);
+    c.send(zmq::message_t{}, zmq::send_flags::sndmore);
+    c.send(encode(request("t.x")), zmq::send_flags::none);
+  };
+  send_with_route(200000, 1);  // 1 M in the issue; 200 k shows it and stays quick
+  send_with_route(32, 1);  // with the client's identity: 33 address frames
+  send_with_route(2, 5000);
+  const bool all_dropped = fx.wait_stats([](const auto& s) { return dropped(s, "too-many-frames") == 1 && dropped(s, "address-stack") == 2; }, 30000ms);
+  REQUIRE(all_dropped);
+  CHECK(fx.stats().pending == 0);
+  send_with_route(31, 255);  // 32 address frames, 7 910 bytes: within the bounds
+  REQUIRE(fx.wait_pending(1));
+  raw_worker w(fx.ctx, fx.backend());
+  auto at_worker = w.request();
+  CHECK(at_worker.size() == 1 + 31 + 1 + 1);  // the client's identity, its route, empty, body
+}
+
+TEST_CASE("the waiting room is bounded in bytes: past max-pending-bytes new requests are overloaded") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .max_pending_bytes = 100000,
+                     .no_service = std::chrono::hours(1)});
+  raw_client c(fx.ctx, fx.frontend());
+  for (int i = 0; i < 20; ++i) c.send(make_envelope("nobody.x", std::string(10000, 'b')));
+  std::size_t overloaded = 0;
+  for (int i = 0; i < 11; ++i) overloaded += error_of(c.receive_envelope()) == "overloaded";
+  CHECK(overloaded == 11);
+  const auto s = fx.stats();
+  CHECK(s.pending == 9);
+  CHECK(s.pending_bytes <= 100000);
+  CHECK(s.pending_bytes > 90000);
+  fx.stop();
+  CHECK(fx.stats().pending_bytes == 0);
+}
+
+TEST_CASE("the device's reply cache is bounded in bytes: the oldest replies go first") {
+  device_fixture fx({.heartbeat = std::chrono::hours(1), .reply_cache_bytes = 50000});
+  raw_worker w(fx.ctx, fx.backend());
+  REQUIRE(fx.wait_ready(1));
+  raw_client c(fx.ctx, fx.frontend());
+  std::vector<envelope> sent;
+  for (int i = 0; i < 10; ++i) {
+    sent.push_back(request("t.x"));
+    c.send(sent.back());
+    auto req = w.request();
+    REQUIRE(req.size() == 3);
+    w.reply(req, encode(make_reply(decode(req.back()), "t.reply", std::string(10000, 'r'))));
+    REQUIRE(c.receive_envelope());
+  }
+  const auto s = fx.stats();
+  CHECK(s.reply_cache_size == 4);  // 4 x ~10 KB fit in 50 000 bytes, 5 do not
+  CHECK(s.reply_cache_bytes <= 50000);
+  c.send(sent.back());  // the newest is answered from the cache
+  REQUIRE(c.receive_envelope());
+  CHECK(fx.stats().answered_from_cache == 1);
+  c.send(sent.front());  // the oldest was evicted: it runs again
+  CHECK(w.request().size() == 3);
+}
+
+TEST_CASE("the reqrep reply cache is bounded in bytes, and never keeps a reply larger than the bound") {
+  reqrep::reply_cache cache({.max_entries = 100, .max_bytes = 1000, .max_age = std::chrono::hours(1)});
+  std::vector<message_id> ids;
+  for (int i = 0; i < 10; ++i) {
+    ids.push_back(message_id::generate());
+    cache.insert(ids.back(), zmq::message_t(std::string(300, 'r')), steady_time{});
+    CHECK(cache.bytes() <= 1000);
+  }
+  CHECK(cache.size() == 3);
+  CHECK(cache.find(ids[9], steady_time{}));
+  CHECK_FALSE(cache.find(ids[6], steady_time{}));
+  cache.insert(message_id::generate(), zmq::message_t(std::string(1001, 'r')), steady_time{});
+  CHECK(cache.size() == 3);
+  CHECK(cache.bytes() == 900);
+}

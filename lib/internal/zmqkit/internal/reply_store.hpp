@@ -2,6 +2,9 @@
 // entries and age: the one implementation behind the queue device's reply cache
 // and zmqkit::reqrep::reply_cache.
 //
+// Bounded in bytes too (the sum of the replies' sizes): a reply larger than
+// the whole budget is not stored; past the budget the oldest go first.
+//
 // Replies sit in a deque in insertion order (eviction, by count or by age,
 // always takes the oldest) and a keyed_map maps ids (chosen by peers) to their
 // sequence number, so crafted ids cannot flood one bucket. Not thread-safe.
@@ -22,6 +25,7 @@ namespace zmqkit::internal {
 
 struct reply_store_options {
   std::size_t max_entries = 10000;  // 0 disables the store
+  std::size_t max_bytes = std::size_t{256} << 20;  // sum of the replies' sizes
   std::chrono::nanoseconds max_age = std::chrono::nanoseconds::max();
 };
 
@@ -35,13 +39,18 @@ class reply_store {
     if (opts_.max_entries == 0) return;
     expire(now);
     if (const auto it = index_.find(id); it != index_.end()) {
-      entries_[it->second - first_].reply.copy(const_cast<zmq::message_t&>(reply));
-      return;
+      zmq::message_t& stored = entries_[it->second - first_].reply;
+      bytes_ = bytes_ - stored.size() + reply.size();
+      stored.copy(const_cast<zmq::message_t&>(reply));
+    } else {
+      if (reply.size() > opts_.max_bytes) return;
+      if (entries_.size() == opts_.max_entries) evict_oldest();
+      entries_.push_back({id, zmq::message_t(), now});
+      entries_.back().reply.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
+      bytes_ += reply.size();
+      index_.emplace(id, first_ + entries_.size() - 1);
     }
-    if (entries_.size() == opts_.max_entries) evict_oldest();
-    entries_.push_back({id, zmq::message_t(), now});
-    entries_.back().reply.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
-    index_.emplace(id, first_ + entries_.size() - 1);
+    while (bytes_ > opts_.max_bytes) evict_oldest();
   }
 
   // Returns: the stored reply for `id`, or nullptr when absent or expired.
@@ -57,6 +66,7 @@ class reply_store {
   }
 
   std::size_t size() const noexcept { return entries_.size(); }
+  std::size_t bytes() const noexcept { return bytes_; }
   std::size_t evicted() const noexcept { return evicted_; }
 
  private:
@@ -68,6 +78,7 @@ class reply_store {
 
   void evict_oldest() {
     index_.erase(entries_.front().id);
+    bytes_ -= entries_.front().reply.size();
     entries_.pop_front();
     ++first_;
     ++evicted_;
@@ -77,6 +88,7 @@ class reply_store {
   std::deque<entry> entries_;
   std::uint64_t first_ = 0;  // sequence number of entries_.front()
   keyed_map<message_id, std::uint64_t> index_;
+  std::size_t bytes_ = 0;
   std::size_t evicted_ = 0;
 };
 

@@ -52,7 +52,20 @@ struct device_options {
   // Types listed in stats' pending_by_type (longest backlogs first; the rest summed
   // under "(other)"), so stats and /metrics stay small whatever types peers send.
   std::size_t stats_top_types = 100;
+  // Worker registrations: past any bound a READY is refused (dropped "worker-refused").
+  std::size_t max_workers = 4096;             // connected workers
+  std::size_t max_prefixes_per_worker = 64;   // type prefixes in one READY (each at most 255 bytes)
+  std::uint64_t max_worker_capacity = 1024;   // requests one worker may hold (READY's "capacity")
   std::size_t reply_cache = 10000;             // recent replies kept for retried ids
+  std::size_t reply_cache_bytes = std::size_t{256} << 20;  // and their total size; oldest evicted first
+  // Bytes of waiting requests (bodies and address stacks); past it a new request
+  // that must wait is answered overloaded.
+  std::size_t max_pending_bytes = std::size_t{256} << 20;
+  // A request's address stack (the frames before the empty delimiter): ROUTER
+  // hops add one frame each (a routing id is at most 255 bytes). A longer stack,
+  // or a message with more than max_route_frames + 3 frames, is dropped and counted.
+  std::size_t max_route_frames = 32;
+  std::size_t max_route_bytes = 8192;
   std::chrono::milliseconds no_service{5000};  // wait for a worker serving the type
   std::size_t max_frame_bytes = 1 << 20;       // ZMQ_MAXMSGSIZE on every socket, and decode limit
   // Timers are checked at least this often; a manual clock is noticed within it.
@@ -92,6 +105,8 @@ struct device_stats {
   std::size_t workers_busy = 0;     // connected workers holding as many requests as their capacity
   std::size_t worker_capacity = 0;  // sum of the connected workers' capacities (READY credit)
   std::size_t reply_cache_size = 0;
+  std::size_t reply_cache_bytes = 0;  // sum of the cached replies' sizes
+  std::size_t pending_bytes = 0;      // sum of the waiting requests' bodies and address stacks
 };
 
 // Returns: the snapshot as the admin endpoint sends it: a msgpack map

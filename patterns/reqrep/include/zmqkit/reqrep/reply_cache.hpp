@@ -20,6 +20,9 @@ namespace zmqkit::reqrep {
 
 struct reply_cache_options {
   std::size_t max_entries = 10000;  // 0 disables the cache
+  // The sum of the cached replies' sizes; past it the oldest are evicted, and a
+  // reply larger than this is not cached.
+  std::size_t max_bytes = std::size_t{256} << 20;
   std::chrono::milliseconds max_age{60000};
 };
 
@@ -39,6 +42,7 @@ class reply_cache {
   void expire(steady_time now);
 
   std::size_t size() const noexcept;
+  std::size_t bytes() const noexcept;  // the sum of the cached replies' sizes
   std::size_t evicted() const noexcept;
 
  private:

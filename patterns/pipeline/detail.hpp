@@ -14,6 +14,8 @@
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/message_id.hpp>
 
+#include "zmqkit/internal/keyed_hash.hpp"
+
 namespace zmqkit::pipeline::detail {
 
 // Returns: the non-negative decimal in `text`, or nullopt.
@@ -80,51 +82,9 @@ inline bool send_control(zmq::socket_t& socket, const envelope& env, const std::
   return send_frame(socket, frame, identity);
 }
 
-// A set of message ids in one flat table (open addressing, linear probing):
-// no allocation per id, which matters at a few hundred thousand results a second.
-class id_set {
- public:
-  std::size_t size() const noexcept { return size_; }
-  bool contains(const message_id& id) const noexcept {
-    if (slots_.empty()) return false;
-    for (std::size_t i = slot_of(id);; i = (i + 1) & mask()) {
-      if (!used_[i]) return false;
-      if (slots_[i] == id) return true;
-    }
-  }
-  // Returns: whether `id` was not in the set yet.
-  bool insert(const message_id& id) {
-    if ((size_ + 1) * 2 > slots_.size()) grow(std::max<std::size_t>(16, slots_.size() * 2));
-    std::size_t i = slot_of(id);
-    for (; used_[i]; i = (i + 1) & mask())
-      if (slots_[i] == id) return false;
-    used_[i] = 1;
-    slots_[i] = id;
-    ++size_;
-    return true;
-  }
-  void reserve(std::size_t n) {
-    std::size_t capacity = 16;
-    while (capacity < n * 2) capacity *= 2;
-    if (capacity > slots_.size()) grow(capacity);
-  }
-
- private:
-  std::size_t mask() const noexcept { return slots_.size() - 1; }
-  std::size_t slot_of(const message_id& id) const noexcept { return std::hash<message_id>{}(id)&mask(); }
-  void grow(std::size_t capacity) {
-    std::vector<message_id> old_slots(capacity);
-    std::vector<std::uint8_t> old_used(capacity, 0);
-    old_slots.swap(slots_);
-    old_used.swap(used_);
-    size_ = 0;
-    for (std::size_t i = 0; i < old_slots.size(); ++i)
-      if (old_used[i]) insert(old_slots[i]);
-  }
-  std::vector<message_id> slots_;
-  std::vector<std::uint8_t> used_;
-  std::size_t size_ = 0;
-};
+// Task ids come from the network: sets of them are keyed (no crafted ids can
+// flood one bucket), flat (no allocation per id).
+using id_set = internal::keyed_set<message_id>;
 
 // Tasks by urgency: one FIFO per priority, so push and pop are O(1).
 template <class T>

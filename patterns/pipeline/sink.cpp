@@ -168,7 +168,7 @@ struct sink::impl {
     if (!t.expected) t.expected = static_cast<std::size_t>(*size);
     t.id_set.reserve(std::min(*t.expected, t.id_set.size() + ids->size()));
     for (const auto& id : *ids)
-      if (t.id_set.size() < *t.expected && t.id_set.insert(id)) t.ids.push_back(id);
+      if (t.id_set.size() < *t.expected && t.id_set.insert(id).second) t.ids.push_back(id);
     t.ids_known = t.id_set.size() == *t.expected;
     check_complete(*batch, t);
   }
@@ -225,7 +225,7 @@ struct sink::impl {
       ++counters.bad_frames;  // not a task of this batch
       return std::nullopt;
     }
-    if (!t.received.insert(*result.correlation_id)) {
+    if (!t.received.insert(*result.correlation_id).second) {
       ++counters.duplicates;
       return std::nullopt;
     }

@@ -3,6 +3,7 @@
 #include <zmqkit/pipeline/ventilator.hpp>
 
 #include "detail.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::pipeline {
 
@@ -30,7 +31,7 @@ struct queued_task {
 
 struct batch_state {
   std::vector<message_id> ids;
-  std::unordered_map<message_id, retained_task> tasks;  // at-least-once only
+  internal::keyed_map<message_id, retained_task> tasks;  // at-least-once only; keyed: acks name ids from the network
   batch_outcome outcome = batch_outcome::open;
   std::vector<message_id> missing;  // the sink's last list
   steady_time deadline{};           // for a verdict (batch_deadline after submit)

@@ -321,7 +321,7 @@ forwarder_stats forwarder::stats() const {
           .subscriptions_held = impl_->subscriptions_held.load(),
           .subscription_bytes_held = impl_->subscription_bytes_held.load()};
   for (const auto& m : impl_->monitors) {
-    const auto c = m->counters();
+    const auto c = m->stats();
     st.curve_refused_unknown_key += c.refused_unknown_key;
     st.curve_refused_plaintext += c.refused_plaintext;
     st.curve_refused_bad_handshake += c.refused_bad_handshake;

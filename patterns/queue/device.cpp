@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include "zmqkit/internal/keyed_hash.hpp"
 #include "reply_cache.hpp"
 #include "worker_registry.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::queue {
 
@@ -33,8 +35,7 @@ constexpr char ready_byte = 0x01;
 constexpr char heartbeat_byte = 0x02;
 constexpr char disconnect_byte = 0x03;
 constexpr int batch_limit = 512;  // messages taken from one socket per loop turn
-constexpr std::size_t max_prefixes = 256;
-constexpr std::uint64_t max_worker_capacity = 1024;  // READY map's "capacity"
+constexpr std::size_t max_type_bytes = 255;  // ZMK/1: a longer prefix can match no type
 // Workers evicted for silence whose late replies are still accepted: at most
 // this many, holding at most this many bytes of prefixes, for at most the
 // delivery timeout (30 min when that is off).
@@ -92,11 +93,13 @@ bool read_prefixes(const msgpack::object& o, std::vector<std::string>& out) {
 // Parses READY's optional frame: either a msgpack array of type prefixes (the
 // original form) or a map {"prefixes": [str...], "capacity": uint} (both keys
 // optional; unknown keys ignored). Returns: an error text when malformed.
-std::variant<ready_announcement, std::string> parse_ready(std::string_view frame) {
+// Past the device's bounds (prefixes per worker, prefix length, capacity) it is refused too.
+std::variant<ready_announcement, std::string> parse_ready(std::string_view frame, std::size_t max_prefixes,
+                                                          std::uint64_t max_worker_capacity) {
   ready_announcement out;
   try {
     std::size_t offset = 0;
-    const msgpack::unpack_limit limit(max_prefixes, max_ready_keys, max_prefixes, frame.size(), 1, 3);
+    const msgpack::unpack_limit limit(max_prefixes, max_ready_keys, max_type_bytes, max_type_bytes, 1, 3);
     msgpack::object_handle h = msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
     if (offset != frame.size()) return std::string("READY frame has trailing bytes");
     const msgpack::object& o = h.get();
@@ -127,12 +130,17 @@ std::variant<ready_announcement, std::string> parse_ready(std::string_view frame
   }
 }
 
-// Hashes the address stack frames[first, last) (a request's route, or a reply's echo of it).
+// Hashes the address stack frames[first, last) (a request's route, or a reply's
+// echo of it) with the keyed hash: the frames are length-prefixed, so no two
+// different stacks hash the same bytes, and peers cannot craft collisions.
 std::size_t route_hash(const std::vector<zmq::message_t>& frames, std::size_t first, std::size_t last) {
-  std::size_t h = 0;
-  for (std::size_t i = first; i < last; ++i)
-    h = h * 1000003u ^ std::hash<std::string_view>{}(view(frames[i]));
-  return h;
+  std::string stack;
+  for (std::size_t i = first; i < last; ++i) {
+    const auto size = static_cast<std::uint32_t>(frames[i].size());
+    stack.append(reinterpret_cast<const char*>(&size), sizeof size);
+    stack.append(view(frames[i]));
+  }
+  return internal::keyed_hash_bytes(stack);
 }
 
 // Self-pipe: stop() writes a byte (async-signal-safe), run()'s poll wakes.
@@ -169,6 +177,7 @@ struct device::impl {
     std::uint8_t priority = default_priority;
     std::optional<wall_time> expires;
     steady_time waiting_since{};
+    std::size_t bytes = 0;  // body and route: what it costs while it waits
     int deliveries = 0;
     std::int64_t order = 0;  // key in the pending queue while pending
     bool pending = false;
@@ -184,7 +193,7 @@ struct device::impl {
         clk(*opts.clock),
         frontend(ctx, zmq::socket_type::router),
         backend(ctx, zmq::socket_type::router),
-        cache(opts.reply_cache) {
+        cache(opts.reply_cache, opts.reply_cache_bytes) {
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
     if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0 ||
@@ -262,12 +271,13 @@ struct device::impl {
 
   mutable std::mutex mu;
   std::unordered_map<handle, request> requests;
-  std::unordered_map<message_id, handle> active_ids;  // pending or in flight
+  internal::keyed_map<message_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
   // Requests with a TTL, pending or at a worker: a timer, not a scan per message.
   std::set<std::pair<wall_time, handle>> ttl_index;
   // Requests at a worker, by when the delivery timeout takes them back.
   std::set<std::pair<steady_time, handle>> delivery_index;
   std::uint64_t next_delivery = 1;
+  std::size_t pending_bytes = 0;  // sum of the pending requests' bytes
   detail::pending_queue pending;
   detail::worker_registry workers;
   detail::reply_cache cache;
@@ -278,6 +288,10 @@ struct device::impl {
   steady_time drain_deadline{};
   std::vector<zmq::message_t> frames;  // reused receive buffer
   device_stats counters;               // counters only; gauges filled by snapshot()
+  steady_time next_refusal_log{};      // READY refusals are logged at most once a second
+  std::uint64_t refusals_not_logged = 0;
+  std::size_t workers_peak = 0;        // most workers connected since memory was last given back
+  std::optional<steady_time> trim_at;  // when to give freed memory back
 
   // --- logging and counting -----------------------------------------------
   void log(log_level level, const std::string& text) const {
@@ -292,7 +306,7 @@ struct device::impl {
     device_stats s = counters;
     s.pending = pending.size();
     for (std::uint8_t p = 0; p < 10; ++p) s.pending_by_priority[p] = pending.size(p);
-    s.pending_by_type = pending.size_by_type();
+    s.pending_by_type = pending.size_by_type(opts.stats_top_types);
     s.in_flight = requests.size() - pending.size();
     s.workers_ready = workers.ready_count();
     s.workers_busy = workers.busy_count();
@@ -301,11 +315,13 @@ struct device::impl {
     for (auto [watch, out] : {std::pair{&frontend_refusals, &s.frontend_curve_refused},
                               std::pair{&backend_refusals, &s.backend_curve_refused}}) {
       if (!watch->monitor) continue;
-      const auto c = watch->monitor->counters();
+      const auto c = watch->monitor->stats();
       *out = {{"unknown_key", c.refused_unknown_key},
               {"plaintext", c.refused_plaintext},
               {"bad_handshake", c.refused_bad_handshake}};
     }
+    s.reply_cache_bytes = cache.bytes();
+    s.pending_bytes = pending_bytes;
     return s;
   }
 
@@ -386,6 +402,13 @@ struct device::impl {
 
   void unqueue(request& r) {
     pending.erase(r.priority, r.type, r.order);
+    left_queue(r);
+  }
+
+  // Bookkeeping for a request just taken out of the pending queue. Its TTL timer
+  // stays: TTL is enforced while it is at a worker too.
+  void left_queue(request& r) {
+    pending_bytes -= r.bytes;
     r.pending = false;
   }
 
@@ -419,6 +442,7 @@ struct device::impl {
     r.order = at_head ? pending.next_front_key() : pending.next_back_key();
     r.waiting_since = clk.now();
     r.pending = true;
+    pending_bytes += r.bytes;
     pending.insert(h, r.priority, r.type, r.order);
   }
 
@@ -455,13 +479,32 @@ struct device::impl {
     return hand_over(w, h, r);
   }
 
-  // Gives a request (not pending) to the LRU ready worker serving its type, or queues it.
-  void place(handle h, bool at_head) {
+  // Returns: why a new request may not wait in the queue, or an empty string.
+  std::string queue_full_for(const request& r) const {
+    if (pending.size() >= opts.max_pending)
+      return "more than " + std::to_string(opts.max_pending) + " requests waiting";
+    if (pending.count(r.type) >= opts.max_pending_per_type)
+      return "more than " + std::to_string(opts.max_pending_per_type) + " requests of this type waiting";
+    if (pending_bytes + r.bytes > opts.max_pending_bytes)
+      return "more than " + std::to_string(opts.max_pending_bytes) + " bytes of requests waiting";
+    return {};
+  }
+
+  // Gives a request (not pending) to the LRU ready worker serving its type, or
+  // queues it. A new request (`arriving`) that would wait past a backlog bound
+  // is answered overloaded; the bounds are checked only when it must wait, so
+  // a full queue never refuses work an idle worker could take.
+  void place(handle h, bool at_head, bool arriving = false) {
     for (;;) {
       request& r = requests.at(h);
       if (draining) return fail(h, reply_error::unavailable, "shutting down");
       detail::worker* w = workers.lru_serving(r.type);
-      if (!w) return enqueue(h, r, at_head);
+      if (!w) {
+        if (arriving)
+          if (const std::string full = queue_full_for(r); !full.empty())
+            return fail(h, reply_error::overloaded, full);
+        return enqueue(h, r, at_head);
+      }
       if (deliver(*w, h)) return;
     }
   }
@@ -471,10 +514,10 @@ struct device::impl {
   // LRU list (the registry keeps that invariant).
   void worker_ready(detail::worker& w) {
     while (!draining && !w.full()) {
-      const auto h = pending.pop_best([&](std::string_view type) { return w.serves(type); });
+      const auto h = pending.pop_best(w.prefixes);
       if (!h) return;
       request& r = requests.at(*h);
-      r.pending = false;
+      left_queue(r);
       if (expired_now(r)) {
         fail(*h, reply_error::expired, "ttl passed before a worker took it");
         continue;
@@ -590,6 +633,11 @@ struct device::impl {
     if (delimiter == 0 || delimiter + 2 != frames.size())
       return drop("frontend-frames", std::to_string(frames.size()) + " frames");
     ++counters.received;
+    std::size_t route_bytes = 0;
+    for (std::size_t i = 0; i < delimiter; ++i) route_bytes += frames[i].size();
+    // The route is kept with the request and copied to the worker: bounded.
+    if (delimiter > opts.max_route_frames || route_bytes > opts.max_route_bytes)
+      return drop("address-stack", std::to_string(delimiter) + " frames, " + std::to_string(route_bytes) + " bytes");
     std::vector<zmq::message_t> route;
     route.reserve(delimiter);
     for (std::size_t i = 0; i < delimiter; ++i) route.push_back(std::move(frames[i]));
@@ -626,16 +674,14 @@ struct device::impl {
       ++counters.expired;
       return send_error(route, r.id, reply_error::expired, "ttl passed before it reached the device");
     }
-    if (pending.size() >= opts.max_pending)
-      return send_error(route, r.id, reply_error::overloaded,
-                        "more than " + std::to_string(opts.max_pending) + " requests waiting");
+    r.bytes = body.size() + route_bytes;
     r.route = std::move(route);
     r.body = std::move(body);
     const handle h = next_handle++;
     if (r.key) active_ids.emplace(*r.key, h);
     if (r.expires) ttl_index.emplace(*r.expires, h);
     requests.emplace(h, std::move(r));
-    place(h, false);
+    place(h, false, true);
   }
 
   // --- backend ----------------------------------------------------------------
@@ -724,8 +770,8 @@ struct device::impl {
   void on_ready(const std::string& identity, detail::worker* w) {
     ready_announcement announced;
     if (frames.size() == 3) {
-      auto parsed = parse_ready(view(frames[2]));
-      if (auto* bad = std::get_if<std::string>(&parsed)) return drop("backend-frames", *bad);
+      auto parsed = parse_ready(view(frames[2]), opts.max_prefixes_per_worker, opts.max_worker_capacity);
+      if (auto* bad = std::get_if<std::string>(&parsed)) return refuse_ready("backend-frames", *bad);
       announced = std::move(std::get<ready_announcement>(parsed));
     }
     forget_evicted(identity);  // READY again: whatever it held before is lost
@@ -734,8 +780,11 @@ struct device::impl {
       remove_worker(*w);
       w = nullptr;
     }
+    if (!w && workers.size() >= opts.max_workers)
+      return refuse_ready("worker-refused", "already " + std::to_string(opts.max_workers) + " workers (max-workers)");
     if (!w) {
       w = &workers.add(identity, std::move(announced.prefixes), announced.capacity, clk.now());
+      workers_peak = std::max(workers_peak, workers.size());
       log(log_level::info, "worker " + printable_identity(identity) + " connected, capacity " +
                                std::to_string(announced.capacity) + " (" +
                                std::to_string(workers.size()) + " now)");
@@ -745,6 +794,38 @@ struct device::impl {
       workers.reconfigure(*w, std::move(announced.prefixes), announced.capacity);
     }
     worker_ready(*w);
+  }
+
+  // A READY the device does not accept: the worker is not registered (nor
+  // changed); counted, and logged at most once a second (a flood of them must
+  // not flood the log).
+  void refuse_ready(const char* reason, const std::string& why) {
+    ++counters.dropped[reason];
+    const steady_time now = clk.now();
+    if (now < next_refusal_log) {
+      ++refusals_not_logged;
+      return;
+    }
+    next_refusal_log = now + std::chrono::seconds(1);
+    log(log_level::warn, "worker READY refused: " + why +
+                             (refusals_not_logged ? " (" + std::to_string(std::exchange(refusals_not_logged, 0)) +
+                                                        " more refused since the last report)"
+                                                  : std::string()));
+  }
+
+  // Once most workers have left (a registration flood, or a fleet scaled down),
+  // hands the freed heap back to the system a second later (libzmq frees their
+  // connections meanwhile): glibc keeps it otherwise, and the device would stay
+  // at its peak size for ever.
+  void give_back_memory(steady_time now) {
+    if (trim_at && now >= *trim_at) {
+      ::malloc_trim(0);
+      trim_at.reset();
+    }
+    if (workers.size() * 2 < workers_peak) {
+      trim_at = now + std::chrono::seconds(1);
+      workers_peak = workers.size();
+    }
   }
 
   // --- admin ------------------------------------------------------------------
@@ -797,6 +878,7 @@ struct device::impl {
 
   void sweep(steady_time now) {
     report_refusals(now);
+    give_back_memory(now);
     // Dead workers.
     const auto silence = opts.heartbeat * opts.liveness;
     // By identity: removing one worker may remove others (a failed send while requeueing).
@@ -854,10 +936,36 @@ struct device::impl {
     log(log_level::info, "stopping: answering " + std::to_string(pending.size()) +
                              " queued requests 'unavailable', waiting for " +
                              std::to_string(requests.size() - pending.size()) + " at workers");
-    while (const auto h = pending.pop_best([](std::string_view) { return true; })) {
-      requests.at(*h).pending = false;
+    while (const auto h = pending.pop_best({})) {
+      request& r = requests.at(*h);
+      left_queue(r);
       fail(*h, reply_error::unavailable, "shutting down");
     }
+  }
+
+  // The most frames a message may have: a reply is [worker, route..., empty, body].
+  std::size_t max_frames() const { return opts.max_route_frames + 3; }
+
+  // Receives one message into `frames`, keeping at most max_frames() of its
+  // frames (the rest are received and freed one by one, so a message of a
+  // million frames costs no memory). Returns: nullopt when none is waiting,
+  // else whether it fitted.
+  std::optional<bool> receive_bounded(zmq::socket_t& s) {
+    zmq::message_t part;
+    if (!s.recv(part, zmq::recv_flags::dontwait)) return std::nullopt;
+    bool fits = true;
+    for (;;) {
+      const bool more = part.more();
+      if (fits && frames.size() < max_frames())
+        frames.push_back(std::move(part));
+      else
+        fits = false;
+      if (!more) break;
+      part.rebuild();
+      (void)s.recv(part, zmq::recv_flags::none);  // a message's parts arrive together
+    }
+    if (!fits) frames.clear();
+    return fits;
   }
 
   // Receives up to batch_limit messages from `s` into `frames`, calling handler for each.
@@ -865,14 +973,18 @@ struct device::impl {
   void drain_socket(zmq::socket_t& s, Handler&& handler) {
     for (int i = 0; i < batch_limit; ++i) {
       frames.clear();
-      std::optional<std::size_t> got;
+      std::optional<bool> fits;
       try {
-        got = zmq::recv_multipart(s, std::back_inserter(frames), zmq::recv_flags::dontwait);
+        fits = receive_bounded(s);
       } catch (const zmq::error_t& e) {
         log(log_level::warn, std::string("receive failed: ") + e.what());
         return;
       }
-      if (!got) return;
+      if (!fits) return;
+      if (!*fits) {
+        drop("too-many-frames", "more than " + std::to_string(max_frames()) + " frames");
+        continue;
+      }
       try {
         handler();
       } catch (const std::exception& e) {  // never let one message stop the device
@@ -964,18 +1076,25 @@ std::string device::admin_endpoint() const {
 }
 
 std::string encode_stats(const device_stats& s) {
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk(buf);
-  auto counter_map = [&](const auto& m) {
+  // The fields are packed first and the map header written last, so that adding a
+  // field can never leave the header's count out of step with the entries.
+  msgpack::sbuffer fields;
+  msgpack::packer<msgpack::sbuffer> pk(fields);
+  std::uint32_t entries = 0;
+  auto key = [&](std::string_view name) {
+    ++entries;
+    pk.pack(name);
+  };
+  auto counter_map = [&](std::string_view name, const auto& m) {
+    key(name);
     pk.pack_map(static_cast<std::uint32_t>(m.size()));
     for (const auto& [k, v] : m) {
       pk.pack(k);
       pk.pack(static_cast<std::uint64_t>(v));
     }
   };
-  pk.pack_map(20);
-  auto num = [&](const char* name, std::uint64_t v) {
-    pk.pack(std::string_view(name));
+  auto num = [&](std::string_view name, std::uint64_t v) {
+    key(name);
     pk.pack(v);
   };
   num("received", s.received);
@@ -988,28 +1107,27 @@ std::string encode_stats(const device_stats& s) {
   num("answered_from_cache", s.answered_from_cache);
   num("delivery_timeouts", s.delivery_timeouts);
   num("workers_returned", s.workers_returned);
-  pk.pack(std::string_view("rejected"));
-  counter_map(s.rejected);
-  pk.pack(std::string_view("dropped"));
-  counter_map(s.dropped);
+  counter_map("rejected", s.rejected);
+  counter_map("dropped", s.dropped);
   num("pending", s.pending);
-  pk.pack(std::string_view("pending_by_priority"));
   std::map<std::string, std::size_t> by_priority;
   for (std::size_t p = 0; p < s.pending_by_priority.size(); ++p)
     by_priority[std::to_string(p)] = s.pending_by_priority[p];
-  counter_map(by_priority);
-  pk.pack(std::string_view("pending_by_type"));
-  counter_map(s.pending_by_type);
+  counter_map("pending_by_priority", by_priority);
+  counter_map("pending_by_type", s.pending_by_type);
   num("in_flight", s.in_flight);
   num("workers_ready", s.workers_ready);
   num("workers_busy", s.workers_busy);
   num("worker_capacity", s.worker_capacity);
   num("reply_cache_size", s.reply_cache_size);
-  pk.pack(std::string_view("frontend_curve_refused"));
-  counter_map(s.frontend_curve_refused);
-  pk.pack(std::string_view("backend_curve_refused"));
-  counter_map(s.backend_curve_refused);
-  return std::string(buf.data(), buf.size());
+  counter_map("frontend_curve_refused", s.frontend_curve_refused);
+  counter_map("backend_curve_refused", s.backend_curve_refused);
+  num("reply_cache_bytes", s.reply_cache_bytes);
+  num("pending_bytes", s.pending_bytes);
+  msgpack::sbuffer out;
+  msgpack::packer<msgpack::sbuffer>(out).pack_map(entries);
+  out.write(fields.data(), fields.size());
+  return std::string(out.data(), out.size());
 }
 
 }  // namespace zmqkit::queue

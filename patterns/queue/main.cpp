@@ -2,11 +2,22 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <optional>
+#include <set>
+#include <string_view>
 #include <tuple>
+#include <zmqkit/envelope.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/keys.hpp>
 #include <zmqkit/metrics.hpp>
@@ -18,6 +29,75 @@ namespace {
 
 zmqkit::queue::device* running_device = nullptr;
 
+// A whole decimal number in [low, high]: digits only, so a sign, an exponent
+// (1e23), a fraction or an overflowing value (18446744073709551616) is an error
+// naming the flag or config key, never a wrapped or saturated "unbounded".
+CLI::Validator whole_number(unsigned long long low, unsigned long long high) {
+  const std::string range = "[" + std::to_string(low) + ", " + std::to_string(high) + "]";
+  return CLI::Validator(
+      [low, high, range](std::string& text) -> std::string {
+        unsigned long long value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < low || value > high)
+          return "'" + text + "' is not a whole number in " + range;
+        return {};
+      },
+      "UINT in " + range);
+}
+
+constexpr std::size_t max_config_bytes = 1 << 20;
+
+// Checks the --config file before CLI11 reads it: a regular file (a FIFO or a
+// device would block or never end), at most 1 MiB, UTF-8 text without NULs,
+// no [sections], and every key one of `keys`. Returns: an error naming the
+// path or the key, or an empty string.
+std::string check_config_file(const std::string& path, const std::set<std::string>& keys) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return path + ": " + std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return path + ": not a regular file";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return path + ": " + std::strerror(errno);
+  std::string text(max_config_bytes + 1, '\0');
+  std::size_t got = 0;
+  for (ssize_t n; got < text.size() && (n = ::read(fd, text.data() + got, text.size() - got)) > 0;)
+    got += static_cast<std::size_t>(n);
+  ::close(fd);
+  if (got > max_config_bytes) return path + ": larger than " + std::to_string(max_config_bytes) + " bytes";
+  text.resize(got);
+  if (text.find('\0') != std::string::npos || !zmqkit::is_valid_utf8(text))
+    return path + ": not a text file (NUL bytes or invalid UTF-8)";
+  std::size_t line_number = 0;
+  for (std::size_t start = 0; start < text.size();) {
+    const std::size_t end = std::min(text.find('\n', start), text.size());
+    std::string_view line(text.data() + start, end - start);
+    start = end + 1;
+    ++line_number;
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string_view::npos) continue;
+    line.remove_prefix(first);
+    if (line[0] == '#' || line[0] == ';') continue;
+    const std::string where = path + " line " + std::to_string(line_number);
+    if (line[0] == '[') return where + ": sections are not supported: '" + std::string(line) + "'";
+    const auto eq = line.find('=');
+    if (eq == std::string_view::npos) return where + ": not 'key = value'";
+    std::string key(line.substr(0, eq));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    std::replace(key.begin(), key.end(), '_', '-');
+    if (!keys.count(key)) return where + ": unknown key '" + key + "'";
+  }
+  return {};
+}
+
+// Returns: the value of --config in argv, if any.
+std::optional<std::string> config_argument(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--config" && i + 1 < argc) return std::string(argv[i + 1]);
+    if (a.starts_with("--config=")) return std::string(a.substr(9));
+  }
+  return std::nullopt;
+}
+
 // How the admin snapshot maps onto Prometheus metrics: counters get _total,
 // nested maps become labels (pending_by_type -> type, pending_by_priority -> priority).
 zmqkit::metrics::prometheus_options prometheus_options() {
@@ -27,7 +107,7 @@ zmqkit::metrics::prometheus_options prometheus_options() {
                           {"frontend_curve_refused", "reason"},
                           {"backend_curve_refused", "reason"}},
           .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
-                     "workers_busy", "worker_capacity", "reply_cache_size"},
+                     "workers_busy", "worker_capacity", "reply_cache_size", "reply_cache_bytes", "pending_bytes"},
           .help_suffix = " (zmqkit-queue admin stats)"};
 }
 
@@ -74,8 +154,8 @@ void log_security(const side_flags& front, const std::optional<zmqkit::security>
                                       : "client keys from allow-list " + flags->allow);
   }
   if (auth)
-    spdlog::info("CURVE allow-lists: {} client keys allowed ({} files skipped)", auth->counters().allowed_keys,
-                 auth->counters().skipped_files);
+    spdlog::info("CURVE allow-lists: {} client keys allowed ({} files skipped)", auth->stats().allowed_keys,
+                 auth->stats().skipped_files);
 }
 
 }  // namespace
@@ -94,28 +174,60 @@ int main(int argc, char** argv) {
   app.add_option("--backend", opts.backend, "endpoint workers connect to (bound), e.g. tcp://*:5556")
       ->required();
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval to and from workers")
-      ->check(CLI::Range(1LL, 3'600'000LL))
+      ->check(whole_number(1LL, 3'600'000LL))
       ->capture_default_str();
   app.add_option("--liveness", opts.liveness, "missed heartbeats before a worker is dead")
-      ->check(CLI::Range(1, 1000))
+      ->check(whole_number(1, 1000))
       ->capture_default_str();
   app.add_option("--max-requeue", opts.max_requeue, "requeues before a request is dead-lettered")
-      ->check(CLI::Range(0, 1000))
+      ->check(whole_number(0, 1000))
       ->capture_default_str();
   app.add_option("--max-pending", opts.max_pending, "requests waiting before new ones are 'overloaded'")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
+      ->check(whole_number(std::size_t{1}, std::size_t{1} << 32))
+      ->capture_default_str();
+  app.add_option("--max-pending-per-type", opts.max_pending_per_type,
+                 "requests of one type waiting before new ones of that type are 'overloaded'")
+      ->check(whole_number(std::size_t{1}, std::size_t{1} << 32))
+      ->capture_default_str();
+  app.add_option("--max-workers", opts.max_workers, "connected workers; past it a new worker's READY is refused")
+      ->check(whole_number(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-prefixes-per-worker", opts.max_prefixes_per_worker,
+                 "type prefixes one READY may list; past it the READY is refused")
+      ->check(whole_number(std::size_t{1}, std::size_t{4096}))
+      ->capture_default_str();
+  app.add_option("--max-worker-capacity", opts.max_worker_capacity,
+                 "requests one worker may hold (READY 'capacity'); past it the READY is refused")
+      ->check(whole_number(std::uint64_t{1}, std::uint64_t{1} << 20))
       ->capture_default_str();
   app.add_option("--reply-cache", opts.reply_cache, "recent replies kept to answer retries (0 = off)")
+      ->check(whole_number(0, std::size_t{1} << 32))
+      ->capture_default_str();
+  app.add_option("--reply-cache-bytes", opts.reply_cache_bytes,
+                 "total size of the cached replies; past it the oldest are evicted")
+      ->check(whole_number(0, std::size_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--max-pending-bytes", opts.max_pending_bytes,
+                 "bytes of waiting requests (bodies and address stacks) before new ones are 'overloaded'")
+      ->check(whole_number(1, std::size_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--max-route-frames", opts.max_route_frames,
+                 "address frames (ROUTER hops) a request may carry; past it the request is dropped")
+      ->check(whole_number(1, 1024))
+      ->capture_default_str();
+  app.add_option("--max-route-bytes", opts.max_route_bytes,
+                 "total size of a request's address frames; past it the request is dropped")
+      ->check(whole_number(1, std::size_t{1} << 20))
       ->capture_default_str();
   app.add_option("--no-service-ms", no_service_ms, "wait for a worker serving the type, then 'no-service'")
-      ->check(CLI::Range(0LL, 86'400'000LL))
+      ->check(whole_number(0LL, 86'400'000LL))
       ->capture_default_str();
   app.add_option("--delivery-timeout-ms", delivery_timeout_ms,
                  "longest one request may stay at one worker, then it is requeued or dead-lettered (0 = no limit)")
-      ->check(CLI::Range(0LL, 7LL * 86'400'000LL))
+      ->check(whole_number(0LL, 7LL * 86'400'000LL))
       ->capture_default_str();
   app.add_option("--max-frame-bytes", opts.max_frame_bytes, "largest frame accepted on either socket")
-      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 31))
+      ->check(whole_number(std::size_t{64}, std::size_t{1} << 31))
       ->capture_default_str();
   app.add_option("--admin", opts.admin, "stats endpoint (ROUTER, bound): send [empty, \"stats\"]");
   app.add_option("--metrics-http", metrics_http,
@@ -135,6 +247,16 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "read options from a TOML/INI file (keys: the long flag names)");
   app.set_version_flag("--version", std::string(ZMQKIT_VERSION));
 
+  if (const auto config = config_argument(argc, argv)) {
+    std::set<std::string> keys;
+    for (const CLI::Option* o : app.get_options())
+      for (const std::string& name : o->get_lnames())
+        if (name != "config" && name != "help" && name != "version") keys.insert(name);
+    if (const std::string bad = check_config_file(*config, keys); !bad.empty()) {
+      std::fprintf(stderr, "zmqkit-queue: --config %s\n", bad.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -186,6 +308,11 @@ int main(int argc, char** argv) {
       });
       spdlog::info("metrics http://{}:{}/metrics", http_address->host, http->port());
     }
+    // The effective settings (flags and config file merged, defaults included),
+    // once the device is up: a bad flag still gets a one-line error.
+    std::string settings = app.config_to_str(true, false);
+    std::replace(settings.begin(), settings.end(), '\n', ' ');
+    spdlog::info("settings: {}", settings);
     running_device = &dev;
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
@@ -198,8 +325,8 @@ int main(int argc, char** argv) {
     running_device = nullptr;
     if (http) http->stop();
     if (auth)
-      spdlog::info("CURVE clients admitted {}, refused {}", auth->counters().accepted,
-                   auth->counters().refused);
+      spdlog::info("CURVE clients admitted {}, refused {}", auth->stats().accepted,
+                   auth->stats().refused);
     spdlog::info("stopped");
     return 0;
   } catch (const zmqkit::error& e) {

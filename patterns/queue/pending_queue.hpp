@@ -2,15 +2,24 @@
 // group ordered by an order key (arrival order; requeued requests get keys
 // below every other key, so they go to the head of their priority).
 // Private to patterns/queue.
+//
+// Every operation costs O(log n) in the number of waiting types, or O(types
+// matching a worker's prefixes), never a scan of every type: a peer can create
+// as many types as the backlog bound allows, and the device thread must not
+// slow down with them (taking work, stats, drain).
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace zmqkit::queue::detail {
 
@@ -28,27 +37,11 @@ class pending_queue {
   void insert(handle h, std::uint8_t priority, std::string_view type, std::int64_t key);
   void erase(std::uint8_t priority, std::string_view type, std::int64_t key);
 
-  // Returns: the most urgent, oldest request whose type `serves(type)` accepts,
-  // removed from the queue; nullopt if there is none.
-  template <class Serves>
-  std::optional<handle> pop_best(Serves&& serves) {
-    for (std::size_t p = levels_.size(); p-- > 0;) {
-      auto& by_type = levels_[p];
-      auto best = by_type.end();
-      for (auto it = by_type.begin(); it != by_type.end(); ++it)
-        if (serves(std::string_view(it->first)) &&
-            (best == by_type.end() || it->second.begin()->first < best->second.begin()->first))
-          best = it;
-      if (best == by_type.end()) continue;
-      const handle h = best->second.begin()->second;
-      best->second.erase(best->second.begin());
-      if (best->second.empty()) by_type.erase(best);
-      --size_;
-      --per_priority_[p];
-      return h;
-    }
-    return std::nullopt;
-  }
+  // Returns: the most urgent, oldest request that a worker announcing
+  // `prefixes` takes, removed from the queue; nullopt if there is none.
+  // As worker::serves: no prefixes takes every type and plain bodies (type
+  // ""); otherwise the non-empty types starting with one of the prefixes.
+  std::optional<handle> pop_best(std::span<const std::string> prefixes);
 
   // Visits every group: fn(priority, type, group&). fn must not insert or erase.
   template <class Fn>
@@ -59,10 +52,28 @@ class pending_queue {
 
   std::size_t size() const noexcept { return size_; }
   std::size_t size(std::uint8_t priority) const noexcept { return per_priority_[priority]; }
-  std::map<std::string, std::size_t> size_by_type() const;
+  // Returns: how many requests of `type` wait, at every priority.
+  std::size_t count(std::string_view type) const {
+    const auto it = per_type_.find(type);
+    return it == per_type_.end() ? 0 : it->second;
+  }
+  std::size_t type_count() const noexcept { return per_type_.size(); }
+  // Returns: the `top` types with the longest backlogs, plain bodies as
+  // "(plain)", and the rest summed as "(other)": bounded, whatever peers send.
+  std::map<std::string, std::size_t> size_by_type(std::size_t top) const;
 
  private:
+  void take(std::size_t priority, level::iterator g, group::iterator entry);
+  void count_up(std::string_view type);
+  void count_down(std::string_view type);
+
   std::array<level, 10> levels_;
+  // Per priority, (head order key, type) of every group: the oldest group first.
+  // The views point into the level's keys.
+  std::array<std::set<std::pair<std::int64_t, std::string_view>>, 10> heads_;
+  std::map<std::string, std::size_t, std::less<>> per_type_;  // requests waiting, by type
+  // (backlog, type) for every type, the views pointing into per_type_'s keys.
+  std::set<std::pair<std::size_t, std::string_view>> by_backlog_;
   std::array<std::size_t, 10> per_priority_{};
   std::size_t size_ = 0;
   std::int64_t back_ = 0;

@@ -11,10 +11,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/message_id.hpp>
+
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::queue::detail {
 
@@ -54,7 +55,7 @@ struct worker {
 class worker_registry {
  public:
   worker* find(std::string_view identity) {
-    const auto it = workers_.find(std::string(identity));
+    const auto it = workers_.find(identity);
     return it == workers_.end() ? nullptr : it->second.get();
   }
 
@@ -91,6 +92,9 @@ class worker_registry {
     slots_ -= w.capacity;
     const std::string identity = w.identity;  // w dies in erase
     workers_.erase(identity);
+    // Give memory back once most workers have left (a flood of registrations
+    // must not keep its peak table for ever).
+    if (workers_.size() < workers_.capacity() / 4) workers_.rehash(0);
   }
 
   // `w` (ready) takes a request: it becomes the most recently used, or busy when full.
@@ -158,7 +162,7 @@ class worker_registry {
     w.ready = false;
   }
 
-  std::unordered_map<std::string, std::unique_ptr<worker>> workers_;
+  internal::keyed_map<std::string, std::unique_ptr<worker>> workers_;  // keyed: identities are chosen by peers
   std::list<worker*> ready_;
   std::size_t busy_ = 0;
   std::size_t slots_ = 0;

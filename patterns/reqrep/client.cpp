@@ -2,12 +2,13 @@
 #include <deque>
 #include <set>
 #include <stdexcept>
-#include <unordered_map>
 #include <zmq_addon.hpp>
 #include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
+
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::reqrep {
 
@@ -58,7 +59,7 @@ struct client::impl {
   client_options opts;
   zmq::socket_t socket;
   std::optional<handshake_monitor> monitor;  // CURVE only; after socket: detached before it closes
-  std::unordered_map<message_id, pending> in_flight;
+  internal::keyed_map<message_id, pending> in_flight;  // keyed: replies name ids from the network
   std::set<std::pair<steady_time, message_id>> deadlines;
   std::deque<completion> done;
   client_stats stats;
@@ -147,7 +148,7 @@ struct client::impl {
     return true;
   }
 
-  void complete(std::unordered_map<message_id, pending>::iterator it, result outcome) {
+  void complete(internal::keyed_map<message_id, pending>::iterator it, result outcome) {
     deadlines.erase({it->second.schedule.deadline(), it->first});
     done.push_back(completion{it->first, std::move(outcome)});
     in_flight.erase(it);

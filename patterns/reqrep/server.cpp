@@ -1,13 +1,13 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 #include <zmq_addon.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
 #include "executor.hpp"
+#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::reqrep {
 
@@ -29,7 +29,7 @@ struct server::impl {
   reply_cache cache;
   std::unique_ptr<detail::executor> exec;  // null when threads == 0
   // Requests running on a handler thread: id -> address stacks waiting for the reply.
-  std::unordered_map<message_id, std::vector<frames_t>> running;
+  internal::keyed_map<message_id, std::vector<frames_t>> running;  // keyed: ids come from the network
   server_stats stats;
   frames_t frames;  // reused by drain()
 

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sys/stat.h>
 
 using namespace zmqkit;
 using namespace zmqkit::test;
@@ -131,4 +132,69 @@ TEST_CASE("--config reads the same keys as the flags") {
   dev.signal(SIGTERM);
   CHECK(dev.wait(5000ms));
   std::remove(path.c_str());
+}
+
+TEST_CASE("negative, overflowing and exponent values exit 2 naming the flag") {
+  const std::string endpoints = "--frontend tcp://127.0.0.1:* --backend tcp://127.0.0.1:* ";
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"--reply-cache -1", "--reply-cache"},
+           {"--reply-cache 18446744073709551616", "--reply-cache"},
+           {"--max-pending 1e23", "--max-pending"},
+           {"--max-pending-bytes -5", "--max-pending-bytes"},
+           {"--reply-cache-bytes 1.5", "--reply-cache-bytes"},
+           {"--max-frame-bytes 0x100000", "--max-frame-bytes"}}) {
+    auto r = run(endpoints + args);
+    CHECK_MESSAGE(r.exit_code == 2, args);
+    CHECK_MESSAGE(r.output.find(flag) != std::string::npos, r.output);
+  }
+}
+
+TEST_CASE("--config: unknown keys, sections, binary content, bad values, devices and FIFOs exit 2 naming them") {
+  const std::string base = "/tmp/zmqkit-queue-test-" + std::to_string(::getpid());
+  const std::string endpoints = "frontend = \"tcp://127.0.0.1:*\"\nbackend = \"tcp://127.0.0.1:*\"\n";
+  for (const auto& [content, named] : std::vector<std::pair<std::string, std::string>>{
+           {endpoints + "max-pendng = 1\n", "max-pendng"},
+           {"[queue]\n" + endpoints, "[queue]"},
+           {std::string("\x00\xff\xfe\x01binary", 10), ".bad.toml"},
+           {endpoints + "reply-cache = -1\n", "reply-cache"},
+           {endpoints + "max-pending = 1e23\n", "max-pending"}}) {
+    const std::string path = base + ".bad.toml";
+    {
+      std::ofstream f(path, std::ios::binary);
+      f << content;
+    }
+    auto r = run("--config " + path);
+    CHECK_MESSAGE(r.exit_code == 2, content);
+    CHECK_MESSAGE(r.output.find(named) != std::string::npos, r.output);
+    std::remove(path.c_str());
+  }
+  auto zero = run("--config /dev/zero");  // main: reads for ever, growing
+  CHECK(zero.exit_code == 2);
+  CHECK(zero.output.find("/dev/zero") != std::string::npos);
+  const std::string fifo = base + ".fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto blocked = run("--config " + fifo);  // main: blocks in open() until a writer comes
+  CHECK(blocked.exit_code == 2);
+  CHECK(blocked.output.find(fifo) != std::string::npos);
+  std::remove(fifo.c_str());
+}
+
+TEST_CASE("the effective settings are logged at start") {
+  const std::string log = "/tmp/zmqkit-queue-test-" + std::to_string(::getpid()) + ".log";
+  const std::string admin = ipc("settings-admin");
+  // exec: the shell becomes the device (same PID), its stderr in `log`.
+  child_process dev({"/bin/sh", "-c",
+                     "exec " + binary + " --frontend " + ipc("settings-front") + " --backend " +
+                         ipc("settings-back") + " --admin " + admin + " --max-pending 7 2>" + log});
+  zmq::context_t ctx;
+  msgpack::object_handle keep;
+  REQUIRE(admin_stats(ctx, admin, keep).count("pending"));  // it is up
+  dev.signal(SIGTERM);
+  REQUIRE(dev.wait(5000ms));
+  std::ifstream f(log);
+  const std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  CHECK(out.find("max-pending=7") != std::string::npos);
+  CHECK(out.find("max-pending-per-type=10000") != std::string::npos);
+  CHECK(out.find("reply-cache-bytes=268435456") != std::string::npos);
+  std::remove(log.c_str());
 }

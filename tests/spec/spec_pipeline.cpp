@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     in >> command >> count >> priority;
     if (command == "counters") {
       for (int i = 0; i < 20; ++i) vent.poll(5ms);  // take in what the workers sent meanwhile
-      const auto& c = vent.counters();
+      const auto& c = vent.stats();
       std::cout << "counters " << c.dispatched << ' ' << c.resent << ' ' << c.bad_frames << ' '
                 << vent.workers() << std::endl;
       continue;
@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
       }
     }
     for (int i = 0; i < 20; ++i) vent.poll(5ms);  // let zmk.batch.done reach the ventilator
-    std::cout << (complete ? "complete " : "incomplete ") << results << ' ' << sink.counters().duplicates << ' '
-              << vent.counters().resent << std::endl;
+    std::cout << (complete ? "complete " : "incomplete ") << results << ' ' << sink.stats().duplicates << ' '
+              << vent.stats().resent << std::endl;
   }
   return 0;
 }

@@ -40,8 +40,8 @@ int run_ventilator(const State& s, envelope_source& source) {
   // Polls once; a task handed to a worker restarts the --timeout clock.
   auto poll_once = [&] {
     vent->poll(std::chrono::milliseconds(50));
-    if (vent->counters().dispatched > dispatched) {
-      dispatched = vent->counters().dispatched;
+    if (vent->stats().dispatched > dispatched) {
+      dispatched = vent->stats().dispatched;
       progress_deadline = std::chrono::steady_clock::now() + ms(s.timeout_ms);
     }
     if (std::chrono::steady_clock::now() >= progress_deadline) throw no_worker();

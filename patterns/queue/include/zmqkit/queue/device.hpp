@@ -46,8 +46,28 @@ struct device_options {
   std::chrono::milliseconds heartbeat{1000};
   int liveness = 3;                            // a worker silent for liveness x heartbeat is dead
   int max_requeue = 3;                         // a request is delivered at most max_requeue + 1 times
-  std::size_t max_pending = 100000;            // waiting requests (not those at workers); past it, overloaded
+  // Waiting requests (not those at workers), in all and of one type; past either, a
+  // new request that no worker can take at once is answered overloaded. The per-type
+  // bound keeps a backlog for a type nobody serves from refusing the other types.
+  std::size_t max_pending = 100000;
+  std::size_t max_pending_per_type = 10000;
+  // Types listed in stats' pending_by_type (longest backlogs first; the rest summed
+  // under "(other)"), so stats and /metrics stay small whatever types peers send.
+  std::size_t stats_top_types = 100;
+  // Worker registrations: past any bound a READY is refused (dropped "worker-refused").
+  std::size_t max_workers = 4096;             // connected workers
+  std::size_t max_prefixes_per_worker = 64;   // type prefixes in one READY (each at most 255 bytes)
+  std::uint64_t max_worker_capacity = 1024;   // requests one worker may hold (READY's "capacity")
   std::size_t reply_cache = 10000;             // recent replies kept for retried ids
+  std::size_t reply_cache_bytes = std::size_t{256} << 20;  // and their total size; oldest evicted first
+  // Bytes of waiting requests (bodies and address stacks); past it a new request
+  // that must wait is answered overloaded.
+  std::size_t max_pending_bytes = std::size_t{256} << 20;
+  // A request's address stack (the frames before the empty delimiter): ROUTER
+  // hops add one frame each (a routing id is at most 255 bytes). A longer stack,
+  // or a message with more than max_route_frames + 3 frames, is dropped and counted.
+  std::size_t max_route_frames = 32;
+  std::size_t max_route_bytes = 8192;
   std::chrono::milliseconds no_service{5000};  // wait for a worker serving the type
   // How long one request may stay at one worker (RabbitMQ's delivery
   // acknowledgement timeout): then it is queued again, or dead-lettered past
@@ -86,7 +106,9 @@ struct device_stats {
   std::map<std::string, std::uint64_t> dropped;   // counted-and-dropped input by reason
   std::size_t pending = 0;
   std::array<std::size_t, 10> pending_by_priority{};
-  std::map<std::string, std::size_t> pending_by_type;  // plain bodies under "(plain)"
+  // The stats_top_types longest backlogs; plain bodies under "(plain)", the
+  // other types' sum under "(other)".
+  std::map<std::string, std::size_t> pending_by_type;
   std::size_t in_flight = 0;
   std::size_t workers_ready = 0;    // connected workers with a free slot
   std::size_t workers_busy = 0;     // connected workers holding as many requests as their capacity
@@ -96,6 +118,8 @@ struct device_stats {
   // per side with a CURVE server key; empty on a plaintext side.
   std::map<std::string, std::uint64_t> frontend_curve_refused;
   std::map<std::string, std::uint64_t> backend_curve_refused;
+  std::size_t reply_cache_bytes = 0;  // sum of the cached replies' sizes
+  std::size_t pending_bytes = 0;      // sum of the waiting requests' bodies and address stacks
 };
 
 // Returns: the snapshot as the admin endpoint sends it: a msgpack map

@@ -1,0 +1,95 @@
+// zmqkit/internal/reply_store.hpp — recent replies by request id, bounded in
+// entries and age: the one implementation behind the queue device's reply cache
+// and zmqkit::reqrep::reply_cache.
+//
+// Bounded in bytes too (the sum of the replies' sizes): a reply larger than
+// the whole budget is not stored; past the budget the oldest go first.
+//
+// Replies sit in a deque in insertion order (eviction, by count or by age,
+// always takes the oldest) and a keyed_map maps ids (chosen by peers) to their
+// sequence number, so crafted ids cannot flood one bucket. Not thread-safe.
+// Internal to the library: never included by a public header.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/message_id.hpp>
+
+#include "zmqkit/internal/keyed_hash.hpp"
+
+namespace zmqkit::internal {
+
+struct reply_store_options {
+  std::size_t max_entries = 10000;  // 0 disables the store
+  std::size_t max_bytes = std::size_t{256} << 20;  // sum of the replies' sizes
+  std::chrono::nanoseconds max_age = std::chrono::nanoseconds::max();
+};
+
+class reply_store {
+ public:
+  explicit reply_store(reply_store_options opts) : opts_(opts) {}
+
+  // Stores a copy of `reply` (zmq shares large buffers) for `id`. An id
+  // already stored gets the new reply and keeps its place in the order.
+  void insert(const message_id& id, const zmq::message_t& reply, steady_time now) {
+    if (opts_.max_entries == 0) return;
+    expire(now);
+    if (const auto it = index_.find(id); it != index_.end()) {
+      zmq::message_t& stored = entries_[it->second - first_].reply;
+      bytes_ = bytes_ - stored.size() + reply.size();
+      stored.copy(const_cast<zmq::message_t&>(reply));
+    } else {
+      if (reply.size() > opts_.max_bytes) return;
+      if (entries_.size() == opts_.max_entries) evict_oldest();
+      entries_.push_back({id, zmq::message_t(), now});
+      entries_.back().reply.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
+      bytes_ += reply.size();
+      index_.emplace(id, first_ + entries_.size() - 1);
+    }
+    while (bytes_ > opts_.max_bytes) evict_oldest();
+  }
+
+  // Returns: the stored reply for `id`, or nullptr when absent or expired.
+  const zmq::message_t* find(const message_id& id, steady_time now) {
+    expire(now);
+    const auto it = index_.find(id);
+    return it == index_.end() ? nullptr : &entries_[it->second - first_].reply;
+  }
+
+  // Drops entries older than max_age.
+  void expire(steady_time now) {
+    while (!entries_.empty() && now - entries_.front().stored >= opts_.max_age) evict_oldest();
+  }
+
+  std::size_t size() const noexcept { return entries_.size(); }
+  std::size_t bytes() const noexcept { return bytes_; }
+  std::size_t evicted() const noexcept { return evicted_; }
+
+ private:
+  struct entry {
+    message_id id;
+    zmq::message_t reply;
+    steady_time stored;
+  };
+
+  void evict_oldest() {
+    index_.erase(entries_.front().id);
+    bytes_ -= entries_.front().reply.size();
+    entries_.pop_front();
+    ++first_;
+    ++evicted_;
+  }
+
+  reply_store_options opts_;
+  std::deque<entry> entries_;
+  std::uint64_t first_ = 0;  // sequence number of entries_.front()
+  keyed_map<message_id, std::uint64_t> index_;
+  std::size_t bytes_ = 0;
+  std::size_t evicted_ = 0;
+};
+
+}  // namespace zmqkit::internal

@@ -3,7 +3,8 @@
 #   1. release build (g++) + the whole ctest suite;
 #   2. the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. clang + libFuzzer: replay the decoder corpus, then fuzz for ZMQKIT_FUZZ_SECONDS (60);
-#   4. install to a temporary prefix and build consumer projects out of tree against it.
+#   4. install to a temporary prefix and build consumer projects out of tree against it;
+#   5. Debian packages: cpack, apt install, consumer via CMake and pkg-config, apt purge.
 # ZMQKIT_FULL=1 runs the fault tests at full size (slow); by default they run small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +40,8 @@ prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install build --prefix "$prefix" >/dev/null
 scripts/check-install.sh "$prefix"
+
+step "Debian packages: build, apt install, use, purge"
+scripts/package_check.sh build-deb
 
 printf '\nall tests passed\n'

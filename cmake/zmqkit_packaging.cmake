@@ -1,9 +1,9 @@
-# pkg-config file and the Debian packages (cpack).
+# pkg-config file, systemd units with their config files, and the Debian packages (cpack).
 #
 #   cmake -S . -B build-deb -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-deb && (cd build-deb && cpack)
 #     -> zmqkit-dev_<version>_<arch>.deb  package libzmqkit-dev: library, headers, CMake config, zmqkit.pc
-#     -> zmqkit-bin_<version>_<arch>.deb  package zmqkit: the programs
+#     -> zmqkit-bin_<version>_<arch>.deb  package zmqkit: the programs, systemd units, /etc/zmqkit/
 # Install components: `dev` and `programs` (the default for install() rules without COMPONENT).
 
 # --- pkg-config ---------------------------------------------------------------
@@ -23,6 +23,28 @@ set(ZMQKIT_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
 set(ZMQKIT_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
 configure_file(${CMAKE_CURRENT_LIST_DIR}/zmqkit.pc.in ${CMAKE_CURRENT_BINARY_DIR}/zmqkit.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/zmqkit.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
+
+# --- systemd units and their config files ---------------------------------------
+# Debian installs configuration in /etc, not /usr/etc: with the /usr prefix (the
+# package), GNUInstallDirs' full sysconfdir is /etc; under any other prefix the
+# files stay inside it (<prefix>/etc/zmqkit), so `cmake --install --prefix DIR` never
+# writes outside DIR.
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(ZMQKIT_CONFIG_DIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/zmqkit)
+else()
+  set(ZMQKIT_CONFIG_DIR ${CMAKE_INSTALL_SYSCONFDIR}/zmqkit)
+endif()
+set(ZMQKIT_FULL_CONFIG_DIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/zmqkit)
+foreach(unit zmqkit-queue.service zmqkit-forwarder.service)
+  configure_file(${PROJECT_SOURCE_DIR}/packaging/systemd/${unit}.in ${CMAKE_CURRENT_BINARY_DIR}/packaging/${unit} @ONLY)
+  install(FILES ${CMAKE_CURRENT_BINARY_DIR}/packaging/${unit} DESTINATION lib/systemd/system)
+endforeach()
+# The units' Documentation= points here.
+install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+set(ZMQKIT_CONFFILES queue.toml forwarder.toml)
+foreach(conf ${ZMQKIT_CONFFILES})
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/etc/${conf} DESTINATION ${ZMQKIT_CONFIG_DIR})
+endforeach()
 
 # --- Debian packages --------------------------------------------------------------
 set(CPACK_GENERATOR DEB)
@@ -60,5 +82,17 @@ set(CPACK_DEBIAN_PROGRAMS_FILE_NAME zmqkit-bin_${zmqkit_deb_version}_${zmqkit_de
 set(CPACK_DEBIAN_PROGRAMS_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PROGRAMS_PACKAGE_SHLIBDEPS ON)
 set(CPACK_COMPONENT_PROGRAMS_DESCRIPTION
-    "zmqkit: queue device, forwarder and tools\n zmqkit-queue (queue device), zmqkit-forwarder (pub/sub forwarder),\n zmqkit (command-line client) and zmqkit-keygen (CURVE keys).")
+    "zmqkit: queue device, forwarder and tools\n zmqkit-queue (queue device), zmqkit-forwarder (pub/sub forwarder),\n zmqkit (command-line client) and zmqkit-keygen (CURVE keys);\n systemd units for the queue and the forwarder, configured in /etc/zmqkit.")
+# Maintainer scripts (systemd: reload on install, stop and disable on removal) and the
+# conffiles list (dpkg keeps a locally edited /etc/zmqkit/*.toml across upgrades).
+set(zmqkit_conffiles "")
+foreach(conf ${ZMQKIT_CONFFILES})
+  string(APPEND zmqkit_conffiles "${ZMQKIT_FULL_CONFIG_DIR}/${conf}\n")
+endforeach()
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/packaging/deb/conffiles "${zmqkit_conffiles}")
+set(CPACK_DEBIAN_PROGRAMS_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_BINARY_DIR}/packaging/deb/conffiles)
+foreach(script postinst prerm postrm)
+  list(APPEND CPACK_DEBIAN_PROGRAMS_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/packaging/deb/${script})
+endforeach()
+set(CPACK_DEBIAN_PROGRAMS_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 include(CPack)

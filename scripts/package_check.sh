@@ -66,6 +66,20 @@ got=$(zmqkit-queue --version)
 say "zmqkit-queue --version: $got"
 zmqkit-forwarder --version | grep -qx "zmqkit-forwarder $expected_version" || fail "zmqkit-forwarder --version"
 zmqkit --help >/dev/null || fail "zmqkit --help"
+
+say "systemd units and their conffiles"
+conffiles=$(dpkg-query -W -f='${Conffiles}' zmqkit)
+for conf in /etc/zmqkit/queue.toml /etc/zmqkit/forwarder.toml; do
+  [ -f "$conf" ] && grep -q "$conf" <<<"$conffiles" || fail "$conf is not a conffile of zmqkit"
+done
+units=(/usr/lib/systemd/system/zmqkit-queue.service /usr/lib/systemd/system/zmqkit-forwarder.service)
+verify_rc=0
+tests/packaging/verify_units.sh "${units[@]}" || verify_rc=$?
+case $verify_rc in
+  0) ;;
+  77) say "systemd-analyze skipped (reason above)" ;;
+  *) fail "systemd-analyze on the installed units" ;;
+esac
 zmqkit-keygen --help >/dev/null || fail "zmqkit-keygen --help"
 
 say "consumer with CMake, against the installed package (no prefix path: /usr)"

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   app.add_option("--hwm", hwm, "messages queued per peer before dropping")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.set_config("--config", "", "read options from a TOML/INI file (keys: the long flag names)");
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
   CLI11_PARSE(app, argc, argv);
   opts.socket.max_message_bytes = max_frame_bytes;

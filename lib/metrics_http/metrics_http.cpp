@@ -29,7 +29,8 @@ struct metrics_http_server::impl {
   int port = 0;
 };
 
-metrics_http_server::metrics_http_server(metrics_http_options options, std::function<std::string()> render)
+metrics_http_server::metrics_http_server(metrics_http_options options, std::function<std::string()> render,
+                                         std::vector<http_route> routes)
     : impl_(std::make_unique<impl>()) {
   auto& srv = impl_->server;
   // cpp-httplib's default adds SO_REUSEPORT, which would let a second process
@@ -47,6 +48,18 @@ metrics_http_server::metrics_http_server(metrics_http_options options, std::func
       res.set_content(std::string("cannot render metrics: ") + e.what() + "\n", "text/plain");
     }
   });
+  for (auto& route : routes) {
+    const std::string path = route.path;  // before the move below
+    srv.Get(path, [route = std::move(route)](const httplib::Request&, httplib::Response& res) {
+      try {
+        res.set_content(route.render(), route.content_type);
+        res.set_header("Cache-Control", "no-store");
+      } catch (const std::exception& e) {
+        res.status = 500;
+        res.set_content(std::string("cannot render ") + route.path + ": " + e.what() + "\n", "text/plain");
+      }
+    });
+  }
   const std::string where = options.host + ":" + std::to_string(options.port);
   if (options.port == 0) {
     impl_->port = srv.bind_to_any_port(options.host);

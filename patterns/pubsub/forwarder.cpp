@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <deque>
 #include <list>
 #include <optional>
 #include <thread>
@@ -7,6 +9,7 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "snapshot_protocol.hpp"
@@ -40,6 +43,8 @@ class lru_map {
     return it->second.value;
   }
 
+  std::size_t size() const noexcept { return map_.size(); }
+
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [key, e] : map_) f(key, e.value);
@@ -72,6 +77,11 @@ struct forwarder::impl {
   lru_map<last_value> values;                           // type -> last envelope
   lru_map<std::pair<std::uint64_t, std::size_t>> seqs;  // publisher '\0' type -> (seq, type length)
   std::vector<zmq::message_t> frames;
+  // Live status: topics subscribed now (bounded by max_types), published for status().
+  internal::keyed_set<std::string> topics;
+  std::atomic<std::shared_ptr<const forwarder_status>> published;
+  steady_time started{}, next_status{};
+  std::deque<std::pair<steady_time, std::uint64_t>> rate_points;  // (when, messages)
   std::thread thread;
 
   impl(zmq::context_t& ctx, forwarder_options o)
@@ -101,6 +111,8 @@ struct forwarder::impl {
       xsub.send(zmq::const_buffer(&everything, 1), zmq::send_flags::none);
     }
     detail::open_control_pipe(ctx, control, control_peer);
+    started = opts.clock->now();
+    publish_status(started);
     thread = std::thread([this] { run(); });
   }
 
@@ -117,11 +129,13 @@ struct forwarder::impl {
                                  {xpub.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_peer.handle(), 0, ZMQ_POLLIN, 0},
                                  {router.handle(), 0, ZMQ_POLLIN, 0}};
-      zmqkit::poll(items, caching() ? 4 : 3, std::chrono::milliseconds(-1));
+      // Woken at least every status_interval to refresh status().
+      zmqkit::poll(items, caching() ? 4 : 3, opts.status_interval);
       if (items[2].revents & ZMQ_POLLIN) return;
       if (items[1].revents & ZMQ_POLLIN) move(xpub, xsub, subscriptions, false);
       if (items[0].revents & ZMQ_POLLIN) move(xsub, xpub, messages, caching());
       if (caching() && (items[3].revents & ZMQ_POLLIN)) answer();
+      if (const steady_time now = opts.clock->now(); now >= next_status) publish_status(now);
     }
   }
 
@@ -133,9 +147,45 @@ struct forwarder::impl {
       if (!zmq::recv_multipart(from, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
       counter.fetch_add(1, std::memory_order_relaxed);
       if (cache) remember();
+      if (&from == &xpub) track_subscription();
       // XPUB and XSUB drop rather than block when a peer is full.
       (void)zmq::send_multipart(to, frames, zmq::send_flags::dontwait);
     }
+  }
+
+  // A subscription message is [\x01 topic] (subscribe) or [\x00 topic] (unsubscribe).
+  void track_subscription() {
+    if (frames.empty() || frames[0].size() == 0) return;
+    const auto* data = static_cast<const char*>(frames[0].data());
+    const std::string_view topic(data + 1, frames[0].size() - 1);
+    if (data[0] == 1 && topics.size() < opts.max_types)
+      topics.emplace(topic);
+    else if (data[0] == 0)
+      topics.erase(topic);
+  }
+
+  void publish_status(steady_time now) {
+    auto st = std::make_shared<forwarder_status>();
+    st->stats = {.messages = messages.load(),
+                 .subscriptions = subscriptions.load(),
+                 .uncacheable = uncacheable.load(),
+                 .snapshots_served = snapshots_served.load(),
+                 .bad_snapshot_requests = bad_requests.load()};
+    st->caching = caching();
+    st->streams = seqs.size();
+    st->types_cached = values.size();
+    st->topics_total = topics.size();
+    st->topics.assign(topics.begin(), topics.end());
+    std::sort(st->topics.begin(), st->topics.end());
+    if (st->topics.size() > opts.max_status_topics) st->topics.resize(opts.max_status_topics);
+    rate_points.emplace_back(now, st->stats.messages);
+    while (rate_points.size() > 2 && now - rate_points[1].first >= std::chrono::seconds(1)) rate_points.pop_front();
+    const double seconds = std::chrono::duration<double>(now - rate_points.front().first).count();
+    if (seconds > 0)
+      st->messages_per_second = static_cast<double>(st->stats.messages - rate_points.front().second) / seconds;
+    st->uptime = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+    published.store(std::move(st));
+    next_status = now + opts.status_interval;
   }
 
   void remember() {
@@ -205,6 +255,8 @@ forwarder& forwarder::operator=(forwarder&&) noexcept = default;
 const std::string& forwarder::frontend_endpoint() const noexcept { return impl_->frontend; }
 const std::string& forwarder::backend_endpoint() const noexcept { return impl_->backend; }
 const std::string& forwarder::snapshot_endpoint() const noexcept { return impl_->snapshot; }
+
+std::shared_ptr<const forwarder_status> forwarder::status() const { return impl_->published.load(); }
 
 forwarder_stats forwarder::stats() const {
   return {.messages = impl_->messages.load(),

@@ -5,7 +5,11 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <optional>
+#include <zmqkit/metrics_http.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
+
+#include "forwarder_dashboard.hpp"
 
 #ifndef ZMQKIT_VERSION
 #define ZMQKIT_VERSION "unknown"
@@ -17,6 +21,7 @@ int main(int argc, char** argv) {
   opts.backend = "tcp://*:5560";
   std::int64_t max_frame_bytes = opts.socket.max_message_bytes;
   int hwm = opts.socket.send_hwm;
+  std::string http;
 
   CLI::App app{"zmqkit-forwarder: XSUB/XPUB proxy for zmqkit pub/sub"};
   app.add_option("--frontend", opts.frontend, "XSUB endpoint to bind; publishers connect here")
@@ -32,6 +37,9 @@ int main(int argc, char** argv) {
   app.add_option("--hwm", hwm, "messages queued per peer before dropping")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--http", http,
+                 "serve the dashboard at http://HOST:PORT/, its JSON at /api/stats, Prometheus text at /metrics "
+                 "(PORT 0 = any)");
   app.set_config("--config", "", "read options from a TOML/INI file (keys: the long flag names)");
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
   CLI11_PARSE(app, argc, argv);
@@ -47,9 +55,20 @@ int main(int argc, char** argv) {
 
   try {
     zmq::context_t ctx;
+    const auto http_address = http.empty() ? std::nullopt : std::optional(zmqkit::parse_http_address(http));
     zmqkit::pubsub::forwarder fwd(ctx, opts);
+    // Declared after the forwarder: stopped before it. Reads the status the loop publishes.
+    std::optional<zmqkit::metrics_http_server> http_server;
+    if (http_address)
+      http_server.emplace(
+          *http_address, [&fwd] { return zmqkit::pubsub::status_prometheus(*fwd.status()); },
+          std::vector<zmqkit::http_route>{
+              {"/", "text/html; charset=utf-8", [] { return std::string(zmqkit::pubsub::dashboard_html()); }},
+              {"/api/stats", "application/json",
+               [&fwd] { return zmqkit::pubsub::status_json(*fwd.status(), ZMQKIT_VERSION); }}});
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
     if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
+    if (http_server) std::printf("dashboard http://%s:%d/\n", http_address->host.c_str(), http_server->port());
     std::fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);

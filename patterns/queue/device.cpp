@@ -18,6 +18,7 @@
 
 #include "pending_queue.hpp"
 #include "reply_cache.hpp"
+#include "status_publisher.hpp"
 #include "worker_registry.hpp"
 
 namespace zmqkit::queue {
@@ -151,7 +152,8 @@ struct device::impl {
         clk(*opts.clock),
         frontend(ctx, zmq::socket_type::router),
         backend(ctx, zmq::socket_type::router),
-        cache(opts.reply_cache) {
+        cache(opts.reply_cache),
+        status(opts.status_interval, opts.max_status_workers, clk.now()) {
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
     if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0)
@@ -176,6 +178,7 @@ struct device::impl {
       bind(*admin, opts.admin, "admin");
     }
     next_heartbeat = clk.now() + opts.heartbeat;
+    status.publish(clk.now(), snapshot(), workers, draining);
   }
 
   static void bind(zmq::socket_t& s, const std::string& endpoint, const char* role) {
@@ -211,6 +214,7 @@ struct device::impl {
   steady_time drain_deadline{};
   std::vector<zmq::message_t> frames;  // reused receive buffer
   device_stats counters;               // counters only; gauges filled by snapshot()
+  detail::status_publisher status;     // device_status for readers on other threads
 
   // --- logging and counting -----------------------------------------------
   void log(log_level level, const std::string& text) const {
@@ -683,6 +687,7 @@ struct device::impl {
       if (items[0].revents & ZMQ_POLLIN) drain_socket(frontend, [this] { on_frontend(); });
       if (admin && (items[3].revents & ZMQ_POLLIN)) drain_socket(*admin, [this] { on_admin(); });
       on_timers();
+      if (const steady_time t = clk.now(); status.due(t)) status.publish(t, snapshot(), workers, draining);
       if (draining && (requests.empty() || clk.now() >= drain_deadline)) {
         if (!requests.empty())
           log(log_level::warn,
@@ -713,6 +718,8 @@ device_stats device::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->snapshot();
 }
+
+std::shared_ptr<const device_status> device::status() const { return impl_->status.current(); }
 
 std::string device::frontend_endpoint() const { return impl_->frontend.get(zmq::sockopt::last_endpoint); }
 std::string device::backend_endpoint() const { return impl_->backend.get(zmq::sockopt::last_endpoint); }

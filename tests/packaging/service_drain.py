@@ -54,7 +54,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # Command-line flags win over the config file: the file's own keys are still parsed
     # (a key the program does not know would fail here), its addresses replaced.
     proc = subprocess.Popen([BINARY, "--config", TOML, "--frontend", front, "--backend", back, "--admin", admin,
-                             "--metrics-http", "127.0.0.1:0", "--log-level", "warn"])
+                             "--http", "127.0.0.1:0", "--log-level", "warn"])
     try:
         worker = ctx.socket(zmq.DEALER)
         worker.linger = 0
@@ -96,7 +96,8 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # The forwarder: its config file parses, it binds, and SIGTERM stops it with exit 0.
     fwd = subprocess.Popen([FORWARDER, "--config", FORWARDER_TOML, "--frontend", "ipc://%s/ff" % tmp,
-                            "--backend", "ipc://%s/fb" % tmp, "--snapshot", "ipc://%s/fs" % tmp],
+                            "--backend", "ipc://%s/fb" % tmp, "--snapshot", "ipc://%s/fs" % tmp,
+                            "--http", "127.0.0.1:0"],
                            stdout=subprocess.PIPE, text=True)
     try:
         first = fwd.stdout.readline()  # "frontend ..." once bound

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace zmqkit {
 
@@ -23,6 +24,14 @@ struct metrics_http_options {
   std::string host = "127.0.0.1";
   int port = 0;  // 0 = an ephemeral port, see port()
   std::string path = "/metrics";
+};
+
+// A further GET route on the same server (the dashboard page, its JSON API):
+// `render` makes the body, sent with `content_type`. Thread-safe like render above.
+struct http_route {
+  std::string path;
+  std::string content_type;
+  std::function<std::string()> render;
 };
 
 // Returns: HOST:PORT split into options ("[::1]:9102" for IPv6).
@@ -33,7 +42,8 @@ class metrics_http_server {
  public:
   // Binds and starts serving. Throws: zmqkit::error{bad_config} when the
   // address cannot be bound.
-  metrics_http_server(metrics_http_options options, std::function<std::string()> render);
+  metrics_http_server(metrics_http_options options, std::function<std::string()> render,
+                      std::vector<http_route> routes = {});
   ~metrics_http_server();
   metrics_http_server(metrics_http_server&&) noexcept;
   metrics_http_server& operator=(metrics_http_server&&) noexcept;

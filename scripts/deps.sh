@@ -14,6 +14,7 @@ packages=(
   clang libclang-rt-14-dev     # libFuzzer for the decoder fuzz target
   iproute2 nftables curl procps  # fault tests (network namespaces, packet loss), metrics scrape
   systemd               # systemd-analyze verify/security on the shipped units (tests/packaging)
+  chromium              # headless browser test of the dashboards (queue_dashboard_browser)
 )
 
 missing=()

@@ -15,6 +15,7 @@ packages=(
   iproute2 nftables curl procps  # fault tests (network namespaces, packet loss), metrics scrape
   systemd               # systemd-analyze verify/security on the shipped units (tests/packaging)
   chromium              # headless browser test of the dashboards (queue_dashboard_browser)
+  python3-matplotlib    # bench/plot.py (docs/benchmarks.md figures)
 )
 
 missing=()

@@ -44,7 +44,9 @@ dpkg-deb -f "$out"/zmqkit-bin_*.deb Depends | grep -q 'libzmq5' || fail "zmqkit 
 # What the packages bring: files, and the directories that do not exist yet (removal
 # must take exactly those away again, and leave the ones that were there before).
 work=$(mktemp -d)
+queue_pid=""
 cleanup() {
+  if [ -n "$queue_pid" ]; then kill "$queue_pid" 2>/dev/null || true; fi
   for p in "${packages[@]}"; do installed "$p" && apt_get purge "$p" >/dev/null 2>&1; done
   rm -rf "$work"
 }
@@ -81,6 +83,35 @@ case $verify_rc in
   *) fail "systemd-analyze on the installed units" ;;
 esac
 zmqkit-keygen --help >/dev/null || fail "zmqkit-keygen --help"
+
+# README's third command: the service as the unit starts it (its ExecStart line, the shipped
+# /etc/zmqkit/queue.toml), answering on the dashboard port. systemd itself cannot run in a
+# container, so the unit's own start is not tried; its command line and config are.
+exec_start=$(sed -n 's/^ExecStart=//p' /usr/lib/systemd/system/zmqkit-queue.service)
+dashboard=$(sed -n 's/^http = "\(.*\)"/\1/p' /etc/zmqkit/queue.toml)
+[ -n "$exec_start" ] && [ -n "$dashboard" ] || fail "no ExecStart in the unit or no http in queue.toml"
+overrides=()
+if ss -ltnH | awk '{print $4}' | grep -qE ':(5555|5556|5557|9102)$'; then
+  say "a shipped port (5555-5557, 9102) is taken here: running the unit's command with private endpoints"
+  overrides=(--frontend "ipc://$work/front" --backend "ipc://$work/back" --admin "ipc://$work/admin"
+    --http 127.0.0.1:0)
+fi
+say "the unit's command: $exec_start ${overrides[*]}"
+: >"$work/queue.log"
+$exec_start "${overrides[@]}" 2>"$work/queue.log" &
+queue_pid=$!
+url=""
+for _ in $(seq 100); do
+  url=$(grep -o 'dashboard http://[^ ]*/' "$work/queue.log" | head -1 | sed 's/^dashboard //') && [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "$url" ] || { cat "$work/queue.log"; fail "zmqkit-queue from the unit's command line did not start"; }
+api=$(curl -fsS "${url}api/stats") && grep -q '"program":"zmqkit-queue"' <<<"$api" || fail "no /api/stats at $url"
+page=$(curl -fsS "$url") && grep -q '<title>zmqkit-queue</title>' <<<"$page" || fail "no dashboard page at $url"
+kill -TERM "$queue_pid"
+wait "$queue_pid" || { queue_pid=""; fail "zmqkit-queue did not exit 0 on SIGTERM"; }
+queue_pid=""
+say "dashboard answered at $url; SIGTERM: exit 0"
 
 say "consumer with CMake, against the installed package (no prefix path: /usr)"
 cmake -S tests/install/consumer -B "$work/consumer-cmake" -G Ninja >/dev/null

@@ -36,6 +36,20 @@ std::string_view view(const zmq::message_t& m) noexcept {
   return {static_cast<const char*>(m.data()), m.size()};
 }
 
+// A worker's routing identity for logs: as text when it is printable ASCII (a
+// ZMQ_ROUTING_ID the worker chose), else hex (libzmq's generated 5-byte ids).
+std::string printable_identity(std::string_view id) {
+  const bool text = !id.empty() && std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (text) return std::string(id);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "0x";
+  for (const unsigned char c : id) {
+    out += hex[c >> 4];
+    out += hex[c & 0xf];
+  }
+  return out;
+}
+
 zmq::message_t copy_of(const zmq::message_t& m) {
   zmq::message_t c;
   c.copy(const_cast<zmq::message_t&>(m));  // shares the buffer of large frames
@@ -326,7 +340,7 @@ struct device::impl {
   // (its other requests requeued); the caller places this one again.
   bool hand_over(detail::worker& w, handle h, request& r) {
     if (!send_to_worker(w, r)) {
-      log(log_level::info, "worker unreachable, removed");
+      log(log_level::info, "worker " + printable_identity(w.identity) + " unreachable, removed");
       remove_worker(w);
       return false;
     }
@@ -542,7 +556,8 @@ struct device::impl {
     }
     if (!w) {
       w = &workers.add(identity, std::move(announced.prefixes), announced.capacity, clk.now());
-      log(log_level::info, "worker connected, capacity " + std::to_string(announced.capacity) + " (" +
+      log(log_level::info, "worker " + printable_identity(identity) + " connected, capacity " +
+                               std::to_string(announced.capacity) + " (" +
                                std::to_string(workers.size()) + " now)");
     } else {
       // Prefixes or capacity may have changed: re-rank it as idle.
@@ -624,7 +639,7 @@ struct device::impl {
     });
     for (const std::string& id : gone)
       if (detail::worker* w = workers.find(id)) {
-        log(log_level::info, "worker unreachable, removed");
+        log(log_level::info, "worker " + printable_identity(id) + " unreachable, removed");
         remove_worker(*w);
       }
   }

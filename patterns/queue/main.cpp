@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <optional>
+#include <tuple>
 #include <zmqkit/error.hpp>
 #include <zmqkit/keys.hpp>
 #include <zmqkit/metrics.hpp>
@@ -52,6 +53,28 @@ void configure_side(const std::string& side, const side_flags& flags,
   } else {
     zap.domain_dirs[domain] = flags.allow;
   }
+}
+
+// Says at start-up which side speaks CURVE, with which server key, and how many
+// client keys the allow-lists admit (nothing when neither side uses CURVE).
+void log_security(const side_flags& front, const std::optional<zmqkit::security>& front_security,
+                  const side_flags& back, const std::optional<zmqkit::security>& back_security,
+                  const std::optional<zmqkit::zap_authenticator>& auth) {
+  if (!front_security && !back_security) return;
+  for (const auto& [side, flags, security] : {std::tuple{"frontend", &front, &front_security},
+                                              std::tuple{"backend", &back, &back_security}}) {
+    const auto* server = *security ? std::get_if<zmqkit::curve_server>(&**security) : nullptr;
+    if (!server) {
+      spdlog::info("{}: CURVE off (plaintext)", side);
+      continue;
+    }
+    spdlog::info("{}: CURVE on, server public key {}, {}", side, zmqkit::public_key_of(server->secret_key),
+                 flags->allow.empty() ? std::string("any client key admitted")
+                                      : "client keys from allow-list " + flags->allow);
+  }
+  if (auth)
+    spdlog::info("CURVE allow-lists: {} client keys allowed ({} files skipped)", auth->counters().allowed_keys,
+                 auth->counters().skipped_files);
 }
 
 }  // namespace
@@ -152,6 +175,7 @@ int main(int argc, char** argv) {
     // Before the device binds, so no handshake slips past; destroyed after it.
     std::optional<zmqkit::zap_authenticator> auth;
     if (!zap.domain_dirs.empty()) auth.emplace(ctx, zap);
+    log_security(front, opts.frontend_security, back, opts.backend_security, auth);
     zmqkit::queue::device dev(ctx, opts);
     // Declared after the device: destroyed (stopped, joined) before it.
     std::optional<zmqkit::metrics_http_server> http_server;

@@ -1,6 +1,9 @@
 // The zmqkit command line itself: help, version, usage errors.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <regex>
+
 #include "tool.hpp"
 
 using namespace zmqkit::test;
@@ -69,4 +72,38 @@ TEST_CASE("--version prints the version") {
   auto r = run_tool({"--version"});
   CHECK(r.code == 0);
   CHECK(r.out.find("zmqkit") != std::string::npos);
+}
+
+TEST_CASE("the README's table and --help name the same socket for every subcommand") {
+  // Issue 12: the README called `pub` an XPUB while its --help said PUB.
+  std::ifstream readme(ZMQKIT_TOOL_README);
+  REQUIRE(readme);
+  std::map<std::string, std::string> documented;  // subcommand -> socket type, from "zmqkit pub ... (XPUB, ..."
+  const std::regex row(R"(^zmqkit (\w+) .*\(([A-Z]+)[,) ])");
+  for (std::string line; std::getline(readme, line);)
+    if (std::smatch m; std::regex_search(line, m, row)) documented.emplace(m[1], m[2]);
+  const std::regex help_socket(R"(\(([A-Z]+)[;) ])");
+  for (const auto& sub : subcommands) {
+    CAPTURE(sub);
+    auto r = run_tool({sub, "--help"});
+    std::smatch m;
+    REQUIRE(std::regex_search(r.out, m, help_socket));
+    REQUIRE(documented.contains(sub));
+    CHECK(documented[sub] == m[1].str());
+  }
+}
+
+TEST_CASE("the library roles decide connect or bind: a usage error otherwise") {
+  // request (reqrep::client) and sub (pubsub::subscriber) only connect; send --ventilator binds one endpoint.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"request", "-b", "tcp://127.0.0.1:*", "-t", "a"},
+        std::vector<std::string>{"sub", "-b", "tcp://127.0.0.1:*"},
+        std::vector<std::string>{"send", "--ventilator", "-c", "tcp://127.0.0.1:1", "-t", "a"},
+        std::vector<std::string>{"send", "--ventilator", "-b", "tcp://127.0.0.1:*", "-b", "tcp://127.0.0.1:*", "-t",
+                                 "a"}}) {
+    CAPTURE(args[0] + " " + args[1]);
+    auto r = run_tool(args);
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+  }
 }

@@ -109,7 +109,7 @@ TEST_CASE("sub reports sequence gaps per (publisher, type) stream") {
   const auto err = sub.err();
   CHECK(err.find("gap: publisher P1 type a.x lost seq 3..4 (2 envelopes)") != std::string::npos);
   CHECK(err.find("gap: publisher P2 type a.x lost seq 9 (1 envelope)") != std::string::npos);
-  CHECK(err.find("publisher P1 type a.x restarted: seq 1 after 5") != std::string::npos);
+  CHECK(err.find("publisher P1 type a.x restarted: seq 1") != std::string::npos);
   CHECK(err.find("9 envelopes received, 3 lost in 2 gaps") != std::string::npos);
   CHECK(err.find("b.y") == std::string::npos);
   CHECK(count_lines(err) == 4);
@@ -136,15 +136,21 @@ TEST_CASE("pub numbers each type on its own") {
 
 TEST_CASE("pub and sub talk to each other") {
   zmq::context_t ctx;
-  // sub binds, pub connects and waits for its subscription.
+  // pub binds and waits for the subscription of sub, which connects (and retries until pub is up).
   const std::string ep = unused_tcp_endpoint();
-  piped_process sub({tool, "sub", "-b", ep, "-s", "news.", "-n", "2", "--body-only", "--timeout", "15000"});
-  auto r = run_tool({"pub", "-c", ep, "-t", "news.flash", "-j", R"("extra")", "-n", "2", "--wait-subscribers",
+  piped_process sub({tool, "sub", "-c", ep, "-s", "news.", "-n", "2", "--body-only", "--timeout", "15000"});
+  auto r = run_tool({"pub", "-b", ep, "-t", "news.flash", "-j", R"("extra")", "-n", "2", "--wait-subscribers",
                      "1", "--timeout", "15000"});
   REQUIRE(r.code == 0);
   REQUIRE(sub.wait(15s) == 0);
   CHECK(sub.out() == "\"extra\"\n\"extra\"\n");
   CHECK(sub.err().empty());
+}
+
+TEST_CASE("sub only connects") {
+  auto r = run_tool({"sub", "-b", "tcp://127.0.0.1:*", "--timeout", "100"});
+  CHECK(r.code == 2);
+  CHECK(one_line(r.err));
 }
 
 TEST_CASE("sub with nothing arriving fails with a timeout") {
@@ -162,4 +168,69 @@ TEST_CASE("pub refuses invalid JSON") {
   CHECK(r.code == 2);
   CHECK(one_line(r.err));
   CHECK(r.err.find("invalid JSON") != std::string::npos);
+}
+
+TEST_CASE("pub -n 5000 without --interval delivers every envelope to a reading subscriber") {
+  // Issue 12: a burst beyond the send high-water mark lost its tail, silently, with exit 0.
+  zmq::context_t ctx;
+  auto sub = test_socket(ctx, zmq::socket_type::sub, 15s);
+  sub.set(zmq::sockopt::subscribe, "burst.");
+  const auto ep = bind_ephemeral(sub);
+  piped_process pub({tool, "pub", "-c", ep, "-t", "burst.tick", "-j", R"({"pad":"0123456789abcdef"})", "-n",
+                     "5000", "--wait-subscribers", "1", "--timeout", "15000"});
+  std::uint64_t received = 0, expected_seq = 1;
+  bool in_order = true;
+  for (; received < 5000; ++received) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(sub, std::back_inserter(frames))) break;  // 15 s of silence
+    const auto env = zmqkit::decode(frames.at(1));
+    in_order = in_order && env.header("zmk.seq") == std::to_string(expected_seq++);
+  }
+  CHECK(pub.wait(15s) == 0);
+  CHECK(received == 5000);
+  CHECK(in_order);
+}
+
+namespace {
+// Sends [topic, envelope] whose zmk.seq header is `seq_text` verbatim.
+void publish_raw(zmq::socket_t& xpub, const std::string& topic, const std::string& type, const std::string& pub,
+                 const std::string& seq_text) {
+  auto env = zmqkit::make_envelope(type, topic + "/" + type + "#" + seq_text);
+  env.headers["zmk.pub"] = pub;
+  env.headers["zmk.seq"] = seq_text;
+  xpub.send(zmq::buffer(topic), zmq::send_flags::sndmore);
+  xpub.send(zmqkit::encode(env), zmq::send_flags::none);
+}
+}  // namespace
+
+TEST_CASE("sub drops what the library subscriber drops: topic other than the type, malformed zmk.seq") {
+  // Issue 12: the tool's own gap detection printed these, read "2abc" as 2 and "0" as 0, and
+  // reported false gaps and restarts.
+  zmq::context_t ctx;
+  auto xpub = test_socket(ctx, zmq::socket_type::xpub, 15s);
+  const auto ep = bind_ephemeral(xpub);
+  piped_process sub({tool, "sub", "-c", ep, "-s", "a.", "-n", "2", "--body-only", "--timeout", "15000"});
+  REQUIRE(await_subscription(xpub, "a."));
+  publish_raw(xpub, "a.x", "a.x", "P", "5");
+  publish_raw(xpub, "a.x", "a.y", "P", "6");  // topic is not the type
+  for (const std::string bad : {"0", "0x9", "2abc", "+2", " 2", "", "-1", "99999999999999999999"})
+    publish_raw(xpub, "a.x", "a.x", "P", bad);
+  publish_raw(xpub, "a.x", "a.x", "P", "6");
+  REQUIRE(sub.wait(15s) == 0);
+  CHECK(sub.out() == "\"a.x/a.x#5\"\n\"a.x/a.x#6\"\n");  // only the two well-formed ones, in order
+  CHECK(sub.err().find("gap") == std::string::npos);
+  CHECK(sub.err().find("restarted") == std::string::npos);
+  CHECK(sub.err().find("dropped") != std::string::npos);  // the drops are reported, not silent
+}
+
+TEST_CASE("zmqkit pub -n 5000 to zmqkit sub: all 5000 arrive, no gap reported") {
+  const std::string ep = unused_tcp_endpoint();
+  piped_process sub({tool, "sub", "-c", ep, "-s", "burst.", "-n", "5000", "--body-only", "--timeout", "15000"});
+  auto pub = run_tool({"pub", "-b", ep, "-t", "burst.tick", "-j", "1", "-n", "5000", "--wait-subscribers", "1",
+                       "--timeout", "15000"},
+                      {}, 30s);
+  CHECK(pub.code == 0);
+  REQUIRE(sub.wait(30s) == 0);
+  CHECK(count_lines(sub.out()) == 5000);
+  CHECK(sub.err().empty());
 }

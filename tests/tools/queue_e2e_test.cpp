@@ -9,43 +9,12 @@
 #include <zmq_addon.hpp>
 #include <zmqkit/envelope.hpp>
 
+#include "programs.hpp"
 #include "tool.hpp"
 
 using namespace zmqkit::test;
 
 namespace {
-
-const std::string queue_binary = ZMQKIT_QUEUE_BINARY;
-
-std::string ipc(const std::string& name) {
-  static std::atomic<int> n{0};
-  return "ipc:///tmp/zmqkit-tools-test-" + std::to_string(::getpid()) + "-" + name + "-" +
-         std::to_string(n++);
-}
-
-// A zmqkit-queue process on ipc endpoints with /metrics on an ephemeral port.
-struct queue_process {
-  std::string frontend = ipc("front"), backend = ipc("back"), admin = ipc("admin");
-  piped_process process;
-  int metrics_port = -1;
-
-  explicit queue_process(std::vector<std::string> extra = {})
-      : process([&] {
-          std::vector<std::string> argv = {queue_binary, "--frontend",     frontend,     "--backend",
-                                           backend,      "--admin",        admin,        "--heartbeat-ms",
-                                           "200",        "--metrics-http", "127.0.0.1:0"};
-          argv.insert(argv.end(), extra.begin(), extra.end());
-          return argv;
-        }()) {
-    // The device logs its endpoints once everything is bound and serving.
-    REQUIRE(process.wait_for_stderr(
-        [](const std::string& err) { return err.find("frontend ") != std::string::npos; }));
-    std::smatch m;
-    const std::string err = process.err();
-    REQUIRE(std::regex_search(err, m, std::regex(R"(metrics http://127\.0\.0\.1:(\d+)/metrics)")));
-    metrics_port = std::stoi(m[1]);
-  }
-};
 
 // A Paranoid Pirate worker serving every type: echoes each request's body in a
 // reply of type echo.reply, heartbeating every 100 ms.
@@ -92,21 +61,6 @@ class echo_worker {
   std::thread thread_;
 };
 
-struct http_result {
-  int curl_exit;
-  std::string body;
-};
-http_result scrape(int port) {
-  piped_process p(
-      {"/usr/bin/curl", "-sSf", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
-  const int code = p.wait(20s).value_or(-1);
-  return {code, p.out()};
-}
-
-bool has_line(const std::string& text, const std::string& line) {
-  return text.find("\n" + line + "\n") != std::string::npos || text.starts_with(line + "\n");
-}
-
 }  // namespace
 
 TEST_CASE("request through zmqkit-queue gets the worker's reply") {
@@ -129,7 +83,7 @@ TEST_CASE("request with no worker for its type gets no-service from zmqkit-queue
   CHECK(r.code == 3);
   CHECK(one_line(r.err));
   CHECK(r.err.find("error reply: no-service") != std::string::npos);
-  CHECK(json_lines(r.out).at(0)["headers"]["zmk.error"] == "no-service");
+  CHECK(r.out.empty());
 }
 
 TEST_CASE("stats reads zmqkit-queue's admin endpoint") {

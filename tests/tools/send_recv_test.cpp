@@ -2,8 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <regex>
+#include <set>
 #include <support/sockets.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/pipeline/worker.hpp>
 
 #include "tool.hpp"
 
@@ -208,4 +210,31 @@ TEST_CASE("invalid JSON input is one line and exit 2") {
     CHECK(r.code == 2);
     CHECK(r.err.find("'type'") != std::string::npos);
   }
+}
+
+TEST_CASE("send --ventilator feeds a credit-based pipeline worker") {
+  // Issue 12: send was only a PUSH, which a pipeline worker (a DEALER granting credit) cannot take
+  // tasks from, although the README said "push envelopes into a pipeline".
+  zmq::context_t ctx;
+  const std::string ep = unused_tcp_endpoint();
+  piped_process send({tool, "send", "--ventilator", "-b", ep, "-t", "thumb.make", "-j", "7", "-n", "20",
+                      "--timeout", "15000"});
+  zmqkit::pipeline::worker worker(ctx, ep, "", {.credit = 2});
+  std::set<std::string> ids;
+  while (ids.size() < 20) {
+    auto task = worker.receive(15s);
+    if (!task) break;
+    CHECK(task->type == "thumb.make");
+    ids.insert(task->id.to_string());
+  }
+  CHECK(ids.size() == 20);
+  CHECK(send.wait(15s) == 0);
+  CHECK(send.err().empty());
+}
+
+TEST_CASE("send --ventilator with no worker granting credit fails with a timeout") {
+  auto r = run_tool({"send", "--ventilator", "-b", "tcp://127.0.0.1:*", "-t", "a.b", "--timeout", "300"});
+  CHECK(r.code == 1);
+  CHECK(one_line(r.err));
+  CHECK(r.err.find("no worker") != std::string::npos);
 }

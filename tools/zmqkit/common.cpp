@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 #include <zmqkit/clock.hpp>
+#include <zmqkit/keys.hpp>
 
 namespace zmqkit::tool {
 
@@ -81,29 +82,52 @@ void add_endpoint_options(CLI::App& app, endpoint_options& opts) {
       ->group("Endpoints");
   app.add_option("-b,--bind", opts.bind, "Endpoint to bind (repeatable), e.g. tcp://*:5555")
       ->group("Endpoints");
-  app.add_option("--curve-server-key", opts.curve_server_key,
-                 "CURVE: the server's public key (Z85); enables encryption")
-      ->group("Security");
-  app.add_option("--curve-public-key", opts.curve_public_key, "CURVE: our public key (default: ephemeral)")
-      ->group("Security");
-  app.add_option("--curve-secret-key", opts.curve_secret_key, "CURVE: our secret key (default: ephemeral)")
-      ->group("Security");
+  auto* server_key = app.add_option("--curve-server-key", opts.curve_server_key,
+                                    "CURVE: the server's public key (Z85); enables encryption")
+                         ->group("Security");
+  auto* server_key_file =
+      app.add_option("--curve-server-key-file", opts.curve_server_key_file,
+                     "CURVE: the server's public key file (FILE.pub from zmqkit-keygen); enables encryption")
+          ->group("Security");
+  server_key_file->excludes(server_key);
+  auto* public_key = app.add_option("--curve-public-key", opts.curve_public_key,
+                                    "CURVE: our public key, Z85 (default: ephemeral)")
+                         ->group("Security");
+  auto* secret_key =
+      app.add_option("--curve-secret-key", opts.curve_secret_key,
+                     "CURVE: our secret key, Z85 (visible to ps: prefer --curve-secret-key-file)")
+          ->group("Security");
+  app.add_option("--curve-secret-key-file", opts.curve_secret_key_file,
+                 "CURVE: our secret key file (FILE.key from zmqkit-keygen, mode 0600; the public key is "
+                 "derived from it)")
+      ->group("Security")
+      ->excludes(public_key)
+      ->excludes(secret_key);
 }
 
 socket_options make_socket_options(const endpoint_options& opts) {
   socket_options so{};
-  if (!opts.curve_server_key.empty()) {
-    curve_client client{opts.curve_public_key, opts.curve_secret_key, opts.curve_server_key};
-    if (client.public_key.empty() != client.secret_key.empty())
-      throw failure(exit_usage, "give both --curve-public-key and --curve-secret-key, or neither");
-    if (client.public_key.empty()) {
-      char pub[41], sec[41];
-      if (zmq_curve_keypair(pub, sec) != 0) throw failure(exit_failure, "libzmq has no CURVE support");
-      client.public_key = pub;
-      client.secret_key = sec;
-    }
-    so.security = std::move(client);
+  if (opts.curve_server_key.empty() && opts.curve_server_key_file.empty()) {
+    if (!opts.curve_secret_key_file.empty() || !opts.curve_secret_key.empty())
+      throw failure(exit_usage, "our CURVE keys need the server's: give --curve-server-key(-file)");
+    return so;
   }
+  curve_client client{opts.curve_public_key, opts.curve_secret_key, opts.curve_server_key};
+  // The key file loaders parse the files' comment lines and refuse a secret others can read.
+  if (!opts.curve_server_key_file.empty()) client.server_key = load_public_key(opts.curve_server_key_file);
+  if (!opts.curve_secret_key_file.empty()) {
+    const curve_keypair ours = load_secret_key(opts.curve_secret_key_file);
+    client.public_key = ours.public_key;
+    client.secret_key = ours.secret_key;
+  }
+  if (client.public_key.empty() != client.secret_key.empty())
+    throw failure(exit_usage, "give both --curve-public-key and --curve-secret-key, or neither");
+  if (client.public_key.empty()) {
+    const curve_keypair ephemeral = generate_keypair();
+    client.public_key = ephemeral.public_key;
+    client.secret_key = ephemeral.secret_key;
+  }
+  so.security = std::move(client);
   return so;
 }
 

@@ -60,11 +60,15 @@ struct endpoint_options {
   std::vector<std::string> bind;
   std::string curve_server_key;                    // Z85: connect with CURVE to a server with this key
   std::string curve_public_key, curve_secret_key;  // our keys (default: an ephemeral pair)
+  std::string curve_server_key_file;               // the same from key files (zmqkit/keys.hpp format),
+  std::string curve_secret_key_file;               // as zmqkit-keygen writes them
 
   std::string describe() const;  // for messages: "tcp://a, tcp://b"
 };
 void add_endpoint_options(CLI::App& app, endpoint_options& opts);
 // The socket options for `opts` (CURVE client keys when a server key is given).
+// Throws: zmqkit::error{security} naming the file when a key file is missing,
+// malformed or (secret key) readable by others.
 socket_options make_socket_options(const endpoint_options& opts);
 // Binds and connects `socket`. Throws failure{exit_usage} on a malformed endpoint.
 void attach(zmq::socket_t& socket, const endpoint_options& opts);

@@ -1,15 +1,87 @@
 // `zmqkit pub` and `zmqkit sub`: the pub/sub wire format, frames [topic = type, envelope],
-// with zmk.pub / zmk.seq stamped by the publisher and checked by the subscriber.
-// zmk.seq counts per (publisher, type) stream (docs/protocol.md): prefix filtering
-// delivers whole types, so per-stream numbering makes every jump a real loss.
-#include <charconv>
+// on the library's publisher (which stamps zmk.pub / zmk.seq) and subscriber (which
+// checks them), so the tool behaves exactly as a program linking zmqkit does.
 #include <iostream>
-#include <map>
 #include <memory>
+#include <optional>
+#include <zmqkit/pubsub/publisher.hpp>
+#include <zmqkit/pubsub/subscriber.hpp>
 
 #include "commands.hpp"
 
 namespace zmqkit::tool {
+
+namespace {
+
+// What `pub` sends goes through the library publisher (zmk.pub, zmk.seq per
+// type), then through a one-message inproc hop to an XPUB this tool owns. The
+// library publisher cannot report subscriptions nor hold back for a slow
+// subscriber (it drops at its high-water mark); the XPUB can do both: it counts
+// subscriptions for --wait-subscribers, and with XPUB_NODROP a full subscriber
+// makes the send wait (bounded by --timeout) instead of losing the envelope.
+class relayed_publisher {
+ public:
+  relayed_publisher(zmq::context_t& ctx, const endpoint_options& ep, std::string id,
+                    std::chrono::milliseconds timeout)
+      : network_(ctx, zmq::socket_type::xpub), hop_(ctx, zmq::socket_type::xsub), timeout_(timeout) {
+    apply(network_, make_socket_options(ep));
+    network_.set(zmq::sockopt::xpub_verbose, 1);
+    network_.set(zmq::sockopt::xpub_nodrop, 1);
+    network_.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout.count()));
+    // At exit, wait (as long as --timeout) until every accepted envelope has left.
+    network_.set(zmq::sockopt::linger, static_cast<int>(timeout.count()));
+    attach(network_, ep);
+
+    const std::string hop_endpoint = "inproc://zmqkit-pub-hop";
+    library_.emplace(ctx, pubsub::publisher_options{.id = std::move(id)});
+    library_->bind(hop_endpoint);
+    // Subscribe to everything before connecting: the XSUB hands its subscriptions
+    // to the new pipe as it attaches, so the publisher has them before its first send.
+    const char everything = 1;
+    hop_.send(zmq::buffer(&everything, 1), zmq::send_flags::none);
+    hop_.set(zmq::sockopt::rcvtimeo, 1000);
+    hop_.connect(hop_endpoint);
+  }
+
+  // Waits until `wanted` subscriptions accepted by `matches` have arrived.
+  // Returns: how many did (fewer on timeout or interruption).
+  template <class Matches>
+  int wait_subscriptions(int wanted, Matches matches) {
+    int matching = 0;
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    while (matching < wanted && !interrupted.load()) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !wait_readable(network_, left)) break;
+      zmq::message_t msg;
+      if (!network_.recv(msg, zmq::recv_flags::dontwait) || msg.size() == 0) continue;
+      const std::string_view sub = as_string_view(msg);
+      if (sub[0] == 1 && matches(sub.substr(1))) ++matching;  // 0 = an unsubscription
+    }
+    return matching;
+  }
+
+  // Returns: false when no subscriber took the envelope within the timeout.
+  // Throws: zmqkit::error{bad_envelope} from the library publisher.
+  bool publish(envelope env) {
+    library_->publish(std::move(env));
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(hop_, std::back_inserter(frames)) || frames.size() != 2)
+      throw failure(exit_failure, "internal: the publisher's message did not come through the inproc hop");
+    if (!network_.send(frames[0], zmq::send_flags::sndmore)) return false;
+    return network_.send(frames[1], zmq::send_flags::none).has_value();
+  }
+
+  const std::string& id() const { return library_->id(); }
+
+ private:
+  zmq::socket_t network_;
+  zmq::socket_t hop_;
+  std::optional<pubsub::publisher> library_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
 
 command add_pub(CLI::App& root) {
   struct state {
@@ -23,7 +95,7 @@ command add_pub(CLI::App& root) {
   };
   auto s = std::make_shared<state>();
   auto* app = root.add_subcommand(
-      "pub", "Publish envelopes (PUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
+      "pub", "Publish envelopes (XPUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
   add_endpoint_options(*app, s->ep);
   add_envelope_options(*app, s->in, true);
   app->add_option("-n,--count", s->count, "Publish the envelope N times (zmk.seq 1..N)")
@@ -38,59 +110,43 @@ command add_pub(CLI::App& root) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app->add_option("--timeout", s->timeout_ms,
-                  "Give up waiting for subscribers after MS; also bounds the final flush")
+                  "Give up waiting for subscribers, or for a full subscriber to take an envelope, after MS; "
+                  "also bounds the final flush")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app->add_option("--publisher-id", s->publisher_id, "The zmk.pub value (default: a fresh UUID)");
   return {app, [s] {
             envelope_source source(s->in);
             source.set_repeat(s->count);
-            const std::string pub_id =
-                s->publisher_id.empty() ? message_id::generate().to_string() : s->publisher_id;
             zmq::context_t ctx;
-            // XPUB so that we can see subscriptions and wait for them.
-            zmq::socket_t socket(ctx, zmq::socket_type::xpub);
-            apply(socket, make_socket_options(s->ep));
-            socket.set(zmq::sockopt::xpub_verbose, 1);
-            socket.set(zmq::sockopt::linger, static_cast<int>(s->timeout_ms));
-            attach(socket, s->ep);
+            relayed_publisher pub(ctx, s->ep,
+                                  s->publisher_id.empty() ? message_id::generate().to_string() : s->publisher_id,
+                                  ms(s->timeout_ms));
             install_signal_handlers();
-            int matching = 0;
-            const auto deadline = std::chrono::steady_clock::now() + ms(s->timeout_ms);
-            while (matching < s->wait_subscribers) {
-              const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  deadline - std::chrono::steady_clock::now());
-              if (interrupted.load()) return exit_ok;
-              if (left.count() <= 0 || !wait_readable(socket, left)) {
-                if (interrupted.load()) return exit_ok;
-                throw failure(exit_failure,
-                              "timeout: " + std::to_string(matching) + " of " +
-                                  std::to_string(s->wait_subscribers) + " subscriptions arrived within " +
-                                  std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
-              }
-              zmq::message_t msg;
-              if (!socket.recv(msg, zmq::recv_flags::dontwait) || msg.size() == 0) continue;
-              const std::string_view sub = as_string_view(msg);
-              if (sub[0] != 1) continue;  // an unsubscription
-              const std::string_view prefix = sub.substr(1);
-              // With --jsonl the types are not known in advance: any subscription counts.
-              if (s->in.jsonl || std::string_view(s->in.type).starts_with(prefix)) ++matching;
-            }
-            std::map<std::string, std::uint64_t, std::less<>> seq_by_type;
+            // With --jsonl the types are not known in advance: any subscription counts.
+            const int matching = pub.wait_subscriptions(s->wait_subscribers, [&](std::string_view prefix) {
+              return s->in.jsonl || std::string_view(s->in.type).starts_with(prefix);
+            });
+            if (interrupted.load()) return exit_ok;
+            if (matching < s->wait_subscribers)
+              throw failure(exit_failure, "timeout: " + std::to_string(matching) + " of " +
+                                              std::to_string(s->wait_subscribers) +
+                                              " subscriptions arrived within " + std::to_string(s->timeout_ms) +
+                                              " ms (" + s->ep.describe() + ")");
+            long long sent = 0;
             while (auto env = source.next()) {
               if (interrupted.load()) break;
-              std::uint64_t& seq = seq_by_type[env->type];
-              env->headers.insert_or_assign(std::string(header::publisher), pub_id);
-              env->headers.insert_or_assign(std::string(header::sequence), std::to_string(seq + 1));
-              zmq::message_t frame;
+              bool taken;
               try {
-                frame = encode(*env);
+                taken = pub.publish(std::move(*env));
               } catch (const zmqkit::error& e) {
                 throw failure(exit_usage, e.what());
               }
-              ++seq;
-              socket.send(zmq::buffer(env->type), zmq::send_flags::sndmore);
-              socket.send(frame, zmq::send_flags::none);
+              if (!taken)
+                throw failure(exit_failure, "timeout: a subscriber did not take envelope " +
+                                                std::to_string(sent + 1) + " within " +
+                                                std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
+              ++sent;
               if (s->interval_ms > 0) sleep_interruptibly(ms(s->interval_ms));
             }
             return exit_ok;
@@ -122,66 +178,54 @@ command add_sub(CLI::App& root) {
       ->capture_default_str();
   return {
       app, [s] {
+        if (!s->ep.bind.empty()) throw failure(exit_usage, "sub connects (--connect); it cannot --bind");
+        if (s->ep.connect.empty()) throw failure(exit_usage, "give an endpoint: --connect");
+        // Gap detection, the topic = type rule and zmk.seq parsing are the library
+        // subscriber's, so the tool sees exactly what a program linking zmqkit sees.
+        pubsub::subscriber_options opts{
+            .on_gap =
+                [](const pubsub::gap& g) {
+                  std::cerr << "zmqkit sub: gap: publisher " << g.publisher << " type " << g.type
+                            << " lost seq " << g.first_missing;
+                  if (g.count > 1) std::cerr << ".." << g.first_missing + g.count - 1;
+                  std::cerr << " (" << g.count << " envelope" << (g.count > 1 ? "s" : "") << ")\n";
+                },
+            .socket = make_socket_options(s->ep)};
         zmq::context_t ctx;
-        zmq::socket_t socket(ctx, zmq::socket_type::sub);
-        apply(socket, make_socket_options(s->ep));
+        pubsub::subscriber sub(ctx, opts);
         if (s->prefixes.empty()) s->prefixes.emplace_back();
-        for (const auto& p : s->prefixes) socket.set(zmq::sockopt::subscribe, p);
-        attach(socket, s->ep);
+        for (const auto& p : s->prefixes) sub.subscribe(p);
+        for (const auto& ep : s->ep.connect) sub.connect(ep);
         install_signal_handlers();
-        std::map<std::pair<std::string, std::string>, std::uint64_t> last_seq;  // per (publisher, type)
-        long long received = 0, gaps = 0;
-        std::uint64_t lost = 0;
+        const auto& st = sub.stats();
+        std::uint64_t bad_reported = 0, restarts_reported = 0;
+        long long received = 0;
+        auto silent_since = std::chrono::steady_clock::now();
         while (s->count == 0 || received < s->count) {
-          if (!wait_readable(socket, ms(s->timeout_ms))) break;
-          std::vector<zmq::message_t> frames;
-          if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
-          if (frames.size() != 2) {
-            std::cerr << "zmqkit sub: dropped a message of " << frames.size()
-                      << " frames (pub/sub sends [type, envelope])\n";
+          if (interrupted.load()) break;
+          // Slices, so an interruption is seen promptly; --timeout counts silence across them.
+          auto n = sub.receive(std::chrono::milliseconds(100));
+          if (st.bad_frames > bad_reported) {
+            std::cerr << "zmqkit sub: dropped " << st.bad_frames - bad_reported
+                      << " malformed message(s): not [type, envelope] with topic = type, or a bad zmk.seq\n";
+            bad_reported = st.bad_frames;
+          }
+          if (!n) {
+            if (s->timeout_ms >= 0 && std::chrono::steady_clock::now() - silent_since >= ms(s->timeout_ms)) break;
             continue;
           }
-          envelope env;
-          try {
-            env = decode(frames[1]);
-          } catch (const zmqkit::error& e) {
-            std::cerr << "zmqkit sub: dropped a bad frame (" << frames[1].size() << " bytes): " << e.what()
-                      << '\n';
-            continue;
+          silent_since = std::chrono::steady_clock::now();
+          if (st.restarts > restarts_reported) {
+            restarts_reported = st.restarts;
+            std::cerr << "zmqkit sub: publisher " << n->env.header(header::publisher).value_or("?") << " type "
+                      << n->env.type << " restarted: seq " << n->sequence << '\n';
           }
-          const auto pub = env.header(header::publisher);
-          const auto seq_text = env.header(header::sequence);
-          std::uint64_t seq = 0;
-          const bool has_seq =
-              pub && seq_text &&
-              std::from_chars(seq_text->data(), seq_text->data() + seq_text->size(), seq).ec == std::errc{};
-          if (has_seq) {
-            std::pair<std::string, std::string> stream{std::string(*pub), env.type};
-            auto it = last_seq.find(stream);
-            if (it == last_seq.end()) {
-              last_seq.emplace(std::move(stream), seq);
-            } else {
-              if (seq > it->second + 1) {
-                const std::uint64_t n = seq - it->second - 1;
-                ++gaps;
-                lost += n;
-                std::cerr << "zmqkit sub: gap: publisher " << *pub << " type " << env.type << " lost seq "
-                          << it->second + 1;
-                if (n > 1) std::cerr << ".." << seq - 1;
-                std::cerr << " (" << n << " envelope" << (n > 1 ? "s" : "") << ")\n";
-              } else if (seq <= it->second) {
-                std::cerr << "zmqkit sub: publisher " << *pub << " type " << env.type << " restarted: seq "
-                          << seq << " after " << it->second << '\n';
-              }
-              it->second = seq;
-            }
-          }
-          print_envelope(env, s->out);
+          print_envelope(n->env, s->out);
           ++received;
         }
-        if (gaps > 0)
-          std::cerr << "zmqkit sub: " << received << " envelopes received, " << lost << " lost in " << gaps
-                    << " gap" << (gaps > 1 ? "s" : "") << '\n';
+        if (st.gaps > 0)
+          std::cerr << "zmqkit sub: " << received << " envelopes received, " << st.missed << " lost in "
+                    << st.gaps << " gap" << (st.gaps > 1 ? "s" : "") << '\n';
         if (interrupted.load()) return exit_ok;
         if (received < std::max(s->count, 1LL))
           throw failure(exit_failure, "timeout: received " + std::to_string(received) +

@@ -1,8 +1,9 @@
-// `zmqkit request`: one request through a server or zmqkit-queue, Lazy Pirate
-// style: frames [empty, envelope]; on silence, a fresh socket and the same
-// request (same id, zmk.attempt = the retry number), up to --retries times.
+// `zmqkit request`: one request through a server or zmqkit-queue with the
+// library's request/reply client (zmqkit::reqrep::client), so the tool retries,
+// fails over and matches replies exactly as a program linking zmqkit does.
 #include <iostream>
 #include <memory>
+#include <zmqkit/reqrep/client.hpp>
 
 #include "commands.hpp"
 
@@ -31,64 +32,50 @@ command add_request(CLI::App& root) {
       ->capture_default_str();
   app->add_flag("-v,--verbose", s->verbose, "Report each retry on stderr");
   return {app, [s] {
+            if (!s->ep.bind.empty()) throw failure(exit_usage, "request connects (--connect); it cannot --bind");
+            if (s->ep.connect.empty()) throw failure(exit_usage, "give an endpoint: --connect");
             envelope_source source(s->in);
             envelope request = *source.next();
-            zmq::context_t ctx;
-            install_signal_handlers();
-            for (int attempt = 0; attempt <= s->retries; ++attempt) {
-              if (attempt > 0)
-                request.headers.insert_or_assign(std::string(header::attempt), std::to_string(attempt));
-              zmq::message_t frame;
-              try {
-                frame = encode(request);
-              } catch (const zmqkit::error& e) {
-                throw failure(exit_usage, e.what());
-              }
-              // A fresh socket per attempt, so a reply to an abandoned attempt never lingers.
-              zmq::socket_t socket(ctx, zmq::socket_type::dealer);
-              apply(socket, make_socket_options(s->ep));
-              socket.set(zmq::sockopt::linger, 0);
-              attach(socket, s->ep);
-              socket.send(zmq::message_t(), zmq::send_flags::sndmore);
-              socket.send(frame, zmq::send_flags::none);
-              const auto deadline = std::chrono::steady_clock::now() + ms(s->timeout_ms);
-              for (;;) {
-                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now());
-                if (left.count() <= 0 || !wait_readable(socket, left)) break;
-                std::vector<zmq::message_t> frames;
-                if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait))
-                  continue;
-                if (frames.size() != 2 || frames[0].size() != 0) {
-                  std::cerr << "zmqkit request: ignored a reply of " << frames.size()
-                            << " frames (expected [empty, envelope])\n";
-                  continue;
-                }
-                envelope reply;
-                try {
-                  reply = decode(frames[1]);
-                } catch (const zmqkit::error& e) {
-                  std::cerr << "zmqkit request: ignored a bad reply: " << e.what() << '\n';
-                  continue;
-                }
-                if (reply.correlation_id != request.id && !(reply.is_error() && !reply.correlation_id)) {
-                  std::cerr << "zmqkit request: ignored a reply to another request\n";
-                  continue;
-                }
-                print_envelope(reply, s->out);
-                if (reply.is_error())
-                  throw failure(exit_error_reply,
-                                "error reply: " + std::string(reply.error_code().value_or("?")) + ": " +
-                                    std::string(reply.header(header::reason).value_or("")));
-                return exit_ok;
-              }
-              if (interrupted.load()) throw failure(exit_failure, "interrupted");
-              if (s->verbose && attempt < s->retries)
-                std::cerr << "zmqkit request: no reply within " << s->timeout_ms << " ms, retrying ("
-                          << attempt + 1 << " of " << s->retries << ")\n";
+            try {
+              (void)encode(request);  // a bad envelope is a usage error, before anything is sent
+            } catch (const zmqkit::error& e) {
+              throw failure(exit_usage, e.what());
             }
+            reqrep::client_options opts{.retry = {.timeout = ms(s->timeout_ms), .retries = s->retries},
+                                        .socket = make_socket_options(s->ep)};
+            opts.socket.linger = std::chrono::milliseconds(0);  // a request given up on is not worth sending
+            zmq::context_t ctx;
+            reqrep::client client(ctx, s->ep.connect, opts);
+            install_signal_handlers();
+            client.send(std::move(request));
+            // Poll in slices, so that an interruption and each retry are seen as they happen.
+            std::optional<reqrep::completion> done;
+            std::uint64_t retries_reported = 0;
+            while (!done && !interrupted.load()) {
+              done = client.poll(std::chrono::milliseconds(100));
+              for (; retries_reported < client.stats().retries; ++retries_reported)
+                if (s->verbose)
+                  std::cerr << "zmqkit request: no reply within " << s->timeout_ms << " ms, retrying ("
+                            << retries_reported + 1 << " of " << s->retries << ") on " << client.endpoint()
+                            << '\n';
+            }
+            const auto& st = client.stats();
+            if (st.stale > 0)
+              std::cerr << "zmqkit request: ignored " << st.stale
+                        << " replies to another request (late, duplicate or without a correlation id)\n";
+            if (st.bad_replies > 0)
+              std::cerr << "zmqkit request: ignored " << st.bad_replies
+                        << " malformed replies (expected [empty, envelope])\n";
+            if (!done) throw failure(exit_failure, "interrupted");
+            if (done->outcome.ok()) {
+              print_envelope(done->outcome.reply(), s->out);
+              return exit_ok;
+            }
+            const auto& f = done->outcome.failure();
+            if (f.what == reqrep::request_failure::kind::error_reply)
+              throw failure(exit_error_reply, "error reply: " + f.code + ": " + f.reason);
             throw failure(exit_failure, "timeout: no reply within " + std::to_string(s->timeout_ms) +
-                                            " ms after " + std::to_string(s->retries + 1) + " attempts (" +
+                                            " ms after " + std::to_string(f.attempts) + " attempts (" +
                                             s->ep.describe() + ")");
           }};
 }

@@ -45,7 +45,7 @@ command add_stats(CLI::App& root) {
     long long timeout_ms = 2000;
   };
   auto s = std::make_shared<state>();
-  auto* app = root.add_subcommand("stats", "Print a zmqkit-queue's counters from its --admin endpoint");
+  auto* app = root.add_subcommand("stats", "Print a zmqkit-queue's counters (DEALER to its --admin ROUTER endpoint)");
   add_endpoint_options(*app, s->ep);
   app->add_flag("--json", s->as_json, "Print the counters as one JSON object per line");
   app->add_option("-w,--watch", s->watch_s, "Refresh every N seconds (fractions allowed) until interrupted")

@@ -48,7 +48,7 @@ def main():
                                 "--http", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
         try:
             base = None
-            for _ in range(4):
+            for _ in range(8):  # frontend, backend, snapshot, metrics, dashboard lines
                 line = fwd.stdout.readline()
                 m = re.match(r"dashboard (http://127\.0\.0\.1:\d+)/", line)
                 if m:

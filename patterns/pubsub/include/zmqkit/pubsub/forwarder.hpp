@@ -1,8 +1,8 @@
 // zmqkit/pubsub/forwarder.hpp — an XSUB/XPUB proxy, so that many publishers
 // and many subscribers meet at one address without knowing each other.
 //
-//   zmqkit::pubsub::forwarder fwd(ctx, {.frontend = "tcp://*:5559",   // publishers connect
-//                                       .backend = "tcp://*:5560"});  // subscribers connect
+//   zmqkit::pubsub::forwarder fwd(ctx, {.frontend = "tcp://127.0.0.1:5559",   // publishers connect
+//                                       .backend = "tcp://127.0.0.1:5560"});  // subscribers connect
 //   // runs until fwd is destroyed
 //
 // Messages flow frontend -> backend unchanged (zmk.pub/zmk.seq included, so

@@ -5,12 +5,17 @@
 // a capacity (READY {"capacity": n}): 32, and 1 (Paranoid Pirate) for comparison.
 //
 // usage: queue_bench [requests per client, default 25000] [capacity, default 32]
+//        queue_bench sweep [requests per client, default 5000]
+//   sweep: CSV for bench/plot.py: throughput of the device (capacity 32) and of raw
+//   zmq::proxy for 1..256 requests in flight per client, then every window-1 latency.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <msgpack.hpp>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <thread>
 #include <vector>
@@ -233,7 +238,63 @@ long rss_kb() {
 
 }  // namespace
 
+// The sweep bench/plot.py draws: "throughput,<system>,<in flight>,<req/s>" lines (best of
+// three), then "latency_us,<system>,1,<us>" for every request of a window-1 run.
+int sweep(std::size_t per_client) {
+  std::printf("kind,system,in_flight,value\n");
+  for (int in_flight : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
+    // Small windows are latency-bound: fewer requests keep those points short.
+    const std::size_t n = std::max<std::size_t>(per_client * static_cast<std::size_t>(std::min(in_flight, 16)) / 16, 200);
+    double dev = 0, raw = 0;
+    for (int round = 0; round < 3; ++round) {
+      raw = std::max(raw, through_proxy(n, in_flight, clients).per_second);
+      dev = std::max(dev, through_device(n, in_flight, clients, 32).per_second);
+    }
+    std::printf("throughput,device,%d,%.0f\nthroughput,proxy,%d,%.0f\n", in_flight, dev, in_flight, raw);
+    std::fflush(stdout);
+  }
+  for (const char* system : {"device", "proxy"}) {
+    zmq::context_t ctx;
+    std::vector<double> lat;
+    std::atomic<bool> stop{false};
+    std::optional<zmqkit::queue::device> dev;
+    std::string fe, be;
+    zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::dealer);
+    zmq::socket_t control(ctx, zmq::socket_type::pair), control_peer(ctx, zmq::socket_type::pair);
+    std::thread loop;
+    if (std::string_view(system) == "device") {
+      dev.emplace(ctx, zmqkit::queue::device_options{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"});
+      fe = dev->frontend_endpoint(), be = dev->backend_endpoint();
+      loop = std::thread([&] { dev->run(); });
+    } else {
+      front.bind("tcp://127.0.0.1:*");
+      back.bind("tcp://127.0.0.1:*");
+      fe = front.get(zmq::sockopt::last_endpoint), be = back.get(zmq::sockopt::last_endpoint);
+      control.bind("inproc://queue-bench-sweep");
+      control_peer.connect("inproc://queue-bench-sweep");
+      loop = std::thread([&] { zmq::proxy_steerable(front, back, zmq::socket_ref(), control); });
+    }
+    const std::uint32_t capacity = dev ? 32 : 0;
+    std::vector<std::thread> ws;
+    for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, be, capacity, stop); });
+    std::this_thread::sleep_for(200ms);
+    auto reqs = make_requests(per_client);
+    client(ctx, fe, reqs, 1, &lat);
+    stop = true;
+    for (auto& t : ws) t.join();
+    if (dev)
+      dev->stop();
+    else
+      control_peer.send(zmq::buffer(std::string("TERMINATE")));
+    loop.join();
+    for (double us : lat) std::printf("latency_us,%s,1,%.1f\n", system, us);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "sweep")
+    return sweep(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000);
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;
   const auto capacity = static_cast<std::uint32_t>(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 32);
   if (capacity < 1 || capacity > 1024) {

@@ -13,6 +13,9 @@ packages=(
   clang libclang-rt-14-dev     # libFuzzer for the decoder fuzz target
   iproute2 nftables curl procps  # fault tests (network namespaces, packet loss), metrics scrape
   prometheus                     # promtool check metrics on the programs' /metrics (tests/tools)
+  systemd               # systemd-analyze verify/security on the shipped units (tests/packaging)
+  chromium              # headless browser test of the dashboards (queue_dashboard_browser)
+  python3-matplotlib    # bench/plot.py (docs/benchmarks.md figures)
 )
 
 missing=()

@@ -5,7 +5,8 @@
 #   3. clang + libFuzzer: replay the decoder and device corpora, then fuzz the envelope decoder
 #      for ZMQKIT_FUZZ_SECONDS (60) and the queue device's frame handlers for
 #      ZMQKIT_DEVICE_FUZZ_SECONDS (30);
-#   4. install to a temporary prefix and build consumer projects out of tree against it.
+#   4. install to a temporary prefix and build consumer projects out of tree against it;
+#   5. Debian packages: cpack, apt install, consumer via CMake and pkg-config, apt purge.
 # ZMQKIT_FULL=1 runs the fault tests at full size (slow); by default they run small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,5 +43,8 @@ prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install build --prefix "$prefix" >/dev/null
 scripts/check-install.sh "$prefix"
+
+step "Debian packages: build, apt install, use, purge"
+scripts/package_check.sh build-deb
 
 printf '\nall tests passed\n'

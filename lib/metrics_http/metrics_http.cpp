@@ -54,7 +54,7 @@ std::string response(int status, std::string_view reason, std::string_view conte
   std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
   r += "Content-Type: " + std::string(content_type) + "\r\n";
   r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  r += "Connection: close\r\n\r\n";
+  r += "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
   if (!head_only) r += body;
   return r;
 }
@@ -64,6 +64,7 @@ std::string response(int status, std::string_view reason, std::string_view conte
 struct metrics_http_server::impl {
   metrics_http_options options;
   std::function<std::string()> render;
+  std::vector<http_route> routes;  // further GET routes beside options.path
   int listener = -1;
   int wake[2] = {-1, -1};  // a byte on wake[1] stops the loop
   int port = 0;
@@ -143,12 +144,19 @@ struct metrics_http_server::impl {
     target = target.substr(0, target.find('?'));
     const bool head_only = method == "HEAD";
     if (method != "GET" && !head_only) return response(405, "Method Not Allowed", "text/plain", "GET only\n", false);
-    if (target != options.path) return response(404, "Not Found", "text/plain", "not found\n", head_only);
+    if (target == options.path) return render_with(render, "text/plain; version=0.0.4; charset=utf-8", head_only);
+    for (const auto& route : routes)
+      if (target == route.path) return render_with(route.render, route.content_type, head_only);
+    return response(404, "Not Found", "text/plain", "not found\n", head_only);
+  }
+
+  static std::string render_with(const std::function<std::string()>& make, std::string_view content_type,
+                                 bool head_only) {
     try {
-      return response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render(), head_only);
+      return response(200, "OK", content_type, make(), head_only);
     } catch (const std::exception& e) {
-      return response(500, "Internal Server Error", "text/plain",
-                      std::string("cannot render metrics: ") + e.what() + "\n", head_only);
+      return response(500, "Internal Server Error", "text/plain", std::string("cannot render: ") + e.what() + "\n",
+                      head_only);
     }
   }
 
@@ -235,13 +243,15 @@ struct metrics_http_server::impl {
   }
 };
 
-metrics_http_server::metrics_http_server(metrics_http_options options, std::function<std::string()> render)
+metrics_http_server::metrics_http_server(metrics_http_options options, std::function<std::string()> render,
+                                         std::vector<http_route> routes)
     : impl_(std::make_unique<impl>()) {
   auto& m = *impl_;
   if (options.max_connections == 0)
     throw error(errc::bad_config, "metrics-http", "metrics-http: max_connections must be at least 1");
   m.options = std::move(options);
   m.render = std::move(render);
+  m.routes = std::move(routes);
   m.listen_on(m.options.host + ":" + std::to_string(m.options.port));
   m.thread = std::thread([&m] { m.run(); });  // listening already: start and stop are synchronous
 }

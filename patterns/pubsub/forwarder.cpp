@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <limits>
+#include <deque>
 #include <list>
 #include <optional>
 #include <thread>
@@ -8,6 +10,7 @@
 #include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/handshake_monitor.hpp>
+#include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "snapshot_protocol.hpp"
@@ -99,6 +102,10 @@ struct forwarder::impl {
   std::vector<zmq::message_t> frames;
   // CURVE only: one per socket, declared after the sockets (detached before they close).
   std::vector<std::unique_ptr<handshake_monitor>> monitors;
+  // Live status, published for status() (the topics are `forwarded`).
+  std::atomic<std::shared_ptr<const forwarder_status>> published;
+  steady_time started{}, next_status{};
+  std::deque<std::pair<steady_time, std::uint64_t>> rate_points;  // (when, messages)
   std::thread thread;
 
   impl(zmq::context_t& ctx, forwarder_options o)
@@ -143,6 +150,8 @@ struct forwarder::impl {
       xsub.send(zmq::const_buffer(&everything, 1), zmq::send_flags::none);
     }
     detail::open_control_pipe(ctx, control, control_peer);
+    started = opts.clock->now();
+    publish_status(started);
     thread = std::thread([this] { run(); });
   }
 
@@ -160,11 +169,13 @@ struct forwarder::impl {
                                  {xpub.handle(), 0, ZMQ_POLLIN, 0},
                                  {control_peer.handle(), 0, ZMQ_POLLIN, 0},
                                  {router.handle(), 0, ZMQ_POLLIN, 0}};
-      zmqkit::poll(items, caching() ? 4 : 3, std::chrono::milliseconds(-1));
+      // Woken at least every status_interval to refresh status().
+      zmqkit::poll(items, caching() ? 4 : 3, opts.status_interval);
       if (items[2].revents & ZMQ_POLLIN) return;
       if (items[1].revents & ZMQ_POLLIN) pass_subscriptions();
       if (items[0].revents & ZMQ_POLLIN) pass_messages();
       if (caching() && (items[3].revents & ZMQ_POLLIN)) answer();
+      if (const steady_time now = opts.clock->now(); now >= next_status) publish_status(now);
     }
   }
 
@@ -224,6 +235,50 @@ struct forwarder::impl {
     }
     // Give the table's memory back once a flood has gone.
     if (forwarded.empty() && forwarded.capacity() > 1024) forwarded = {};
+  }
+
+  forwarder_stats stats() const {
+    forwarder_stats st{.messages = messages.load(),
+            .subscriptions = subscriptions.load(),
+            .uncacheable = uncacheable.load(),
+            .snapshots_served = snapshots_served.load(),
+            .bad_snapshot_requests = bad_requests.load(),
+            .oversize_subscriptions = oversize_subscriptions.load(),
+            .refused_subscriptions = refused_subscriptions.load(),
+            .bad_subscriptions = bad_subscriptions.load(),
+            .snapshots_dropped = snapshots_dropped.load(),
+            .evicted_values = evicted_values.load(),
+            .cached_values = cached_values.load(),
+            .cached_bytes = cached_bytes.load(),
+            .subscriptions_held = subscriptions_held.load(),
+            .subscription_bytes_held = subscription_bytes_held.load()};
+    for (const auto& m : monitors) {
+      const auto c = m->stats();
+      st.curve_refused_unknown_key += c.refused_unknown_key;
+      st.curve_refused_plaintext += c.refused_plaintext;
+      st.curve_refused_bad_handshake += c.refused_bad_handshake;
+    }
+    return st;
+  }
+
+  void publish_status(steady_time now) {
+    auto st = std::make_shared<forwarder_status>();
+    st->stats = stats();
+    st->caching = caching();
+    st->streams = seqs.size();
+    st->types_cached = values.size();
+    st->topics_total = forwarded.size();
+    st->topics.assign(forwarded.begin(), forwarded.end());
+    std::sort(st->topics.begin(), st->topics.end());
+    if (st->topics.size() > opts.max_status_topics) st->topics.resize(opts.max_status_topics);
+    rate_points.emplace_back(now, st->stats.messages);
+    while (rate_points.size() > 2 && now - rate_points[1].first >= std::chrono::seconds(1)) rate_points.pop_front();
+    const double seconds = std::chrono::duration<double>(now - rate_points.front().first).count();
+    if (seconds > 0)
+      st->messages_per_second = static_cast<double>(st->stats.messages - rate_points.front().second) / seconds;
+    st->uptime = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+    published.store(std::move(st));
+    next_status = now + opts.status_interval;
   }
 
   void remember() {
@@ -305,28 +360,8 @@ const std::string& forwarder::frontend_endpoint() const noexcept { return impl_-
 const std::string& forwarder::backend_endpoint() const noexcept { return impl_->backend; }
 const std::string& forwarder::snapshot_endpoint() const noexcept { return impl_->snapshot; }
 
-forwarder_stats forwarder::stats() const {
-  forwarder_stats st{.messages = impl_->messages.load(),
-          .subscriptions = impl_->subscriptions.load(),
-          .uncacheable = impl_->uncacheable.load(),
-          .snapshots_served = impl_->snapshots_served.load(),
-          .bad_snapshot_requests = impl_->bad_requests.load(),
-          .oversize_subscriptions = impl_->oversize_subscriptions.load(),
-          .refused_subscriptions = impl_->refused_subscriptions.load(),
-          .bad_subscriptions = impl_->bad_subscriptions.load(),
-          .snapshots_dropped = impl_->snapshots_dropped.load(),
-          .evicted_values = impl_->evicted_values.load(),
-          .cached_values = impl_->cached_values.load(),
-          .cached_bytes = impl_->cached_bytes.load(),
-          .subscriptions_held = impl_->subscriptions_held.load(),
-          .subscription_bytes_held = impl_->subscription_bytes_held.load()};
-  for (const auto& m : impl_->monitors) {
-    const auto c = m->stats();
-    st.curve_refused_unknown_key += c.refused_unknown_key;
-    st.curve_refused_plaintext += c.refused_plaintext;
-    st.curve_refused_bad_handshake += c.refused_bad_handshake;
-  }
-  return st;
-}
+std::shared_ptr<const forwarder_status> forwarder::status() const { return impl_->published.load(); }
+
+forwarder_stats forwarder::stats() const { return impl_->stats(); }
 
 }  // namespace zmqkit::pubsub

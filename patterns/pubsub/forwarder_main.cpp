@@ -5,55 +5,14 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
-#include <msgpack.hpp>
 #include <optional>
-#include <map>
 #include <zmqkit/error.hpp>
 #include <zmqkit/keys.hpp>
-#include <zmqkit/metrics.hpp>
 #include <zmqkit/zap_authenticator.hpp>
 #include <zmqkit/metrics_http.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
-namespace {
-
-// The forwarder's counters in Prometheus text (zmqkit_forwarder_*).
-std::string render_metrics(const zmqkit::pubsub::forwarder_stats& st) {
-  const std::pair<const char*, std::uint64_t> fields[] = {
-      {"messages", st.messages},
-      {"subscriptions", st.subscriptions},
-      {"oversize_subscriptions", st.oversize_subscriptions},
-      {"refused_subscriptions", st.refused_subscriptions},
-      {"bad_subscriptions", st.bad_subscriptions},
-      {"uncacheable", st.uncacheable},
-      {"snapshots_served", st.snapshots_served},
-      {"snapshots_dropped", st.snapshots_dropped},
-      {"bad_snapshot_requests", st.bad_snapshot_requests},
-      {"evicted_values", st.evicted_values},
-      {"cached_values", st.cached_values},
-      {"cached_bytes", st.cached_bytes},
-      {"subscriptions_held", st.subscriptions_held},
-      {"subscription_bytes_held", st.subscription_bytes_held}};
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(static_cast<std::uint32_t>(std::size(fields)) + 1);
-  for (const auto& [name, value] : fields) {
-    pk.pack(std::string_view(name));
-    pk.pack(value);
-  }
-  pk.pack(std::string_view("curve_refused"));
-  pk.pack(std::map<std::string, std::uint64_t>{{"unknown_key", st.curve_refused_unknown_key},
-                                               {"plaintext", st.curve_refused_plaintext},
-                                               {"bad_handshake", st.curve_refused_bad_handshake}});
-  return zmqkit::metrics::render_prometheus(
-      zmqkit::metrics::parse_snapshot(std::string_view(buf.data(), buf.size())),
-      {.prefix = "zmqkit_forwarder_",
-       .label_names = {{"curve_refused", "reason"}},
-       .gauges = {"cached_values", "cached_bytes", "subscriptions_held", "subscription_bytes_held"},
-       .help_suffix = " (zmqkit-forwarder)"});
-}
-
-}  // namespace
+#include "forwarder_dashboard.hpp"
 
 #ifndef ZMQKIT_VERSION
 #define ZMQKIT_VERSION "unknown"
@@ -67,6 +26,7 @@ int main(int argc, char** argv) {
   opts.backend = "tcp://127.0.0.1:5560";
   std::int64_t max_frame_bytes = opts.socket.max_message_bytes;
   int hwm = opts.socket.send_hwm;
+  std::string http, metrics_http;
 
   CLI::App app{"zmqkit-forwarder: XSUB/XPUB proxy for zmqkit pub/sub"};
   app.add_option("--frontend", opts.frontend, "XSUB endpoint to bind; publishers connect here")
@@ -100,23 +60,31 @@ int main(int argc, char** argv) {
                  "total bytes of the prefixes forwarded upstream; more are dropped")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  std::string metrics_http, curve_secret, curve_allow;
+  std::string curve_secret, curve_allow;
   app.add_option("--curve-secret", curve_secret,
                  "CURVE on all its sockets: the secret key file (zmqkit-keygen); peers need the .pub");
   app.add_option("--curve-allow", curve_allow,
                  "directory of admitted peer public keys (*.pub), publishers and subscribers; re-read when it changes")
       ->needs("--curve-secret");
-  app.add_option("--metrics-http", metrics_http,
-                 "serve the counters in Prometheus text format at http://HOST:PORT/metrics (PORT 0 = any)");
+  app.add_option("--http", http,
+                 "serve the dashboard at http://HOST:PORT/, its JSON at /api/stats, Prometheus text at /metrics "
+                 "(PORT 0 = any)");
+  app.add_option("--metrics-http", metrics_http, "the same server as --http (its older name)");
+  app.set_config("--config", "", "read options from a TOML/INI file (keys: the long flag names)");
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
   CLI11_PARSE(app, argc, argv);
   opts.socket.max_message_bytes = max_frame_bytes;
   opts.socket.send_hwm = opts.socket.receive_hwm = hwm;
+  if (!http.empty() && !metrics_http.empty() && http != metrics_http) {
+    std::fprintf(stderr, "zmqkit-forwarder: --http and --metrics-http name one server: give one of them\n");
+    return 2;
+  }
+  if (http.empty()) http = metrics_http;
   std::optional<zmqkit::metrics_http_options> http_address;
   try {
-    if (!metrics_http.empty()) http_address = zmqkit::parse_http_address(metrics_http);
+    if (!http.empty()) http_address = zmqkit::parse_http_address(http);
   } catch (const zmqkit::error& e) {
-    std::fprintf(stderr, "zmqkit-forwarder: --metrics-http: %s\n", e.what());
+    std::fprintf(stderr, "zmqkit-forwarder: --http: %s\n", e.what());
     return 2;
   }
 
@@ -138,12 +106,25 @@ int main(int argc, char** argv) {
         auth.emplace(ctx, zmqkit::zap_options{.allow_dir = curve_allow});
     }
     zmqkit::pubsub::forwarder fwd(ctx, opts);
+    // Declared after the forwarder: stopped before it. Reads the status the loop publishes.
+    std::optional<zmqkit::metrics_http_server> http_server;
+    if (http_address)
+      http_server.emplace(
+          *http_address,
+          [&fwd] {
+            auto now = *fwd.status();
+            now.stats = fwd.stats();  // counters fresh, not as of the last status refresh
+            return zmqkit::pubsub::status_prometheus(now);
+          },
+          std::vector<zmqkit::http_route>{
+              {"/", "text/html; charset=utf-8", [] { return std::string(zmqkit::pubsub::dashboard_html()); }},
+              {"/api/stats", "application/json",
+               [&fwd] { return zmqkit::pubsub::status_json(*fwd.status(), ZMQKIT_VERSION); }}});
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
     if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
-    std::optional<zmqkit::metrics_http_server> http;
-    if (http_address) {
-      http.emplace(*http_address, [&fwd] { return render_metrics(fwd.stats()); });
-      std::printf("metrics http://%s:%d/metrics\n", http_address->host.c_str(), http->port());
+    if (http_server) {
+      std::printf("metrics http://%s:%d/metrics\n", http_address->host.c_str(), http_server->port());
+      std::printf("dashboard http://%s:%d/\n", http_address->host.c_str(), http_server->port());
     }
     std::fflush(stdout);
     // Waits for a stop signal; meanwhile reports refused CURVE handshakes, at most every 10 s.
@@ -165,7 +146,7 @@ int main(int argc, char** argv) {
         refusals_logged = refused;
       }
     }
-    if (http) http->stop();
+    if (http_server) http_server->stop();
     const auto st = fwd.stats();
     const auto n = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
     std::printf("stopping on signal %d: %llu messages, %llu subscriptions forwarded\n", sig, n(st.messages),

@@ -24,6 +24,7 @@
 #include "pending_queue.hpp"
 #include "zmqkit/internal/keyed_hash.hpp"
 #include "reply_cache.hpp"
+#include "status_publisher.hpp"
 #include "worker_registry.hpp"
 #include "zmqkit/internal/keyed_hash.hpp"
 
@@ -193,7 +194,8 @@ struct device::impl {
         clk(*opts.clock),
         frontend(ctx, zmq::socket_type::router),
         backend(ctx, zmq::socket_type::router),
-        cache(opts.reply_cache, opts.reply_cache_bytes) {
+        cache(opts.reply_cache, opts.reply_cache_bytes),
+        status(opts.status_interval, opts.max_status_workers, clk.now()) {
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
     if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0 ||
@@ -225,6 +227,7 @@ struct device::impl {
       bind(*admin, opts.admin, "admin");
     }
     next_heartbeat = clk.now() + opts.heartbeat;
+    status.publish(clk.now(), snapshot(), workers, draining);
   }
 
   static void bind(zmq::socket_t& s, const std::string& endpoint, const char* role) {
@@ -292,6 +295,7 @@ struct device::impl {
   std::uint64_t refusals_not_logged = 0;
   std::size_t workers_peak = 0;        // most workers connected since memory was last given back
   std::optional<steady_time> trim_at;  // when to give freed memory back
+  detail::status_publisher status;     // device_status for readers on other threads
 
   // --- logging and counting -----------------------------------------------
   void log(log_level level, const std::string& text) const {
@@ -1016,6 +1020,7 @@ struct device::impl {
       if (items[0].revents & ZMQ_POLLIN) drain_socket(frontend, [this] { on_frontend(); });
       if (admin && (items[3].revents & ZMQ_POLLIN)) drain_socket(*admin, [this] { on_admin(); });
       on_timers();
+      if (const steady_time t = clk.now(); status.due(t)) status.publish(t, snapshot(), workers, draining);
       if (draining && (requests.empty() || clk.now() >= drain_deadline)) {
         if (!requests.empty()) {
           log(log_level::warn, "stopping: " + std::to_string(requests.size()) +
@@ -1068,6 +1073,8 @@ device_stats device::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->snapshot();
 }
+
+std::shared_ptr<const device_status> device::status() const { return impl_->status.current(); }
 
 std::string device::frontend_endpoint() const { return impl_->frontend.get(zmq::sockopt::last_endpoint); }
 std::string device::backend_endpoint() const { return impl_->backend.get(zmq::sockopt::last_endpoint); }

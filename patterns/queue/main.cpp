@@ -25,6 +25,8 @@
 #include <zmqkit/queue/device.hpp>
 #include <zmqkit/zap_authenticator.hpp>
 
+#include "dashboard.hpp"
+
 namespace {
 
 zmqkit::queue::device* running_device = nullptr;
@@ -167,7 +169,7 @@ int main(int argc, char** argv) {
   zmqkit::queue::device_options opts;
   long long heartbeat_ms = 1000, no_service_ms = 5000, delivery_timeout_ms = 30 * 60 * 1000;
   std::string log_level = "info";
-  std::string metrics_http;
+  std::string metrics_http, http;
 
   app.add_option("--frontend", opts.frontend, "endpoint clients connect to (bound), e.g. tcp://*:5555")
       ->required();
@@ -230,8 +232,10 @@ int main(int argc, char** argv) {
       ->check(whole_number(std::size_t{64}, std::size_t{1} << 31))
       ->capture_default_str();
   app.add_option("--admin", opts.admin, "stats endpoint (ROUTER, bound): send [empty, \"stats\"]");
-  app.add_option("--metrics-http", metrics_http,
-                 "serve the stats in Prometheus text format at http://HOST:PORT/metrics (PORT 0 = any)");
+  app.add_option("--http", http,
+                 "serve the dashboard at http://HOST:PORT/, its JSON at /api/stats, Prometheus text at /metrics "
+                 "(PORT 0 = any)");
+  app.add_option("--metrics-http", metrics_http, "the same server as --http (its older name)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
@@ -270,6 +274,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (!http.empty() && !metrics_http.empty() && http != metrics_http) {
+    std::fprintf(stderr, "zmqkit-queue: --http and --metrics-http name one server: give one of them (see --help)\n");
+    return 2;
+  }
+  if (http.empty()) http = metrics_http;
   opts.heartbeat = milliseconds(heartbeat_ms);
   opts.no_service = milliseconds(no_service_ms);
   opts.delivery_timeout = milliseconds(delivery_timeout_ms);
@@ -288,8 +297,7 @@ int main(int argc, char** argv) {
 
   try {
     // Checked before anything binds, so a typo fails fast.
-    const auto http_address =
-        metrics_http.empty() ? std::nullopt : std::optional(zmqkit::parse_http_address(metrics_http));
+    const auto http_address = http.empty() ? std::nullopt : std::optional(zmqkit::parse_http_address(http));
     zmq::context_t ctx;
     zmqkit::zap_options zap;
     configure_side("frontend", front, opts.frontend_security, zap);
@@ -300,13 +308,23 @@ int main(int argc, char** argv) {
     log_security(front, opts.frontend_security, back, opts.backend_security, auth);
     zmqkit::queue::device dev(ctx, opts);
     // Declared after the device: destroyed (stopped, joined) before it.
-    std::optional<zmqkit::metrics_http_server> http;
+    std::optional<zmqkit::metrics_http_server> http_server;
     if (http_address) {
-      http.emplace(*http_address, [&dev, popts = prometheus_options()] {
-        return zmqkit::metrics::render_prometheus(
-            zmqkit::metrics::parse_snapshot(zmqkit::queue::encode_stats(dev.stats())), popts);
-      });
-      spdlog::info("metrics http://{}:{}/metrics", http_address->host, http->port());
+      // The dashboard reads the status the device thread publishes: a page load never
+      // takes the device's lock.
+      std::vector<zmqkit::http_route> routes{
+          {"/", "text/html; charset=utf-8", [] { return std::string(zmqkit::queue::dashboard_html()); }},
+          {"/api/stats", "application/json",
+           [&dev] { return zmqkit::queue::status_json(*dev.status(), ZMQKIT_VERSION); }}};
+      http_server.emplace(
+          *http_address,
+          [&dev, popts = prometheus_options()] {
+            return zmqkit::metrics::render_prometheus(
+                zmqkit::metrics::parse_snapshot(zmqkit::queue::encode_stats(dev.stats())), popts);
+          },
+          std::move(routes));
+      spdlog::info("metrics http://{}:{}/metrics", http_address->host, http_server->port());
+      spdlog::info("dashboard http://{}:{}/ (JSON: /api/stats)", http_address->host, http_server->port());
     }
     // The effective settings (flags and config file merged, defaults included),
     // once the device is up: a bad flag still gets a one-line error.
@@ -323,7 +341,7 @@ int main(int argc, char** argv) {
                  opts.admin.empty() ? "" : " admin ", dev.admin_endpoint());
     dev.run();
     running_device = nullptr;
-    if (http) http->stop();
+    if (http_server) http_server->stop();
     if (auth)
       spdlog::info("CURVE clients admitted {}, refused {}", auth->stats().accepted,
                    auth->stats().refused);

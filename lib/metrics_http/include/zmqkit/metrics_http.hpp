@@ -30,6 +30,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace zmqkit {
 
@@ -50,6 +51,14 @@ struct metrics_http_counters {
   std::uint64_t bad_requests = 0;         // malformed or oversized requests (answered 400/431)
 };
 
+// A further GET route on the same server (the dashboard page, its JSON API):
+// `render` makes the body, sent with `content_type`. Thread-safe like render above.
+struct http_route {
+  std::string path;
+  std::string content_type;
+  std::function<std::string()> render;
+};
+
 // Returns: HOST:PORT split into options ("[::1]:9102" for IPv6).
 // Throws: zmqkit::error{bad_config} when it is not HOST:PORT with a port 0-65535.
 metrics_http_options parse_http_address(std::string_view host_port);
@@ -58,7 +67,8 @@ class metrics_http_server {
  public:
   // Binds and starts serving. Throws: zmqkit::error{bad_config} when the
   // address cannot be bound.
-  metrics_http_server(metrics_http_options options, std::function<std::string()> render);
+  metrics_http_server(metrics_http_options options, std::function<std::string()> render,
+                      std::vector<http_route> routes = {});
   ~metrics_http_server();
   metrics_http_server(metrics_http_server&&) noexcept;
   metrics_http_server& operator=(metrics_http_server&&) noexcept;

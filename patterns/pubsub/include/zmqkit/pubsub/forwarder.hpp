@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
@@ -57,6 +58,8 @@ struct forwarder_options {
   decode_limits limits{};  // for reading envelopes to cache
   zmqkit::socket_options socket{};
   const zmqkit::clock* clock = &zmqkit::clock::real();  // TTL expiry of cached values
+  std::chrono::milliseconds status_interval{250};        // how often status() is refreshed
+  std::size_t max_status_topics = 1000;                  // topics listed in status() at most
 };
 
 struct forwarder_stats {
@@ -81,6 +84,19 @@ struct forwarder_stats {
   std::uint64_t curve_refused_bad_handshake = 0;
 };
 
+// The forwarder's state for a live view (the dashboard, /api/stats), built on the
+// loop thread and published every status_interval; readers never wait for the loop.
+struct forwarder_status {
+  forwarder_stats stats;
+  bool caching = false;                // a snapshot endpoint: last values are kept
+  std::size_t streams = 0;             // (publisher, type) streams whose last sequence is kept
+  std::size_t types_cached = 0;        // types whose last value is kept
+  std::size_t topics_total = 0;        // topics some subscriber subscribes to now
+  std::vector<std::string> topics;     // the first max_status_topics of them, sorted
+  double messages_per_second = 0;      // forwarded, over about the last second
+  std::chrono::milliseconds uptime{0};  // since construction
+};
+
 class forwarder {
  public:
   // Throws: zmqkit::error{bad_config} for a missing endpoint; zmq::error_t when binding fails.
@@ -98,6 +114,8 @@ class forwarder {
   const std::string& snapshot_endpoint() const noexcept;
   // Safe to call while the loop runs.
   forwarder_stats stats() const;
+  // Returns: the status the loop last published (at most status_interval old). Thread-safe.
+  std::shared_ptr<const forwarder_status> status() const;
 
  private:
   struct impl;

@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/socket_options.hpp>
@@ -77,6 +78,10 @@ struct device_options {
   std::size_t max_frame_bytes = 1 << 20;       // ZMQ_MAXMSGSIZE on every socket, and decode limit
   // Timers are checked at least this often; a manual clock is noticed within it.
   std::chrono::milliseconds tick{20};
+  // How often run() publishes status() (on its own thread: readers never wait for it),
+  // and how many workers a status lists at most (a bound on its size).
+  std::chrono::milliseconds status_interval{250};
+  std::size_t max_status_workers = 1000;
   zmqkit::socket_options socket{};  // applied to every socket (max_message_bytes is overridden)
   // Per-side security, replacing socket.security on that side only, so clients and
   // workers can hold different keys (docs/security.md). The admin socket keeps
@@ -122,6 +127,27 @@ struct device_stats {
   std::size_t pending_bytes = 0;      // sum of the waiting requests' bodies and address stacks
 };
 
+// One connected worker, as the device's status shows it (the dashboard, /api/stats).
+struct worker_status {
+  std::string identity;               // its ROUTER identity (bytes)
+  std::vector<std::string> prefixes;  // type prefixes it serves; empty: every type
+  std::size_t capacity = 1;           // requests it may hold at once
+  std::size_t held = 0;               // requests it holds now
+  std::chrono::milliseconds last_heard{0};  // since its last message, at the snapshot
+};
+
+// The device's state for a live view: the admin counters and gauges, the workers, and
+// request rates, computed on the device's thread and published every status_interval.
+struct device_status {
+  device_stats stats;
+  std::vector<worker_status> workers;  // at most max_status_workers of them, by identity
+  std::size_t workers_total = 0;       // connected workers (workers may be cut short)
+  double received_per_second = 0;      // requests in, over about the last second
+  double replied_per_second = 0;       // replies out, over about the last second
+  std::chrono::milliseconds uptime{0};  // device clock time since construction, at the snapshot
+  bool draining = false;                // stopping: queued requests are answered 'unavailable'
+};
+
 // Returns: the snapshot as the admin endpoint sends it: a msgpack map
 // name -> number, or name -> map of name -> number.
 std::string encode_stats(const device_stats& stats);
@@ -149,6 +175,10 @@ class device {
 
   // Returns: a snapshot of the counters. Thread-safe.
   device_stats stats() const;
+
+  // Returns: the status run() last published (at most status_interval old while it
+  // runs; the state at construction before that). Thread-safe; never waits for run().
+  std::shared_ptr<const device_status> status() const;
 
   // The endpoints actually bound (resolves tcp://...:* ports).
   std::string frontend_endpoint() const;

@@ -334,7 +334,7 @@ struct device::impl {
   void report_refusals(steady_time now) {
     for (auto [watch, side] : {std::pair{&frontend_refusals, "frontend"}, std::pair{&backend_refusals, "backend"}}) {
       if (!watch->monitor || now < watch->next_log) continue;
-      const auto c = watch->monitor->counters();
+      const auto c = watch->monitor->stats();
       const std::uint64_t total = c.refused_unknown_key + c.refused_plaintext + c.refused_bad_handshake;
       if (total == watch->logged) continue;
       const auto last = watch->monitor->last_failure();

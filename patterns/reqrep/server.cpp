@@ -66,7 +66,7 @@ struct server::impl {
       req = decode(raw, opts.limits);
     } catch (const error& e) {
       ++stats.bad_requests;
-      return send(frames, encode(make_error_reply(std::nullopt, reply_error::bad_request, e.what(), clk())));
+      return send(frames, encode(make_error_reply(request_id_of(raw), reply_error::bad_request, e.what(), clk())));
     }
     const steady_time now = clk().now();
     if (const zmq::message_t* hit = cache.find(req.id, now)) {

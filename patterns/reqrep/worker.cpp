@@ -168,7 +168,7 @@ struct worker::impl {
       req = decode(raw, opts.limits);
     } catch (const error& e) {
       ++stats.bad_requests;
-      return send(frames, encode(make_error_reply(std::nullopt, reply_error::bad_request, e.what(), clk())));
+      return send(frames, encode(make_error_reply(request_id_of(raw), reply_error::bad_request, e.what(), clk())));
     }
     if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {
       ++stats.expired;

@@ -197,6 +197,26 @@ TEST_CASE("server: a malformed envelope is answered bad-request and never execut
   CHECK(srv.stats().bad_requests == 1);
 }
 
+TEST_CASE("server: a bad-request reply names the request's id when element 5 is one") {
+  zmq::context_t ctx;
+  std::map<message_id, int> executions;
+  server srv(ctx, "tcp://127.0.0.1:*", counting_handler{&executions});
+  auto client = dealer_to(ctx, srv.endpoint());
+  envelope req = make_envelope("t.x", std::string("hi"));
+  req.priority = 4;
+  zmq::message_t frame = encode(req);
+  auto* bytes = static_cast<unsigned char*>(frame.data());
+  REQUIRE(bytes[6] == 4);  // [array9, version, "t.x" (4 bytes), priority, ...]
+  bytes[6] = 12;           // out of range: the envelope is malformed, its id still readable
+  send_request(client, std::move(frame));
+  auto r = reply_on(client, srv);
+  REQUIRE(r);
+  const envelope reply = decode(*r);
+  CHECK(reply.error_code() == "bad-request");
+  CHECK(reply.correlation_id == req.id);  // so a retrying client can match it
+  CHECK(executions.empty());
+}
+
 TEST_CASE("server: an expired request is answered expired and never executed") {
   zmq::context_t ctx;
   manual_clock clock;

@@ -15,69 +15,7 @@ import zmk
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
-BINARY = sys.argv[1]
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-
-
-class device:
-    def __init__(self, tmp, name, *flags):
-        self.front = "ipc://%s/%s-front" % (tmp, name)
-        self.back = "ipc://%s/%s-back" % (tmp, name)
-        self.admin = "ipc://%s/%s-admin" % (tmp, name)
-        self.proc = subprocess.Popen([BINARY, "--frontend", self.front, "--backend", self.back, "--admin",
-                                      self.admin, "--log-level", "warn", *flags])
-
-    def stats(self, ctx):
-        s = ctx.socket(zmq.REQ)
-        s.linger = 0
-        s.connect(self.admin)
-        s.send(b"stats")
-        if not s.poll(2000):
-            raise RuntimeError("admin endpoint did not answer")
-        m = msgpack.unpackb(s.recv(), raw=False)
-        s.close()
-        return m
-
-    def wait_stats(self, ctx, pred, timeout=10):
-        end = time.time() + timeout
-        while time.time() < end:
-            m = self.stats(ctx)
-            if pred(m):
-                return m
-            time.sleep(0.02)
-        return self.stats(ctx)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=10)
-
-
-class client:
-    """A DEALER client: requests are [empty, envelope]; replies [empty, envelope]."""
-
-    def __init__(self, ctx, endpoint):
-        self.s = ctx.socket(zmq.DEALER)
-        self.s.linger = 0
-        self.s.connect(endpoint)
-
-    def send(self, env):
-        self.s.send_multipart([b"", zmk.encode(env)])
-
-    def send_raw(self, body):
-        self.s.send_multipart([b"", body])
-
-    def recv(self, timeout_ms=5000):
-        if not self.s.poll(timeout_ms):
-            return None
-        frames = self.s.recv_multipart()
-        assert len(frames) == 2 and frames[0] == b"", frames
-        return zmk.decode(frames[1])
+from harness import check, client, device, failures  # noqa: E402
 
 
 def spawn(*args):

@@ -259,7 +259,10 @@ struct sink::impl {
       const auto now = std::chrono::steady_clock::now();
       if (!end) end = now + timeout;
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*end - now);
-      if (left <= std::chrono::milliseconds(0)) return std::nullopt;
+      if (left <= std::chrono::milliseconds(0)) {
+        control_due = true;  // found nothing: look at the control link on the next call
+        return std::nullopt;
+      }
       if (next_deadline) {
         const auto to_deadline =
             std::chrono::ceil<std::chrono::milliseconds>(*next_deadline - opts.clock->now());

@@ -62,9 +62,9 @@ int main(int argc, char** argv) {
     bool complete = false;
     while (std::chrono::steady_clock::now() < end) {
       vent.poll(5ms);
-      // 1 ms, not 0: an idle sink reads its control link (id lists) only after a receive that
-      // waited and timed out; with receive(0ms) alone missing tasks are never reported.
-      while (sink.receive(1ms)) ++results;
+      // Non-blocking, as a program with its own loop drives it: the sink must still read its
+      // control link (the id lists), or missing tasks are never reported.
+      while (sink.receive(0ms)) ++results;
       const auto status = sink.status(*batch);
       if (status && status->state == pipeline::batch_state::complete) {
         complete = true;

@@ -268,7 +268,7 @@ metrics_http_server& metrics_http_server::operator=(metrics_http_server&& other)
 
 int metrics_http_server::port() const noexcept { return impl_ ? impl_->port : -1; }
 
-metrics_http_counters metrics_http_server::counters() const noexcept {
+metrics_http_stats metrics_http_server::stats() const noexcept {
   if (!impl_) return {};
   return {.served = impl_->served, .evicted = impl_->evicted, .timed_out = impl_->timed_out,
           .bad_requests = impl_->bad_requests};

@@ -44,7 +44,7 @@ struct metrics_http_options {
   std::size_t max_header_bytes = 8192;
 };
 
-struct metrics_http_counters {
+struct metrics_http_stats {
   std::uint64_t served = 0;               // responses sent (any status)
   std::uint64_t evicted = 0;              // connections closed to make room (max_connections)
   std::uint64_t timed_out = 0;            // headers not complete / response not taken in time
@@ -77,7 +77,7 @@ class metrics_http_server {
 
   int port() const noexcept;
   // Safe from any thread.
-  metrics_http_counters counters() const noexcept;
+  metrics_http_stats stats() const noexcept;
   // Stops serving and joins the thread. Idempotent.
   void stop();
 

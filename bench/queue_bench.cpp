@@ -312,6 +312,7 @@ int main(int argc, char** argv) {
     const long before = rss_kb();
     zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*",
                                     .backend = "tcp://127.0.0.1:*",
+                                    .max_pending_per_type = 100000,  // all of one type
                                     .no_service = std::chrono::hours(1)});
     std::thread t([&] { dev.run(); });
     zmq::socket_t s(ctx, zmq::socket_type::dealer);

@@ -21,6 +21,19 @@
 
 namespace zmqkit {
 
+namespace embedded {
+extern const std::string_view dashboard_css;  // metrics_http/dashboard/, see lib/CMakeLists.txt
+extern const std::string_view dashboard_js;
+}  // namespace embedded
+
+std::vector<http_route> dashboard_routes(std::string_view page, std::function<std::string()> stats_json) {
+  auto constant = [](std::string_view text) { return [text] { return std::string(text); }; };
+  return {{"/", "text/html; charset=utf-8", constant(page)},
+          {"/api/stats", "application/json", std::move(stats_json)},
+          {"/dashboard.css", "text/css; charset=utf-8", constant(embedded::dashboard_css)},
+          {"/dashboard.js", "text/javascript; charset=utf-8", constant(embedded::dashboard_js)}};
+}
+
 metrics_http_options parse_http_address(std::string_view host_port) {
   const auto colon = host_port.rfind(':');
   if (colon == std::string_view::npos || colon == 0)

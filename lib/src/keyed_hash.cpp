@@ -1,4 +1,4 @@
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 #include <sodium.h>
 
@@ -41,3 +41,7 @@ std::uint64_t siphash24(std::string_view bytes, const unsigned char (&k)[16]) no
 std::uint64_t keyed_hash_bytes(std::string_view bytes) noexcept { return siphash24(bytes, key().bytes); }
 
 }  // namespace zmqkit::internal
+
+namespace zmqkit {
+std::size_t keyed_hash(const message_id& id) noexcept { return internal::keyed_hash_bytes(id.as_bytes()); }
+}  // namespace zmqkit

@@ -14,7 +14,7 @@
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/message_id.hpp>
 
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::pipeline::detail {
 

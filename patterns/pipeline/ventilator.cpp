@@ -3,7 +3,7 @@
 #include <zmqkit/pipeline/ventilator.hpp>
 
 #include "detail.hpp"
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::pipeline {
 

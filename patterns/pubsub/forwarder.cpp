@@ -14,7 +14,6 @@
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "snapshot_protocol.hpp"
-#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::pubsub {
 

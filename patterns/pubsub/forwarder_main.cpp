@@ -116,10 +116,9 @@ int main(int argc, char** argv) {
             now.stats = fwd.stats();  // counters fresh, not as of the last status refresh
             return zmqkit::pubsub::status_prometheus(now);
           },
-          std::vector<zmqkit::http_route>{
-              {"/", "text/html; charset=utf-8", [] { return std::string(zmqkit::pubsub::dashboard_html()); }},
-              {"/api/stats", "application/json",
-               [&fwd] { return zmqkit::pubsub::status_json(*fwd.status(), ZMQKIT_VERSION); }}});
+          zmqkit::dashboard_routes(zmqkit::pubsub::dashboard_html(), [&fwd] {
+            return zmqkit::pubsub::status_json(*fwd.status(), ZMQKIT_VERSION);
+          }));
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());
     if (!fwd.snapshot_endpoint().empty()) std::printf("snapshot %s\n", fwd.snapshot_endpoint().c_str());
     if (http_server) {

@@ -12,7 +12,7 @@
 #include <zmqkit/pubsub/publisher.hpp>
 
 #include "snapshot_protocol.hpp"
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::pubsub {
 

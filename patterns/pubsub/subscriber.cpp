@@ -8,7 +8,7 @@
 #include <zmqkit/poll.hpp>
 #include <zmqkit/pubsub/subscriber.hpp>
 
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::pubsub {
 

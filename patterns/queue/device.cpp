@@ -22,11 +22,10 @@
 
 #include "device_access.hpp"
 #include "pending_queue.hpp"
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 #include "reply_cache.hpp"
 #include "status_publisher.hpp"
 #include "worker_registry.hpp"
-#include "zmqkit/internal/keyed_hash.hpp"
 
 namespace zmqkit::queue {
 

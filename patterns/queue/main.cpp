@@ -312,10 +312,9 @@ int main(int argc, char** argv) {
     if (http_address) {
       // The dashboard reads the status the device thread publishes: a page load never
       // takes the device's lock.
-      std::vector<zmqkit::http_route> routes{
-          {"/", "text/html; charset=utf-8", [] { return std::string(zmqkit::queue::dashboard_html()); }},
-          {"/api/stats", "application/json",
-           [&dev] { return zmqkit::queue::status_json(*dev.status(), ZMQKIT_VERSION); }}};
+      auto routes = zmqkit::dashboard_routes(zmqkit::queue::dashboard_html(), [&dev] {
+        return zmqkit::queue::status_json(*dev.status(), ZMQKIT_VERSION);
+      });
       http_server.emplace(
           *http_address,
           [&dev, popts = prometheus_options()] {

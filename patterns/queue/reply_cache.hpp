@@ -8,7 +8,7 @@
 #include <zmq.hpp>
 #include <zmqkit/message_id.hpp>
 
-#include "zmqkit/internal/reply_store.hpp"
+#include <zmqkit/internal/reply_store.hpp>
 
 namespace zmqkit::queue::detail {
 

@@ -15,7 +15,7 @@
 #include <zmqkit/clock.hpp>
 #include <zmqkit/message_id.hpp>
 
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::queue::detail {
 

@@ -8,7 +8,7 @@
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::reqrep {
 

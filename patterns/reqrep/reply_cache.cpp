@@ -1,6 +1,6 @@
 #include <zmqkit/reqrep/reply_cache.hpp>
 
-#include "zmqkit/internal/reply_store.hpp"
+#include <zmqkit/internal/reply_store.hpp>
 
 namespace zmqkit::reqrep {
 

@@ -7,7 +7,7 @@
 #include <zmqkit/reqrep/server.hpp>
 
 #include "executor.hpp"
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 namespace zmqkit::reqrep {
 

@@ -85,9 +85,12 @@ with tempfile.TemporaryDirectory() as tmp:
         c.send_multipart([b"not-a-delimiter", b"x"])
         if not c.poll(5000):
             check(False, "the device refused the second request")
-        time.sleep(0.5)
-        with urllib.request.urlopen(qbase + "/metrics", timeout=5) as r:
-            queue_metrics = r.read().decode()
+        # The drop is counted once the device has read it: scrape until it shows.
+        deadline = time.monotonic() + 10
+        queue_metrics = ""
+        while time.monotonic() < deadline and "zmqkit_queue_dropped_total{" not in queue_metrics:
+            with urllib.request.urlopen(qbase + "/metrics", timeout=5) as r:
+                queue_metrics = r.read().decode()
         with urllib.request.urlopen(fbase + "/metrics", timeout=5) as r:
             forwarder_metrics = r.read().decode()
     finally:

@@ -6,7 +6,7 @@
 
 #include <unistd.h>
 
-#include "zmqkit/internal/keyed_hash.hpp"
+#include <zmqkit/internal/keyed_hash.hpp>
 
 using zmqkit::internal::keyed_hash_bytes;
 using zmqkit::internal::keyed_map;

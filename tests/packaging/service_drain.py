@@ -43,6 +43,21 @@ def unit_seconds(text, key):
     return int(m.group(1))
 
 
+def wait_queued(ctx, admin, timeout_s=10):
+    """Waits until the device's admin stats show a request waiting in its queue."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        s = ctx.socket(zmq.REQ)
+        s.linger = 0
+        s.connect(admin)
+        s.send(b"stats")
+        pending = msgpack.unpackb(s.recv(), raw=False)["pending"] if s.poll(2000) else 0
+        s.close()
+        if pending >= 1:
+            return
+    raise SystemExit("FAIL the device never queued the request")
+
+
 conf = open(TOML).read()
 drain_s = toml_int(conf, "heartbeat-ms", 1000) * toml_int(conf, "liveness", 3) / 1000
 timeout_stop_s = unit_seconds(open(UNIT).read(), "TimeoutStopSec")
@@ -71,7 +86,7 @@ with tempfile.TemporaryDirectory() as tmp:
             worker.recv_multipart()
         queued = zmk.envelope("nobody.serves.this")  # waits for a worker: answered at once on stop
         client.send_multipart([b"", zmk.encode(queued)])
-        time.sleep(0.2)  # let the device queue it; the check below does not depend on it
+        wait_queued(ctx, admin)  # the device holds it before the stop signal
 
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -2,7 +2,9 @@
 // registrations and byte bounds (issue 11). Raw cppzmq peers over inproc.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <random>
+#include <set>
 
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/reqrep/reply_cache.hpp>
@@ -24,7 +26,19 @@ std::uint64_t undo_xorshift(std::uint64_t y, int shift) {
   return x;
 }
 
-// Returns: `n` distinct ids whose std::hash<message_id> is the same value:
+// std::hash<message_id> as it was before it was keyed: a fixed mix an attacker can invert.
+std::uint64_t unkeyed_hash(const message_id& id) {
+  std::uint64_t lo, hi;
+  std::memcpy(&hi, id.bytes.data(), 8);
+  std::memcpy(&lo, id.bytes.data() + 8, 8);
+  std::uint64_t x = lo ^ (hi * 0x9e3779b97f4a7c15ULL);
+  x ^= x >> 31;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 29;
+  return x;
+}
+
+// Returns: `n` distinct ids whose unkeyed hash is the same value:
 // every one lands in the same bucket of an unkeyed table, whatever its size.
 std::vector<message_id> ids_colliding_under_std_hash(std::size_t n) {
   constexpr std::uint64_t golden = 0x9e3779b97f4a7c15ULL, mul = 0xbf58476d1ce4e5b9ULL;
@@ -74,7 +88,11 @@ std::chrono::duration<double> time_to_queue(const std::vector<message_id>& ids) 
 TEST_CASE("ids crafted to collide under std::hash cost the device no more than random ids") {
   constexpr std::size_t n = 20000;
   const auto crafted = ids_colliding_under_std_hash(n);
-  for (const auto& id : crafted) REQUIRE(std::hash<message_id>{}(id) == std::hash<message_id>{}(crafted[0]));
+  for (const auto& id : crafted) REQUIRE(unkeyed_hash(id) == unkeyed_hash(crafted[0]));
+  // std::hash<message_id> is keyed now: the crafted ids no longer share a value.
+  std::set<std::size_t> keyed;
+  for (std::size_t i = 0; i < 64; ++i) keyed.insert(std::hash<message_id>{}(crafted[i]));
+  CHECK(keyed.size() > 60);
   std::vector<message_id> random;
   for (std::size_t i = 0; i < n; ++i) random.push_back(message_id::generate());
   const auto t_random = time_to_queue(random);

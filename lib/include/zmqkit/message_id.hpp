@@ -13,7 +13,6 @@
 #include <chrono>
 #include <compare>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -45,18 +44,13 @@ struct message_id {
 
 }  // namespace zmqkit
 
+namespace zmqkit {
+// SipHash-2-4 of the id under a key drawn at random once per process: ids come from
+// peers, and an unkeyed hash lets a peer craft ids that all land in one bucket.
+std::size_t keyed_hash(const message_id& id) noexcept;
+}  // namespace zmqkit
+
 template <>
 struct std::hash<zmqkit::message_id> {
-  std::size_t operator()(const zmqkit::message_id& id) const noexcept {
-    // Mixed to the low bits: byte 8 holds fixed variant bits and hi's low bits
-    // barely vary, which clustered power-of-two tables (pipeline id_set) badly.
-    std::uint64_t lo, hi;
-    std::memcpy(&hi, id.bytes.data(), 8);
-    std::memcpy(&lo, id.bytes.data() + 8, 8);
-    std::uint64_t x = lo ^ (hi * 0x9e3779b97f4a7c15ULL);
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 29;
-    return static_cast<std::size_t>(x);
-  }
+  std::size_t operator()(const zmqkit::message_id& id) const noexcept { return zmqkit::keyed_hash(id); }
 };

@@ -69,22 +69,41 @@ def main():
             deadline = time.time() + 20
             while time.time() < deadline and json.loads(get(base + "/api/stats"))["topics"]["total"] < 2:
                 time.sleep(0.05)
-            time.sleep(0.3)  # the publisher's connection, so no message is lost to the slow joiner
+            # Slow joiner: probe until every subscriber has one, so the counted burst loses nothing.
             sent = 0
+            probes = set()
+            while time.time() < deadline and len(probes) < len(subs):
+                for type_ in ("price.probe", "stock.probe"):
+                    pub.send_multipart([type_.encode(), zmk.encode(zmk.envelope(type_))])
+                    sent += 1
+                for i, s in enumerate(subs):
+                    if s.poll(20):
+                        probes.add(i)
+            for s in subs:  # drop the probes still queued
+                while s.poll(100):
+                    s.recv_multipart()
+            burst = 0
             for seq in range(1, 11):
                 for type_, publisher in (("price.eur", "p1"), ("stock.book", "p1"), ("price.usd", "p2")):
                     env = zmk.envelope(type_, headers={"zmk.pub": publisher, "zmk.seq": str(seq)})
                     pub.send_multipart([type_.encode(), zmk.encode(env)])
-                    sent += 1
+                    burst += 1
+            sent += burst
+            poller = zmq.Poller()
+            for s in subs:
+                poller.register(s, zmq.POLLIN)
             got = 0
             while time.time() < deadline and got < 50:  # 20 price. x 2 subscribers + 10 stock.
-                for s in subs:
-                    while s.poll(0):
-                        s.recv_multipart()
-                        got += 1
-                time.sleep(0.01)
+                for s, _ in poller.poll(100):
+                    s.recv_multipart()
+                    got += 1
             check(got == 50, "subscribers received 50 messages (%d)" % got)
-            time.sleep(1.6)  # the status catches up and the rate falls back to 0
+            # The status catches up (refreshed every 250 ms) and the rate falls back to 0.
+            while time.time() < deadline:
+                api = json.loads(get(base + "/api/stats"))
+                if api["counters"]["messages"] == sent and api["rates"]["messages_per_second"] == 0:
+                    break
+                time.sleep(0.05)  # polling the HTTP status, bounded by the deadline
             api = json.loads(get(base + "/api/stats"))
             if MODE == "api":
                 check(api["program"] == "zmqkit-forwarder", "program")

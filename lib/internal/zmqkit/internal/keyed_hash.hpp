@@ -30,7 +30,7 @@ struct keyed_hash {
   std::size_t operator()(std::string_view s) const noexcept { return keyed_hash_bytes(s); }
   std::size_t operator()(const std::string& s) const noexcept { return keyed_hash_bytes(s); }
   std::size_t operator()(const char* s) const noexcept { return keyed_hash_bytes(s); }
-  std::size_t operator()(const message_id& id) const noexcept { return keyed_hash_bytes(id.as_bytes()); }
+  std::size_t operator()(const message_id& id) const noexcept { return zmqkit::keyed_hash(id); }
 };
 
 template <class Key, class Value>

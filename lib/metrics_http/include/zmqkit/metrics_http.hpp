@@ -59,6 +59,10 @@ struct http_route {
   std::function<std::string()> render;
 };
 
+// Returns: the routes of a live dashboard: `page` at "/", `stats_json()` at "/api/stats",
+// and the style sheet and script every dashboard page links (dashboard.css, dashboard.js).
+std::vector<http_route> dashboard_routes(std::string_view page, std::function<std::string()> stats_json);
+
 // Returns: HOST:PORT split into options ("[::1]:9102" for IPv6).
 // Throws: zmqkit::error{bad_config} when it is not HOST:PORT with a port 0-65535.
 metrics_http_options parse_http_address(std::string_view host_port);

@@ -6,8 +6,11 @@
 //
 // usage: queue_bench [requests per client, default 25000] [capacity, default 32]
 //        queue_bench sweep [requests per client, default 5000]
+//        queue_bench profile [requests per client, default 2000]
 //   sweep: CSV for bench/plot.py: throughput of the device (capacity 32) and of raw
 //   zmq::proxy for 1..256 requests in flight per client, then every window-1 latency.
+//   profile: one raw zmq::proxy run and one device run (capacity 32), nothing else, for
+//   bench/callgrind_queue.sh to count the instructions each forwarding thread spends per request.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -295,6 +298,13 @@ int sweep(std::size_t per_client) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "sweep")
     return sweep(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000);
+  if (argc > 1 && std::string_view(argv[1]) == "profile") {
+    const std::size_t n = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2000;
+    through_proxy(n, window, clients);
+    through_device(n, window, clients, 32);
+    std::printf("requests %zu\n", n * clients);
+    return 0;
+  }
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;
   const auto capacity = static_cast<std::uint32_t>(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 32);
   if (capacity < 1 || capacity > 1024) {

@@ -344,6 +344,18 @@ bool looks_like_envelope(std::string_view frame) noexcept {
   }
 }
 
+std::optional<envelope_view> decode_if_envelope(std::string_view frame, const decode_limits& limits) {
+  if (frame.empty()) return std::nullopt;
+  const auto b = static_cast<std::uint8_t>(frame.front());
+  if ((b & 0xf0) != 0x90 && b != 0xdc && b != 0xdd) return std::nullopt;
+  try {
+    return decode_view(frame, limits);  // the common case: one pass
+  } catch (const error&) {
+    if (looks_like_envelope(frame)) throw;  // a complete array: a malformed envelope
+    return std::nullopt;                    // merely starts like one: plain
+  }
+}
+
 namespace detail {
 msgpack::unpack_limit body_unpack_limit(const decode_limits& limits, std::size_t size) noexcept {
   // No container can hold more elements than the body has bytes; strings and

@@ -172,7 +172,7 @@ struct device::impl {
     std::optional<message_id> id;
     // The id as dedup and the reply cache know it: with CURVE on the frontend,
     // scoped by the client's authenticated key (see scoped_key); else the id.
-    std::optional<message_id> key;
+    std::optional<internal::hashed_id> key;
     std::string type;  // empty for a plain body
     std::uint8_t priority = default_priority;
     std::optional<wall_time> expires;
@@ -183,9 +183,8 @@ struct device::impl {
     bool pending = false;
     // While at a worker: the number of this delivery (the worker's held_request
     // carries it too; a held request with another number was taken back from
-    // that worker) and when the delivery timeout takes it back. 0: not at a worker.
+    // that worker). 0: not at a worker.
     std::uint64_t delivery = 0;
-    steady_time delivery_deadline{};
   };
 
   impl(zmq::context_t& ctx, device_options o)
@@ -273,11 +272,20 @@ struct device::impl {
 
   mutable std::mutex mu;
   std::unordered_map<handle, request> requests;
-  internal::keyed_map<message_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
+  internal::keyed_map<internal::hashed_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
   // Requests with a TTL, pending or at a worker: a timer, not a scan per message.
   std::set<std::pair<wall_time, handle>> ttl_index;
-  // Requests at a worker, by when the delivery timeout takes them back.
-  std::set<std::pair<steady_time, handle>> delivery_index;
+  // Deliveries by when the delivery timeout takes them back. The timeout is one
+  // constant, so deadlines arrive in order: a FIFO, not a tree. A delivery that
+  // ended earlier stays until it reaches the front or a compaction (its
+  // request's delivery number no longer matches): O(1) per request, no node.
+  struct delivery_deadline_entry {
+    steady_time deadline;
+    handle request;
+    std::uint64_t delivery;
+  };
+  std::deque<delivery_deadline_entry> delivery_deadlines;
+  std::size_t at_workers = 0;  // requests with a live delivery
   std::uint64_t next_delivery = 1;
   std::size_t pending_bytes = 0;  // sum of the pending requests' bytes
   detail::pending_queue pending;
@@ -397,7 +405,7 @@ struct device::impl {
     if (it == requests.end()) return;
     request& r = it->second;
     if (r.pending) unqueue(r);
-    if (r.delivery) withdraw(h, r);
+    if (r.delivery) withdraw(r);
     if (r.expires) ttl_index.erase({*r.expires, h});
     if (r.key) active_ids.erase(*r.key);
     requests.erase(it);
@@ -416,9 +424,15 @@ struct device::impl {
   }
 
   // Takes a request back from the worker holding it (that worker keeps the slot).
-  void withdraw(handle h, request& r) {
-    if (opts.delivery_timeout.count() > 0) delivery_index.erase({r.delivery_deadline, h});
+  void withdraw(request& r) {
     r.delivery = 0;
+    --at_workers;
+  }
+
+  // Returns: whether `e` is still the delivery of a request at a worker.
+  bool live(const delivery_deadline_entry& e) const {
+    const auto it = requests.find(e.request);
+    return it != requests.end() && it->second.delivery == e.delivery;
   }
 
   // Answers a request with an error and ends it.
@@ -462,9 +476,12 @@ struct device::impl {
     ++r.deliveries;
     ++counters.routed;
     r.delivery = next_delivery++;
+    ++at_workers;
     if (opts.delivery_timeout.count() > 0) {
-      r.delivery_deadline = sent_at + opts.delivery_timeout;
-      delivery_index.emplace(r.delivery_deadline, h);
+      // Ended deliveries left behind are dropped once they outnumber the live ones.
+      if (delivery_deadlines.size() > 2 * at_workers + 64)
+        std::erase_if(delivery_deadlines, [this](const delivery_deadline_entry& e) { return !live(e); });
+      delivery_deadlines.push_back({sent_at + opts.delivery_timeout, h, r.delivery});
     }
     // The route hash is only needed to match replies when a worker holds several.
     workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0, r.delivery});
@@ -547,7 +564,7 @@ struct device::impl {
       // Already answered, or taken back from this worker earlier: nothing to requeue.
       if (found == requests.end() || found->second.delivery != it->delivery) continue;
       request& r = found->second;
-      withdraw(h, r);
+      withdraw(r);
       if (draining) {
         fail(h, reply_error::unavailable, "shutting down; its worker died");
         continue;
@@ -647,19 +664,19 @@ struct device::impl {
     zmq::message_t& body = frames.back();
 
     request r;
-    if (looks_like_envelope(view(body))) {
-      envelope_view env;
-      try {
-        env = decode_view(view(body), limits);
-      } catch (const zmqkit::error& e) {
-        log(log_level::debug, std::string("bad request: ") + e.what());
-        return send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
-      }
-      r.id = env.id;
-      r.key = frontend_curve ? scoped_key(env.id, client_key(body)) : env.id;
-      r.type.assign(env.type);
-      r.priority = env.priority;
-      r.expires = env.expires_at();
+    std::optional<envelope_view> env;
+    try {
+      env = decode_if_envelope(view(body), limits);
+    } catch (const zmqkit::error& e) {
+      log(log_level::debug, std::string("bad request: ") + e.what());
+      return send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
+    }
+    if (env) {
+      r.id = env->id;
+      r.key = frontend_curve ? scoped_key(env->id, client_key(body)) : env->id;
+      r.type.assign(env->type);
+      r.priority = env->priority;
+      r.expires = env->expires_at();
       if (const zmq::message_t* cached = cache.find(*r.key)) {
         ++counters.answered_from_cache;
         send_to_client(route, copy_of(*cached));
@@ -747,18 +764,16 @@ struct device::impl {
   // request it holds; at a worker holding several, by the address stack it
   // echoes, oldest first.
   std::optional<std::size_t> match_reply(const detail::worker& w) {
-    const std::string_view body = view(frames.back());
-    if (looks_like_envelope(body)) {
-      try {
-        const envelope_view env = decode_view(body, limits);
-        if (env.correlation_id) {
-          for (std::size_t i = 0; i < w.holding.size(); ++i)
-            if (w.holding[i].id == env.correlation_id) return i;
-          return std::nullopt;
-        }
-      } catch (const zmqkit::error&) {
-        // Not a valid envelope: the body is the worker's business; match it as plain.
-      }
+    std::optional<message_id> correlation_id;
+    try {
+      if (const auto env = decode_if_envelope(view(frames.back()), limits)) correlation_id = env->correlation_id;
+    } catch (const zmqkit::error&) {
+      // Not a valid envelope: the body is the worker's business; match it as plain.
+    }
+    if (correlation_id) {
+      for (std::size_t i = 0; i < w.holding.size(); ++i)
+        if (w.holding[i].id == correlation_id) return i;
+      return std::nullopt;
     }
     if (w.capacity == 1) return w.holding.empty() ? std::nullopt : std::optional<std::size_t>(0);
     const std::size_t echoed = route_hash(frames, 1, frames.size() - 2);
@@ -855,10 +870,13 @@ struct device::impl {
       fail(h, reply_error::expired, requests.at(h).pending ? "ttl passed while queued" : "ttl passed at a worker");
     }
     // Delivery timeout: a worker held the request too long; queue it again.
-    while (!delivery_index.empty() && delivery_index.begin()->first <= now) {
-      const handle h = delivery_index.begin()->second;
+    while (!delivery_deadlines.empty() && delivery_deadlines.front().deadline <= now) {
+      const delivery_deadline_entry due = delivery_deadlines.front();
+      delivery_deadlines.pop_front();
+      if (!live(due)) continue;
+      const handle h = due.request;
       request& r = requests.at(h);
-      withdraw(h, r);
+      withdraw(r);
       ++counters.delivery_timeouts;
       log(log_level::warn, "request " + (r.id ? r.id->to_string() : std::string("(plain)")) +
                                " held by a worker for longer than the delivery timeout: taken back");

@@ -1,6 +1,18 @@
 #include "pending_queue.hpp"
 
 namespace zmqkit::queue::detail {
+namespace {
+
+// Changes the value of one element of an ordered set, reusing its node: the
+// indexes below change on every insert and take, and must not allocate each time.
+template <class Set>
+void rekey(Set& set, const typename Set::value_type& from, typename Set::value_type to) {
+  auto node = set.extract(from);
+  node.value() = std::move(to);
+  set.insert(std::move(node));
+}
+
+}  // namespace
 
 void pending_queue::insert(handle h, std::uint8_t priority, std::string_view type, std::int64_t key) {
   auto& l = levels_[priority];
@@ -9,10 +21,10 @@ void pending_queue::insert(handle h, std::uint8_t priority, std::string_view typ
   group& g = it->second;
   const std::optional<std::int64_t> old_head = g.empty() ? std::nullopt : std::optional(g.begin()->first);
   if (!g.emplace(key, h).second) return;
-  if (!old_head || key < *old_head) {
-    if (old_head) heads_[priority].erase({*old_head, it->first});
+  if (!old_head)
     heads_[priority].emplace(key, it->first);
-  }
+  else if (key < *old_head)
+    rekey(heads_[priority], {*old_head, it->first}, {key, it->first});
   count_up(type);
   ++size_;
   ++per_priority_[priority];
@@ -29,15 +41,17 @@ void pending_queue::erase(std::uint8_t priority, std::string_view type, std::int
 // Removes one request, keeping the head index and the counts right.
 void pending_queue::take(std::size_t priority, level::iterator g, group::iterator entry) {
   const bool was_head = entry == g->second.begin();
-  if (was_head) heads_[priority].erase({entry->first, g->first});
+  const std::int64_t key = entry->first;
   g->second.erase(entry);
   count_down(g->first);
   --size_;
   --per_priority_[priority];
-  if (g->second.empty())
+  if (g->second.empty()) {
+    heads_[priority].erase({key, g->first});
     levels_[priority].erase(g);
-  else if (was_head)
-    heads_[priority].emplace(g->second.begin()->first, g->first);
+  } else if (was_head) {
+    rekey(heads_[priority], {key, g->first}, {g->second.begin()->first, g->first});
+  }
 }
 
 std::optional<pending_queue::handle> pending_queue::pop_best(std::span<const std::string> prefixes) {
@@ -65,18 +79,24 @@ std::optional<pending_queue::handle> pending_queue::pop_best(std::span<const std
 
 void pending_queue::count_up(std::string_view type) {
   auto it = per_type_.find(type);
-  if (it == per_type_.end()) it = per_type_.emplace(std::string(type), 0).first;
-  if (it->second > 0) by_backlog_.erase({it->second, it->first});
-  by_backlog_.emplace(++it->second, it->first);
+  if (it == per_type_.end()) {
+    it = per_type_.emplace(std::string(type), 1).first;
+    by_backlog_.emplace(1, it->first);
+  } else {
+    rekey(by_backlog_, {it->second, it->first}, {it->second + 1, it->first});
+    ++it->second;
+  }
 }
 
 void pending_queue::count_down(std::string_view type) {
   const auto it = per_type_.find(type);
-  by_backlog_.erase({it->second, it->first});
-  if (--it->second == 0)
+  if (it->second == 1) {
+    by_backlog_.erase({1, it->first});
     per_type_.erase(it);
-  else
-    by_backlog_.emplace(it->second, it->first);
+  } else {
+    rekey(by_backlog_, {it->second, it->first}, {it->second - 1, it->first});
+    --it->second;
+  }
 }
 
 std::map<std::string, std::size_t> pending_queue::size_by_type(std::size_t top) const {

@@ -19,10 +19,10 @@ class reply_cache {
 
   // Keeps a copy of `reply` (shares the buffer of large frames) for `id`.
   // An id already cached gets the new reply and keeps its place in the order.
-  void put(const message_id& id, const zmq::message_t& reply) { store_.insert(id, reply, steady_time{}); }
+  void put(const internal::hashed_id& id, const zmq::message_t& reply) { store_.insert(id, reply, steady_time{}); }
 
   // Returns: the cached reply for `id`, or nullptr.
-  const zmq::message_t* find(const message_id& id) { return store_.find(id, steady_time{}); }
+  const zmq::message_t* find(const internal::hashed_id& id) { return store_.find(id, steady_time{}); }
 
   std::size_t size() const noexcept { return store_.size(); }
   std::size_t bytes() const noexcept { return store_.bytes(); }

@@ -224,6 +224,12 @@ std::optional<message_id> request_id_of(std::string_view frame) noexcept;
 // when its first byte looks like an array header.
 bool looks_like_envelope(std::string_view frame) noexcept;
 
+// Reads a request or reply body as the request/reply patterns do, in one pass
+// when it is a valid envelope. Returns: its view, or nullopt for a plain body
+// (see looks_like_envelope).
+// Throws: zmqkit::error (as decode_view) for a malformed envelope: bad-request.
+std::optional<envelope_view> decode_if_envelope(std::string_view frame, const decode_limits& limits = {});
+
 // --- template definitions ---------------------------------------------------
 
 namespace detail {

@@ -25,8 +25,19 @@ std::uint64_t keyed_hash_bytes(std::string_view bytes) noexcept;
 // SipHash-2-4 under an explicit 16-byte key (for tests against the reference vectors).
 std::uint64_t siphash24(std::string_view bytes, const unsigned char (&key)[16]) noexcept;
 
+// A message id with its keyed hash, computed once. A request's id is looked up
+// in several tables (dedup, reply cache) and each lookup would hash it again;
+// SipHash is the larger part of such a lookup. Converts implicitly from an id.
+struct hashed_id {
+  message_id id;
+  std::uint64_t hash;
+  hashed_id(const message_id& i) noexcept : id(i), hash(zmqkit::keyed_hash(i)) {}  // NOLINT: implicit by design
+  bool operator==(const hashed_id& other) const noexcept { return id == other.id; }
+};
+
 struct keyed_hash {
   using is_transparent = void;  // lookups by string_view need no std::string
+  std::size_t operator()(const hashed_id& h) const noexcept { return h.hash; }
   std::size_t operator()(std::string_view s) const noexcept { return keyed_hash_bytes(s); }
   std::size_t operator()(const std::string& s) const noexcept { return keyed_hash_bytes(s); }
   std::size_t operator()(const char* s) const noexcept { return keyed_hash_bytes(s); }

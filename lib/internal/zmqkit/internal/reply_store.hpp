@@ -35,26 +35,28 @@ class reply_store {
 
   // Stores a copy of `reply` (zmq shares large buffers) for `id`. An id
   // already stored gets the new reply and keeps its place in the order.
-  void insert(const message_id& id, const zmq::message_t& reply, steady_time now) {
+  void insert(const hashed_id& id, const zmq::message_t& reply, steady_time now) {
     if (opts_.max_entries == 0) return;
     expire(now);
-    if (const auto it = index_.find(id); it != index_.end()) {
+    const auto [it, added] = index_.try_emplace(id, first_ + entries_.size());
+    if (!added) {
       zmq::message_t& stored = entries_[it->second - first_].reply;
       bytes_ = bytes_ - stored.size() + reply.size();
       stored.copy(const_cast<zmq::message_t&>(reply));
+    } else if (reply.size() > opts_.max_bytes) {
+      index_.erase(it);
+      return;
     } else {
-      if (reply.size() > opts_.max_bytes) return;
-      if (entries_.size() == opts_.max_entries) evict_oldest();
       entries_.push_back({id, zmq::message_t(), now});
       entries_.back().reply.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
       bytes_ += reply.size();
-      index_.emplace(id, first_ + entries_.size() - 1);
+      if (entries_.size() > opts_.max_entries) evict_oldest();  // never the one just added
     }
     while (bytes_ > opts_.max_bytes) evict_oldest();
   }
 
   // Returns: the stored reply for `id`, or nullptr when absent or expired.
-  const zmq::message_t* find(const message_id& id, steady_time now) {
+  const zmq::message_t* find(const hashed_id& id, steady_time now) {
     expire(now);
     const auto it = index_.find(id);
     return it == index_.end() ? nullptr : &entries_[it->second - first_].reply;
@@ -71,7 +73,7 @@ class reply_store {
 
  private:
   struct entry {
-    message_id id;
+    hashed_id id;  // with its hash: eviction erases it from index_ without hashing again
     zmq::message_t reply;
     steady_time stored;
   };
@@ -87,7 +89,7 @@ class reply_store {
   reply_store_options opts_;
   std::deque<entry> entries_;
   std::uint64_t first_ = 0;  // sequence number of entries_.front()
-  keyed_map<message_id, std::uint64_t> index_;
+  keyed_map<hashed_id, std::uint64_t> index_;
   std::size_t bytes_ = 0;
   std::size_t evicted_ = 0;
 };

@@ -2,10 +2,14 @@
 // (4 requesters x IN_FLIGHT requests outstanding, 4 echo responders sharing the
 // load, 64-byte bodies, request/reply over tcp loopback), through NATS or RabbitMQ,
 // printing the same header-less CSV rows:
-//   throughput,<system>,<in flight>,<req/s>   best of three runs
-//   latency_us,<system>,<in flight>,<us>      every request of one run
+//
+//	throughput,<system>,<in flight>,<req/s>   best of three runs
+//	latency_us,<system>,<in flight>,<us>      every request of one run
+//
 // Built offline from Debian's Go packages (see docs/benchmarks.md):
-//   GOPATH=/usr/share/gocode GO111MODULE=off go build -tags nats|rabbitmq -o OUT bench/peers
+//
+//	GOPATH=/usr/share/gocode GO111MODULE=off go build -tags nats|rabbitmq -o OUT ./bench/peers
+//
 // usage: OUT URL throughput|latency REQUESTS_PER_CLIENT IN_FLIGHT
 package main
 

@@ -111,8 +111,9 @@ def go_build(tags, out):
 class Peer:
     """A peer system: its server processes and its client, or the reason it is not measured."""
 
-    def __init__(self, name, label):
+    def __init__(self, name, label, peers_dir):
         self.name, self.label, self.url, self.why_not, self.procs = name, label, None, "", []
+        self.client = os.path.join(peers_dir, name)
 
     def run(self, kind, n, in_flight):
         if self.why_not:
@@ -130,24 +131,25 @@ class Peer:
             stop(p)
 
 
-def start_nats(peers_dir):
-    peer = Peer("nats", "NATS")
-    server = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    peer.client = os.path.join(peers_dir, "nats")
-    if not os.access(server, os.X_OK):
-        peer.why_not = "nats-server not installed"
-    elif not os.path.isdir("/usr/share/gocode/src/github.com/nats-io/nats.go"):
-        peer.why_not = "golang-github-nats-io-go-nats-dev missing"
-    else:
-        peer.why_not = go_build("nats", peer.client)
-    if peer.why_not:
-        return peer
-    port = free_port()
-    peer.procs.append(subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)], start_new_session=True,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    peer.url = "nats://127.0.0.1:%d" % port
-    peer.why_not = wait_for_port(port, peer.procs[-1], 20)
-    return peer
+class Nats(Peer):
+    """nats-server on a free loopback port, no state on disk."""
+
+    def __init__(self, peers_dir):
+        super().__init__("nats", "NATS", peers_dir)
+        server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not os.access(server, os.X_OK):
+            self.why_not = "nats-server not installed"
+        elif not os.path.isdir("/usr/share/gocode/src/github.com/nats-io/nats.go"):
+            self.why_not = "golang-github-nats-io-go-nats-dev missing"
+        else:
+            self.why_not = go_build("nats", self.client)
+        if self.why_not:
+            return
+        port = free_port()
+        self.procs.append(subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)], start_new_session=True,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.url = "nats://127.0.0.1:%d" % port
+        self.why_not = wait_for_port(port, self.procs[-1], 20)
 
 
 class RabbitMQ(Peer):
@@ -158,8 +160,7 @@ class RabbitMQ(Peer):
     BIN = "/usr/lib/rabbitmq/bin"
 
     def __init__(self, peers_dir):
-        super().__init__("rabbitmq", "RabbitMQ")
-        self.client = os.path.join(peers_dir, "rabbitmq")
+        super().__init__("rabbitmq", "RabbitMQ", peers_dir)
         self.tmp = None
         if not os.access(os.path.join(self.BIN, "rabbitmq-server"), os.X_OK) or not shutil.which("epmd"):
             self.why_not = "rabbitmq-server not installed"
@@ -235,7 +236,7 @@ def measure():
     try:
         if with_peers:
             print("starting NATS and RabbitMQ ...", flush=True)
-            peers = [start_nats(peers_dir), RabbitMQ(peers_dir)]
+            peers = [Nats(peers_dir), RabbitMQ(peers_dir)]
             for p in peers:
                 if p.why_not:
                     print("%s not measured: %s" % (p.label, p.why_not), flush=True)
@@ -291,8 +292,9 @@ def finish(fig, stamp, name):
 
 
 def not_measured(ax, notes):
-    for note in notes:  # an entry without a line: the legend says what is missing and why
-        ax.plot([], [], " ", label=note.replace("not measured: ", "") + ": not measured")
+    for note in notes:  # "not measured: LABEL: WHY" as an entry without a line
+        label, why = note[len("not measured: "):].split(": ", 1)
+        ax.plot([], [], " ", label="%s: not measured (%s)" % (label, why))
 
 
 stamp, notes, rows = load("queue")

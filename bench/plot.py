@@ -161,7 +161,7 @@ class RabbitMQ(Peer):
 
     def __init__(self, peers_dir):
         super().__init__("rabbitmq", "RabbitMQ", peers_dir)
-        self.tmp = None
+        self.tmp = self.log = None
         if not os.access(os.path.join(self.BIN, "rabbitmq-server"), os.X_OK) or not shutil.which("epmd"):
             self.why_not = "rabbitmq-server not installed"
         elif not os.path.isdir("/usr/share/gocode/src/github.com/rabbitmq/amqp091-go"):
@@ -194,12 +194,16 @@ class RabbitMQ(Peer):
                                            start_new_session=True, stdout=self.log, stderr=subprocess.STDOUT))
         self.url = "amqp://guest:guest@127.0.0.1:%d/" % port
         self.why_not = wait_for_port(port, self.procs[-1], 90)
+        if self.why_not:  # its temporary directory goes at close(): keep the broker's last word
+            self.why_not += ": " + (open(self.log.name).read().strip().splitlines() or ["no output"])[-1][-120:]
 
     def close(self):
         if len(self.procs) == 2 and self.procs[1].poll() is None:  # the broker halts itself cleanly
             subprocess.run([os.path.join(self.BIN, "rabbitmqctl"), "-n", self.node, "stop"], env=self.env,
                            capture_output=True, timeout=60)
         super().close()
+        if self.log:
+            self.log.close()
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -236,7 +240,8 @@ def measure():
     try:
         if with_peers:
             print("starting NATS and RabbitMQ ...", flush=True)
-            peers = [Nats(peers_dir), RabbitMQ(peers_dir)]
+            peers.append(Nats(peers_dir))  # one at a time: a failure in the second still stops the first
+            peers.append(RabbitMQ(peers_dir))
             for p in peers:
                 if p.why_not:
                     print("%s not measured: %s" % (p.label, p.why_not), flush=True)

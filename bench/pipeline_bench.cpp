@@ -4,6 +4,8 @@
 // PULL relaying the same count of 64-byte messages through the same topology.
 //
 // Usage: pipeline_bench [messages=200000] [credit=1000] [kit-only|codec-only|raw-only]
+//        pipeline_bench csv [messages=200000]: for bench/plot.py, every round of the three as
+//        "throughput,<zmqkit|raw|raw+codec>,<round>,<msg/s>" (header "kind,system,round,value")
 // PIPELINE_BENCH_PHASES=1 prints per-thread CPU and context switches.
 #include <pthread.h>
 #include <sys/resource.h>
@@ -195,6 +197,16 @@ double run_raw(std::size_t count, bool envelopes = false) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "csv") {
+    const std::size_t count = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 200'000;
+    std::printf("kind,system,round,value\n");
+    for (int round = 0; round < 3; ++round) {
+      std::printf("throughput,raw,%d,%.0f\n", round, run_raw(count));
+      std::printf("throughput,raw+codec,%d,%.0f\n", round, run_raw(count, true));
+      std::printf("throughput,zmqkit,%d,%.0f\n", round, run_zmqkit(count, 1000));
+    }
+    return 0;
+  }
   const std::size_t count = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200'000;
   const std::size_t credit = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000;
   std::printf("pipeline: %zu tasks, 64-byte bodies, tcp loopback, worker credit %zu\n", count, credit);

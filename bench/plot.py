@@ -1,18 +1,34 @@
 #!/usr/bin/python3
-"""Runs the queue benchmark sweep (build/bench/queue_bench sweep) and draws what it measured:
-  docs/bench-queue-throughput.png   throughput vs requests in flight: the device vs raw zmq::proxy
-  docs/bench-queue-latency-cdf.png  latency distribution (CDF), one request in flight
-Each figure is stamped with the date, the machine (CPU model, cores) and its load average.
-usage: bench/plot.py [BUILD_DIR=build] [REQUESTS_PER_CLIENT=5000] [--csv FILE (plot a saved run)]
-                    [--out DIR (default docs/)]
-Needs Debian's python3-matplotlib."""
+"""Runs the benchmarks bench/plot.py draws, one at a time, and draws what they measured:
+  docs/bench-queue-throughput.png   throughput vs requests in flight: the zmqkit queue device,
+                                    raw zmq::proxy, NATS and RabbitMQ (4 requesters, 4 responders)
+  docs/bench-queue-latency-cdf.png  latency distributions (CDF) at 1 and at 64 requests in flight
+  docs/bench-pipeline.png           pipeline vs raw PUSH/PULL (and raw + envelope codec)
+  docs/bench-pubsub.png             pub/sub vs raw PUB/SUB against subscriber count
+with their data in docs/bench-queue.csv, docs/bench-pipeline.csv, docs/bench-pubsub.csv. Each
+figure is stamped with the date, the machine (CPU, cores, kernel) and its load average.
+
+NATS (nats-server) and RabbitMQ (rabbitmq-server) run as processes this script starts on free
+loopback ports with private state in a temporary directory, and stops by PID; their clients
+(bench/peers, Go) are built offline from Debian's Go packages. A peer that cannot be built or
+started is left out of the figure with the reason in its legend.
+
+usage: bench/plot.py [BUILD_DIR=build] [REQUESTS_PER_CLIENT=5000] [--no-peers]
+                     [--csv DIR (redraw the CSVs saved in DIR)] [--out DIR (default docs/)]
+Needs Debian's python3-matplotlib; the peers need nats-server, golang-go,
+golang-github-nats-io-go-nats-dev, rabbitmq-server and golang-github-rabbitmq-amqp091-go-dev."""
 import csv
 import datetime
 import io
 import os
 import platform
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import matplotlib
 
@@ -21,15 +37,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
+IN_FLIGHT = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+LATENCY_LOADS = [1, 64]
+QUANTILES = 1000  # latency rows kept per series: the CSV holds quantiles, not every request
+
+
 def option(name):
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
 
 
-csv_file, out_dir = option("--csv"), option("--out")
-args = [a for a in args if a not in (csv_file, out_dir)]
-build = args[0] if args else os.path.join(ROOT, "build")
-per_client = args[1] if len(args) > 1 else "5000"
+csv_dir, out_dir = option("--csv"), option("--out") or os.path.join(ROOT, "docs")
+args = [a for a in sys.argv[1:] if not a.startswith("--") and a not in (csv_dir, out_dir)]
+build = os.path.abspath(args[0]) if args else os.path.join(ROOT, "build")
+per_client = int(args[1]) if len(args) > 1 else 5000
+with_peers = "--no-peers" not in sys.argv
 
 
 def machine():
@@ -41,64 +62,327 @@ def machine():
                 break
     except OSError:
         pass
-    load = os.getloadavg()[0]
-    return "%s, %d cores, %s, load average %.1f" % (model, os.cpu_count() or 0, platform.system(), load)
+    return "%s, %d cores, %s %s, load average %.1f" % (
+        model, os.cpu_count() or 0, platform.system(), platform.release(), os.getloadavg()[0])
 
 
-if csv_file:
-    text = open(csv_file).read()
-else:
-    bench = os.path.join(build, "bench", "queue_bench")
-    print("running %s sweep %s ..." % (bench, per_client), flush=True)
-    stamp_machine = machine()
-    text = subprocess.run([bench, "sweep", per_client], check=True, capture_output=True, text=True).stdout
-    with open(os.path.join(out_dir or os.path.join(ROOT, "docs"), "bench-queue-sweep.csv"), "w") as f:
-        f.write(text)
-stamp = "%s · %s" % (datetime.date.today().isoformat(), machine() if csv_file else stamp_machine)
-rows = list(csv.DictReader(io.StringIO(text)))
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, seconds):
+    """Returns: "" once 127.0.0.1:port accepts, else why not (proc died or the deadline passed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return "exited with status %d" % proc.returncode
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return ""
+        except OSError:
+            time.sleep(0.2)
+    return "not listening after %d s" % seconds
+
+
+def stop(proc, seconds=20):
+    """Ends a process this script started, with the process group it leads, politely first."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def go_build(tags, out):
+    """Builds the bench/peers client for `tags`; returns "" or why it could not."""
+    if not shutil.which("go"):
+        return "golang-go missing"
+    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off",
+               GOCACHE=os.path.join(os.path.dirname(out), "gocache"))
+    r = subprocess.run(["go", "build", "-tags", tags, "-o", out, "./bench/peers"],  # GOPATH mode: relative
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    return "" if r.returncode == 0 else "client build failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+
+
+class Peer:
+    """A peer system: its server processes and its client, or the reason it is not measured."""
+
+    def __init__(self, name, label, peers_dir):
+        self.name, self.label, self.url, self.why_not, self.procs = name, label, None, "", []
+        self.client = os.path.join(peers_dir, name)
+
+    def run(self, kind, n, in_flight):
+        if self.why_not:
+            return ""
+        print("  %s %s %s %d %d" % (self.client, self.url, kind, n, in_flight), flush=True)
+        r = subprocess.run([self.client, self.url, kind, str(n), str(in_flight)], capture_output=True, text=True)
+        if r.returncode != 0:  # one failed point: say so, and measure nothing more of this peer
+            self.why_not = "failed at %d in flight: %s" % (in_flight, r.stderr.strip()[-120:])
+            print("%s: %s" % (self.name, self.why_not), flush=True)
+            return ""
+        return r.stdout
+
+    def close(self):
+        for p in reversed(self.procs):
+            stop(p)
+
+
+class Nats(Peer):
+    """nats-server on a free loopback port, no state on disk."""
+
+    def __init__(self, peers_dir):
+        super().__init__("nats", "NATS", peers_dir)
+        server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not os.access(server, os.X_OK):
+            self.why_not = "nats-server not installed"
+        elif not os.path.isdir("/usr/share/gocode/src/github.com/nats-io/nats.go"):
+            self.why_not = "golang-github-nats-io-go-nats-dev missing"
+        else:
+            self.why_not = go_build("nats", self.client)
+        if self.why_not:
+            return
+        port = free_port()
+        self.procs.append(subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)], start_new_session=True,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.url = "nats://127.0.0.1:%d" % port
+        self.why_not = wait_for_port(port, self.procs[-1], 20)
+
+
+class RabbitMQ(Peer):
+    """rabbitmq-server as root straight from /usr/lib/rabbitmq/bin (Debian's wrapper would switch to
+    the rabbitmq user and its /var/lib state): a unique node name, private mnesia, logs, cookie
+    (HOME) and epmd, everything on loopback ports of its own."""
+
+    BIN = "/usr/lib/rabbitmq/bin"
+
+    def __init__(self, peers_dir):
+        super().__init__("rabbitmq", "RabbitMQ", peers_dir)
+        self.tmp = self.log = None
+        if not os.access(os.path.join(self.BIN, "rabbitmq-server"), os.X_OK) or not shutil.which("epmd"):
+            self.why_not = "rabbitmq-server not installed"
+        elif not os.path.isdir("/usr/share/gocode/src/github.com/rabbitmq/amqp091-go"):
+            self.why_not = "golang-github-rabbitmq-amqp091-go-dev missing"
+        else:
+            self.why_not = go_build("rabbitmq", self.client)
+        if self.why_not:
+            return
+        self.tmp = tempfile.mkdtemp(prefix="zmqkit-bench-rabbitmq.")
+        port, epmd_port = free_port(), free_port()
+        self.node = "zmqkit-bench-%d@localhost" % os.getpid()
+        self.env = dict(os.environ, HOME=self.tmp, ERL_EPMD_PORT=str(epmd_port), RABBITMQ_NODENAME=self.node,
+                        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(port),
+                        RABBITMQ_DIST_PORT=str(free_port()),
+                        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+                        RABBITMQ_MNESIA_BASE=os.path.join(self.tmp, "mnesia"),
+                        RABBITMQ_LOG_BASE=os.path.join(self.tmp, "log"),
+                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.tmp, "enabled_plugins"),
+                        RABBITMQ_CONFIG_FILE=os.path.join(self.tmp, "rabbitmq"),
+                        RABBITMQ_ADVANCED_CONFIG_FILE=os.path.join(self.tmp, "advanced.config"))
+        # Our own epmd, so that stopping it stops nothing of anyone else's.
+        self.procs.append(subprocess.Popen(["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
+                                           start_new_session=True, env=self.env, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL))
+        self.why_not = wait_for_port(epmd_port, self.procs[-1], 10)
+        if self.why_not:
+            return
+        self.log = open(os.path.join(self.tmp, "server.log"), "w")
+        self.procs.append(subprocess.Popen([os.path.join(self.BIN, "rabbitmq-server")], cwd=self.tmp, env=self.env,
+                                           start_new_session=True, stdout=self.log, stderr=subprocess.STDOUT))
+        self.url = "amqp://guest:guest@127.0.0.1:%d/" % port
+        self.why_not = wait_for_port(port, self.procs[-1], 90)
+        if self.why_not:  # its temporary directory goes at close(): keep the broker's last word
+            self.why_not += ": " + (open(self.log.name).read().strip().splitlines() or ["no output"])[-1][-120:]
+
+    def close(self):
+        if len(self.procs) == 2 and self.procs[1].poll() is None:  # the broker halts itself cleanly
+            subprocess.run([os.path.join(self.BIN, "rabbitmqctl"), "-n", self.node, "stop"], env=self.env,
+                           capture_output=True, timeout=60)
+        super().close()
+        if self.log:
+            self.log.close()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run(cmd):
+    print("  " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def quantiles(text):
+    """Keeps QUANTILES evenly spaced order statistics (min and max included) of each latency series."""
+    series, rest = {}, []
+    for line in text.splitlines():
+        if line.startswith("latency_us,"):
+            kind, system, in_flight, value = line.split(",")
+            series.setdefault((system, in_flight), []).append(float(value))
+        elif line:
+            rest.append(line)
+    for (system, in_flight), values in series.items():
+        values.sort()
+        n = len(values)
+        picks = range(n) if n <= QUANTILES else (i * (n - 1) // (QUANTILES - 1) for i in range(QUANTILES))
+        rest += ["latency_us,%s,%s,%.1f" % (system, in_flight, values[i]) for i in picks]
+    return "\n".join(rest) + "\n"
+
+
+def measure():
+    """Runs everything, one benchmark at a time; writes the three CSVs into out_dir."""
+    bench = os.path.join(build, "bench")
+    peers_dir = os.path.join(bench, "peers")
+    os.makedirs(peers_dir, exist_ok=True)
+    stamp = "%s · %s" % (datetime.date.today().isoformat(), machine())
+    peers = []
+    try:
+        if with_peers:
+            print("starting NATS and RabbitMQ ...", flush=True)
+            peers.append(Nats(peers_dir))  # one at a time: a failure in the second still stops the first
+            peers.append(RabbitMQ(peers_dir))
+            for p in peers:
+                if p.why_not:
+                    print("%s not measured: %s" % (p.label, p.why_not), flush=True)
+        queue = "kind,system,in_flight,value\n"
+        for k in IN_FLIGHT:  # point by point, every system, so that none gets a quieter machine
+            n = max(per_client * min(k, 16) // 16, 200)  # small windows are latency-bound: fewer requests
+            queue += run([os.path.join(bench, "queue_bench"), "throughput", str(n), str(k)])
+            queue += "".join(p.run("throughput", n, k) for p in peers)
+        for k in LATENCY_LOADS:
+            n = per_client if k > 1 else max(per_client // 5, 200)
+            queue += run([os.path.join(bench, "queue_bench"), "latency", str(n), str(k)])
+            queue += "".join(p.run("latency", n, k) for p in peers)
+        notes = "".join("# not measured: %s: %s\n" % (p.label, p.why_not) for p in peers if p.why_not)
+    finally:
+        for p in peers:
+            p.close()
+    messages = str(per_client * 40)
+    pipeline = run([os.path.join(bench, "pipeline_bench"), "csv", messages])
+    pubsub = run([os.path.join(bench, "pubsub_bench"), "csv", messages])
+    header = "# %s\n" % stamp
+    for name, text in (("queue", header + notes + quantiles(queue)), ("pipeline", header + pipeline),
+                       ("pubsub", header + pubsub)):
+        with open(os.path.join(out_dir, "bench-%s.csv" % name), "w") as f:
+            f.write(text)
+
+
+def load(name):
+    """Returns: (stamp, notes, rows) of a saved CSV."""
+    lines = open(os.path.join(csv_dir or out_dir, "bench-%s.csv" % name)).read().splitlines()
+    comments = [line[2:] for line in lines if line.startswith("# ")]
+    rows = list(csv.DictReader(io.StringIO("\n".join(line for line in lines if not line.startswith("#")))))
+    return comments[0], comments[1:], rows
+
+
+if not csv_dir:
+    measure()
+
+LABELS = {"device": "zmqkit-queue device (workers of capacity 32)", "proxy": "raw zmq::proxy (ROUTER/DEALER)",
+          "nats": "NATS (nats-server, queue group)", "rabbitmq": "RabbitMQ (direct reply-to, prefetch 32)",
+          "zmqkit": "zmqkit", "raw": "raw libzmq, 64-byte frames", "raw+codec": "raw libzmq + envelope codec",
+          "raw-same-size": "raw libzmq, frames as large as zmqkit's envelopes"}
+COLORS = {"device": "#2f6fdb", "zmqkit": "#2f6fdb", "proxy": "#888888", "raw": "#888888", "nats": "#27a567",
+          "rabbitmq": "#ff6600", "raw+codec": "#bbbbbb", "raw-same-size": "#bbbbbb"}
+ORDER = ["device", "proxy", "nats", "rabbitmq"]
+
+
+def finish(fig, stamp, name):
+    fig.text(0.01, 0.01, stamp, fontsize=7, color="#666666")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = os.path.join(out_dir, "bench-%s.png" % name)
+    fig.savefig(path, dpi=110)
+    print("wrote " + path)
+
+
+def not_measured(ax, notes):
+    for note in notes:  # "not measured: LABEL: WHY" as an entry without a line
+        label, why = note[len("not measured: "):].split(": ", 1)
+        ax.plot([], [], " ", label="%s: not measured (%s)" % (label, why))
+
+
+stamp, notes, rows = load("queue")
 throughput, latency = {}, {}
 for r in rows:
     if r["kind"] == "throughput":
         throughput.setdefault(r["system"], []).append((int(r["in_flight"]), float(r["value"])))
     elif r["kind"] == "latency_us":
-        latency.setdefault(r["system"], []).append(float(r["value"]))
+        latency.setdefault((r["system"], int(r["in_flight"])), []).append(float(r["value"]))
 
-labels = {"device": "zmqkit-queue device (workers of capacity 32)", "proxy": "raw zmq::proxy (ROUTER/DEALER)"}
-colors = {"device": "#2f6fdb", "proxy": "#888888"}
-docs = out_dir or os.path.join(ROOT, "docs")
-
-fig, ax = plt.subplots(figsize=(8, 4.8))
-for system, points in sorted(throughput.items()):
-    points.sort()
-    ax.plot([p[0] for p in points], [p[1] / 1000 for p in points], marker="o", label=labels.get(system, system),
-            color=colors.get(system))
+fig, ax = plt.subplots(figsize=(8.5, 5))
+for system in sorted(throughput, key=ORDER.index):
+    points = sorted(throughput[system])
+    ax.plot([p[0] for p in points], [p[1] / 1000 for p in points], marker="o", label=LABELS[system],
+            color=COLORS[system])
+not_measured(ax, notes)
 ax.set_xscale("log", base=2)
-ax.set_xticks(sorted({p[0] for points in throughput.values() for p in points}))
+ax.set_xticks(IN_FLIGHT)
 ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-ax.set_xlabel("requests in flight per client (4 clients, 4 echo workers, tcp loopback, 64-byte bodies)")
+ax.set_xlabel("requests in flight per requester (4 requesters, 4 echo responders, tcp loopback, 64-byte bodies)")
 ax.set_ylabel("thousand requests per second")
-ax.set_title("Queue throughput against requests in flight")
+ax.set_title("Request/reply throughput against requests in flight")
 ax.grid(True, alpha=0.3)
-ax.legend()
-fig.text(0.01, 0.01, stamp, fontsize=7, color="#666666")
-fig.tight_layout(rect=(0, 0.03, 1, 1))
-out1 = os.path.join(docs, "bench-queue-throughput.png")
-fig.savefig(out1, dpi=110)
+ax.legend(fontsize=8)
+finish(fig, stamp, "queue-throughput")
 
+fig, axes = plt.subplots(1, len(LATENCY_LOADS), figsize=(11, 5), sharey=True)
+for ax, k in zip(axes, LATENCY_LOADS):
+    for system in sorted({s for s, load in latency if load == k}, key=ORDER.index):
+        values = sorted(latency[(system, k)])
+        n = len(values)
+        ax.plot(values, [(i + 1) / n for i in range(n)], color=COLORS[system], label="%s: p50 %.0f, p99 %.0f µs" % (
+            LABELS[system].split(" (")[0], values[n // 2], values[min(n - 1, int(n * 0.99))]))
+    not_measured(ax, notes)
+    ax.set_xscale("log")
+    ax.set_xlabel("round-trip latency, µs")
+    ax.set_title("4 requesters × %d in flight each" % k)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+axes[0].set_ylabel("fraction of requests")
+fig.suptitle("Request/reply latency distribution (CDF) at fixed load, 4 echo responders, tcp loopback")
+finish(fig, stamp, "queue-latency-cdf")
+
+stamp, _, rows = load("pipeline")
+rounds = {}
+for r in rows:
+    rounds.setdefault(r["system"], []).append(float(r["value"]))
+systems = [s for s in ("raw", "raw+codec", "zmqkit") if s in rounds]
 fig, ax = plt.subplots(figsize=(8, 4.8))
-for system, values in sorted(latency.items()):
-    values.sort()
-    n = len(values)
-    ax.plot(values, [(i + 1) / n for i in range(n)], label="%s (p50 %.0f µs, p99 %.0f µs)" % (
-        labels.get(system, system), values[n // 2], values[min(n - 1, int(n * 0.99))]), color=colors.get(system))
-ax.set_xscale("log")
-ax.set_xlabel("round-trip latency, µs (1 client, 1 request in flight, 4 workers, tcp loopback)")
-ax.set_ylabel("fraction of requests")
-ax.set_title("Queue latency distribution (CDF)")
-ax.grid(True, alpha=0.3, which="both")
-ax.legend(loc="lower right")
-fig.text(0.01, 0.01, stamp, fontsize=7, color="#666666")
-fig.tight_layout(rect=(0, 0.03, 1, 1))
-out2 = os.path.join(docs, "bench-queue-latency-cdf.png")
-fig.savefig(out2, dpi=110)
-print("wrote %s and %s (%s)" % (out1, out2, stamp))
+best_raw = max(rounds["raw"])
+for i, system in enumerate(systems):
+    best = max(rounds[system])
+    ax.bar(i, best / 1e6, color=COLORS[system], width=0.6)
+    ax.plot([i] * len(rounds[system]), [v / 1e6 for v in rounds[system]], "k.", alpha=0.6)
+    ax.annotate("%.2f× raw" % (best / best_raw), (i, best / 1e6), ha="center", va="bottom", fontsize=9)
+ax.plot([], [], "k.", label="each round (bar: best of %d)" % len(rounds["raw"]))
+ax.set_xticks(range(len(systems)), [LABELS[s] for s in systems], fontsize=8)
+ax.set_ylim(0, max(max(v) for v in rounds.values()) / 1e6 * 1.15)  # room for the ratios
+ax.set_xlabel("1 worker (credit 1000), 64-byte bodies, tcp loopback")
+ax.set_ylabel("million messages per second")
+ax.set_title("Pipeline ventilator → worker → sink against raw PUSH → PULL/PUSH → PULL")
+ax.grid(True, axis="y", alpha=0.3)
+ax.legend(loc="upper left", fontsize=8)
+finish(fig, stamp, "pipeline")
+
+stamp, _, rows = load("pubsub")
+series = {}
+for r in rows:
+    series.setdefault(r["system"], []).append((int(r["subscribers"]), float(r["value"])))
+raw = dict(series["raw"])
+fig, ax = plt.subplots(figsize=(8, 4.8))
+for system in ("zmqkit", "raw", "raw-same-size"):
+    points = sorted(series[system])
+    ax.plot([p[0] for p in points], [p[1] / 1e6 for p in points], marker="o", color=COLORS[system],
+            label=LABELS[system], linestyle="--" if system == "raw-same-size" else "-")
+for subs, value in series["zmqkit"]:
+    ax.annotate("%.2f×" % (value / raw[subs]), (subs, value / 1e6), textcoords="offset points", xytext=(0, -14),
+                ha="center", fontsize=8, color=COLORS["zmqkit"])
+ax.set_xticks(sorted(raw))
+ax.set_xlabel("subscribers (every one receives every message; 64-byte bodies, tcp loopback)")
+ax.set_ylabel("million messages per second")
+ax.set_ylim(0, max(v for points in series.values() for _, v in points) / 1e6 * 1.1)
+ax.set_title("Pub/sub (sequence tracking on) against raw PUB/SUB; ratio to raw under each point")
+ax.grid(True, alpha=0.3)
+ax.legend(fontsize=8)
+finish(fig, stamp, "pubsub")

@@ -7,6 +7,10 @@
 // all of them. Rounds alternate zmqkit and raw; the median round is reported.
 //
 //   build/bench/pubsub_bench [messages per round, default 200000]
+//   build/bench/pubsub_bench csv [messages per round, default 200000]: for bench/plot.py, 1, 2
+//     and 4 subscribers, median rounds as "throughput,<zmqkit|raw|raw-same-size>,<subscribers>,
+//     <msg/s>" (header "kind,system,subscribers,value"; raw-same-size: raw frames as large as
+//     zmqkit's envelopes)
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -160,14 +164,24 @@ std::string envelope_sized_payload() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::uint64_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200'000;
+  const bool csv = argc > 1 && std::string(argv[1]) == "csv";
+  const int count_arg = csv ? 2 : 1;
+  const std::uint64_t n = argc > count_arg ? std::strtoull(argv[count_arg], nullptr, 10) : 200'000;
   const std::string same_size = envelope_sized_payload();
-  for (int subscribers : {1, 4}) {
+  if (csv) std::printf("kind,system,subscribers,value\n");
+  for (int subscribers : csv ? std::vector<int>{1, 2, 4} : std::vector<int>{1, 4}) {
     std::vector<double> zmqkit_rates, raw_rates, raw_same_size_rates;
     for (int r = 0; r < rounds; ++r) {
       raw_rates.push_back(run_raw(subscribers, n, body));
       zmqkit_rates.push_back(run_zmqkit(subscribers, n));
       raw_same_size_rates.push_back(run_raw(subscribers, n, same_size));
+    }
+    if (csv) {
+      std::printf("throughput,zmqkit,%d,%.0f\nthroughput,raw,%d,%.0f\nthroughput,raw-same-size,%d,%.0f\n",
+                  subscribers, median(zmqkit_rates), subscribers, median(raw_rates), subscribers,
+                  median(raw_same_size_rates));
+      std::fflush(stdout);
+      continue;
     }
     const std::string what = "pub/sub tcp 64 B, " + std::to_string(subscribers) + " sub";
     zmqkit::bench::report(what + ", seq tracking", "msg/s", median(zmqkit_rates), median(raw_rates), 0.8,

@@ -5,19 +5,20 @@
 // a capacity (READY {"capacity": n}): 32, and 1 (Paranoid Pirate) for comparison.
 //
 // usage: queue_bench [requests per client, default 25000] [capacity, default 32]
-//        queue_bench sweep [requests per client, default 5000]
+//        queue_bench throughput|latency REQUESTS_PER_CLIENT IN_FLIGHT
+//   CSV rows for bench/plot.py, 4 clients x IN_FLIGHT x 4 workers, the device (capacity
+//   32) beside raw zmq::proxy: "throughput,<system>,<in flight>,<req/s>" (best of three),
+//   or "latency_us,<system>,<in flight>,<us>" for every request of one run.
 //        queue_bench profile [requests per client, default 2000]
-//   sweep: CSV for bench/plot.py: throughput of the device (capacity 32) and of raw
-//   zmq::proxy for 1..256 requests in flight per client, then every window-1 latency.
-//   profile: one raw zmq::proxy run and one device run (capacity 32), nothing else, for
+//   one raw zmq::proxy run and one device run (capacity 32), nothing else, for
 //   bench/callgrind_queue.sh to count the instructions each forwarding thread spends per request.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <msgpack.hpp>
-#include <optional>
 #include <string_view>
 #include <string>
 #include <thread>
@@ -44,6 +45,7 @@ std::vector<zmq::message_t> make_requests(std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     zmqkit::envelope e = zmqkit::make_envelope("bench.echo");
     e.body.assign(64, 'x');
+    std::memcpy(e.body.data(), &i, sizeof i);  // the echo tells the client which request it answers
     out.push_back(zmqkit::encode(e));
   }
   return out;
@@ -92,7 +94,7 @@ void worker(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t capa
 }
 
 // One client: keeps `in_flight` requests outstanding until all are answered.
-// Returns: per-request latencies in microseconds when `latencies` is set.
+// With `latencies`, appends each request's round trip in microseconds.
 void client(zmq::context_t& ctx, const std::string& endpoint, std::vector<zmq::message_t>& requests,
             int in_flight, std::vector<double>* latencies) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -100,15 +102,13 @@ void client(zmq::context_t& ctx, const std::string& endpoint, std::vector<zmq::m
   s.set(zmq::sockopt::rcvtimeo, 5000);
   s.connect(endpoint);
   std::size_t sent = 0, received = 0;
-  bench_clock::time_point t0;
+  std::vector<bench_clock::time_point> sent_at(latencies ? requests.size() : 0);
   auto send_next = [&] {
+    if (latencies) sent_at[sent] = bench_clock::now();
     s.send(zmq::message_t{}, zmq::send_flags::sndmore);
     s.send(requests[sent++], zmq::send_flags::none);  // moves the frame out: it is sent once
   };
-  while (sent < requests.size() && sent < static_cast<std::size_t>(in_flight)) {
-    t0 = bench_clock::now();
-    send_next();
-  }
+  while (sent < requests.size() && sent < static_cast<std::size_t>(in_flight)) send_next();
   std::vector<zmq::message_t> frames;
   while (received < requests.size()) {
     frames.clear();
@@ -117,24 +117,27 @@ void client(zmq::context_t& ctx, const std::string& endpoint, std::vector<zmq::m
       std::exit(1);
     }
     ++received;
-    if (latencies)
-      latencies->push_back(std::chrono::duration<double, std::micro>(bench_clock::now() - t0).count());
-    if (sent < requests.size()) {
-      t0 = bench_clock::now();
-      send_next();
+    if (latencies) {
+      const auto now = bench_clock::now();
+      const std::string_view body = zmqkit::decode_view(frames.back()).body;
+      std::size_t i = 0;
+      std::memcpy(&i, body.data(), sizeof i);  // the workers echo the request's body
+      latencies->push_back(std::chrono::duration<double, std::micro>(now - sent_at.at(i)).count());
     }
+    if (sent < requests.size()) send_next();
   }
 }
 
 struct run_result {
   double per_second = 0;
   double mean_latency_us = 0;
+  std::vector<double> latencies_us;  // every request's, when asked for
 };
 
 // Runs clients x per_client requests through `frontend` with workers on `backend`.
-// Workers announce `capacity` (0: no device protocol).
+// Workers announce `capacity` (0: no device protocol). `timed`: record every latency.
 run_result run(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
-               std::uint32_t capacity, std::size_t per_client, int in_flight, int client_count) {
+               std::uint32_t capacity, std::size_t per_client, int in_flight, int client_count, bool timed) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> ws;
   for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, backend, capacity, stop); });
@@ -147,7 +150,7 @@ run_result run(zmq::context_t& ctx, const std::string& frontend, const std::stri
   for (int i = 0; i < client_count; ++i)
     cs.emplace_back([&, i] {
       client(ctx, frontend, reqs[static_cast<std::size_t>(i)], in_flight,
-             in_flight == 1 ? &lat[static_cast<std::size_t>(i)] : nullptr);
+             timed ? &lat[static_cast<std::size_t>(i)] : nullptr);
     });
   for (auto& t : cs) t.join();
   const double secs = std::chrono::duration<double>(bench_clock::now() - start).count();
@@ -155,26 +158,26 @@ run_result run(zmq::context_t& ctx, const std::string& frontend, const std::stri
   for (auto& t : ws) t.join();
   run_result r;
   r.per_second = static_cast<double>(per_client * static_cast<std::size_t>(client_count)) / secs;
+  for (auto& l : lat) r.latencies_us.insert(r.latencies_us.end(), l.begin(), l.end());
   double sum = 0;
-  std::size_t n = 0;
-  for (auto& l : lat)
-    for (double v : l) sum += v, ++n;
-  r.mean_latency_us = n ? sum / static_cast<double>(n) : 0;
+  for (double v : r.latencies_us) sum += v;
+  r.mean_latency_us = r.latencies_us.empty() ? 0 : sum / static_cast<double>(r.latencies_us.size());
   return r;
 }
 
-run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity) {
+run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity,
+                          bool timed = false) {
   zmq::context_t ctx;
   zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"});
   std::thread t([&] { dev.run(); });
   auto r = run(ctx, dev.frontend_endpoint(), dev.backend_endpoint(), capacity, per_client, in_flight,
-               client_count);
+               client_count, timed);
   dev.stop();
   t.join();
   return r;
 }
 
-run_result through_proxy(std::size_t per_client, int in_flight, int client_count) {
+run_result through_proxy(std::size_t per_client, int in_flight, int client_count, bool timed = false) {
   zmq::context_t ctx;
   zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::dealer);
   front.bind("tcp://127.0.0.1:*");
@@ -184,7 +187,7 @@ run_result through_proxy(std::size_t per_client, int in_flight, int client_count
   control.bind("inproc://queue-bench-control");
   control_peer.connect("inproc://queue-bench-control");
   std::thread t([&] { zmq::proxy_steerable(front, back, zmq::socket_ref(), control); });
-  auto r = run(ctx, fe, be, 0, per_client, in_flight, client_count);
+  auto r = run(ctx, fe, be, 0, per_client, in_flight, client_count, timed);
   control_peer.send(zmq::buffer(std::string("TERMINATE")));
   t.join();
   return r;
@@ -225,7 +228,7 @@ run_result through_raw_lru(std::size_t per_client, int in_flight, int client_cou
       }
     }
   });
-  auto r = run(ctx, fe, be, 1, per_client, in_flight, client_count);
+  auto r = run(ctx, fe, be, 1, per_client, in_flight, client_count, false);
   stop = true;
   t.join();
   return r;
@@ -241,63 +244,31 @@ long rss_kb() {
 
 }  // namespace
 
-// The sweep bench/plot.py draws: "throughput,<system>,<in flight>,<req/s>" lines (best of
-// three), then "latency_us,<system>,1,<us>" for every request of a window-1 run.
-int sweep(std::size_t per_client) {
-  std::printf("kind,system,in_flight,value\n");
-  for (int in_flight : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
-    // Small windows are latency-bound: fewer requests keep those points short.
-    const std::size_t n = std::max<std::size_t>(per_client * static_cast<std::size_t>(std::min(in_flight, 16)) / 16, 200);
+// One point of the sweep bench/plot.py draws (it owns the loop, so that the peer systems
+// are measured point by point beside these): CSV rows, header-less.
+int plot_point(std::string_view kind, std::size_t per_client, int in_flight) {
+  if (per_client == 0 || in_flight < 1) {
+    std::fprintf(stderr, "queue_bench: %.*s needs REQUESTS_PER_CLIENT >= 1 and IN_FLIGHT >= 1\n",
+                 static_cast<int>(kind.size()), kind.data());
+    return 2;
+  }
+  if (kind == "throughput") {
     double dev = 0, raw = 0;
     for (int round = 0; round < 3; ++round) {
-      raw = std::max(raw, through_proxy(n, in_flight, clients).per_second);
-      dev = std::max(dev, through_device(n, in_flight, clients, 32).per_second);
+      raw = std::max(raw, through_proxy(per_client, in_flight, clients).per_second);
+      dev = std::max(dev, through_device(per_client, in_flight, clients, 32).per_second);
     }
     std::printf("throughput,device,%d,%.0f\nthroughput,proxy,%d,%.0f\n", in_flight, dev, in_flight, raw);
-    std::fflush(stdout);
+    return 0;
   }
-  for (const char* system : {"device", "proxy"}) {
-    zmq::context_t ctx;
-    std::vector<double> lat;
-    std::atomic<bool> stop{false};
-    std::optional<zmqkit::queue::device> dev;
-    std::string fe, be;
-    zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::dealer);
-    zmq::socket_t control(ctx, zmq::socket_type::pair), control_peer(ctx, zmq::socket_type::pair);
-    std::thread loop;
-    if (std::string_view(system) == "device") {
-      dev.emplace(ctx, zmqkit::queue::device_options{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"});
-      fe = dev->frontend_endpoint(), be = dev->backend_endpoint();
-      loop = std::thread([&] { dev->run(); });
-    } else {
-      front.bind("tcp://127.0.0.1:*");
-      back.bind("tcp://127.0.0.1:*");
-      fe = front.get(zmq::sockopt::last_endpoint), be = back.get(zmq::sockopt::last_endpoint);
-      control.bind("inproc://queue-bench-sweep");
-      control_peer.connect("inproc://queue-bench-sweep");
-      loop = std::thread([&] { zmq::proxy_steerable(front, back, zmq::socket_ref(), control); });
-    }
-    const std::uint32_t capacity = dev ? 32 : 0;
-    std::vector<std::thread> ws;
-    for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, be, capacity, stop); });
-    std::this_thread::sleep_for(200ms);
-    auto reqs = make_requests(per_client);
-    client(ctx, fe, reqs, 1, &lat);
-    stop = true;
-    for (auto& t : ws) t.join();
-    if (dev)
-      dev->stop();
-    else
-      control_peer.send(zmq::buffer(std::string("TERMINATE")));
-    loop.join();
-    for (double us : lat) std::printf("latency_us,%s,1,%.1f\n", system, us);
-  }
+  const auto dev = through_device(per_client, in_flight, clients, 32, true);
+  const auto raw = through_proxy(per_client, in_flight, clients, true);
+  for (double us : dev.latencies_us) std::printf("latency_us,device,%d,%.1f\n", in_flight, us);
+  for (double us : raw.latencies_us) std::printf("latency_us,proxy,%d,%.1f\n", in_flight, us);
   return 0;
 }
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string_view(argv[1]) == "sweep")
-    return sweep(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000);
   if (argc > 1 && std::string_view(argv[1]) == "profile") {
     const std::size_t n = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2000;
     through_proxy(n, window, clients);
@@ -305,6 +276,8 @@ int main(int argc, char** argv) {
     std::printf("requests %zu\n", n * clients);
     return 0;
   }
+  if (argc == 4 && (std::string_view(argv[1]) == "throughput" || std::string_view(argv[1]) == "latency"))
+    return plot_point(argv[1], std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;
   const auto capacity = static_cast<std::uint32_t>(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 32);
   if (capacity < 1 || capacity > 1024) {
@@ -361,9 +334,9 @@ int main(int argc, char** argv) {
   const std::size_t latency_requests = std::max<std::size_t>(per_client / 5, 1000);
   double dev1_lat = 1e18;
   for (int round = 0; round < 5; ++round) {
-    raw_lat = std::min(raw_lat, through_proxy(latency_requests, 1, 1).mean_latency_us);
-    dev_lat = std::min(dev_lat, through_device(latency_requests, 1, 1, capacity).mean_latency_us);
-    dev1_lat = std::min(dev1_lat, through_device(latency_requests, 1, 1, 1).mean_latency_us);
+    raw_lat = std::min(raw_lat, through_proxy(latency_requests, 1, 1, true).mean_latency_us);
+    dev_lat = std::min(dev_lat, through_device(latency_requests, 1, 1, capacity, true).mean_latency_us);
+    dev1_lat = std::min(dev1_lat, through_device(latency_requests, 1, 1, 1, true).mean_latency_us);
   }
   zmqkit::bench::report("window-1 mean latency, 1 client x 4 workers, " + cap, "us", dev_lat, raw_lat, 1.1,
                         false);

@@ -2,6 +2,9 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/inlined_vector.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -10,7 +13,6 @@
 #include <mutex>
 #include <set>
 #include <span>
-#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -30,6 +32,10 @@
 namespace zmqkit::queue {
 
 namespace {
+
+// A client's address stack: one frame (its ROUTER identity) unless it came
+// through other ROUTERs, so kept inline rather than in an allocation of its own.
+using route_frames = absl::InlinedVector<zmq::message_t, 2>;
 
 constexpr char ready_byte = 0x01;
 constexpr char heartbeat_byte = 0x02;
@@ -133,12 +139,12 @@ std::variant<ready_announcement, std::string> parse_ready(std::string_view frame
 // Hashes the address stack frames[first, last) (a request's route, or a reply's
 // echo of it) with the keyed hash: the frames are length-prefixed, so no two
 // different stacks hash the same bytes, and peers cannot craft collisions.
-std::size_t route_hash(const std::vector<zmq::message_t>& frames, std::size_t first, std::size_t last) {
+std::size_t route_hash(std::span<const zmq::message_t> frames) {
   std::string stack;
-  for (std::size_t i = first; i < last; ++i) {
-    const auto size = static_cast<std::uint32_t>(frames[i].size());
+  for (const zmq::message_t& frame : frames) {
+    const auto size = static_cast<std::uint32_t>(frame.size());
     stack.append(reinterpret_cast<const char*>(&size), sizeof size);
-    stack.append(view(frames[i]));
+    stack.append(view(frame));
   }
   return internal::keyed_hash_bytes(stack);
 }
@@ -167,7 +173,7 @@ struct device::impl {
   using handle = std::uint64_t;
 
   struct request {
-    std::vector<zmq::message_t> route;  // the client's address stack
+    route_frames route;  // the client's address stack
     zmq::message_t body;
     std::optional<message_id> id;
     // The id as dedup and the reply cache know it: with CURVE on the frontend,
@@ -271,7 +277,9 @@ struct device::impl {
   std::size_t evicted_bytes = 0;
 
   mutable std::mutex mu;
-  std::unordered_map<handle, request> requests;
+  // Handles are the device's own numbers, not network data: Abseil's default hash.
+  // No insertion happens while a request& is held (only on_frontend inserts).
+  absl::flat_hash_map<handle, request> requests;
   internal::keyed_map<internal::hashed_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
   // Requests with a TTL, pending or at a worker: a timer, not a scan per message.
   std::set<std::pair<wall_time, handle>> ttl_index;
@@ -358,12 +366,13 @@ struct device::impl {
   }
 
   // --- sending --------------------------------------------------------------
-  // Sends [route..., empty, body] to a client. Returns: false (counted) when the
+  // Sends [route..., empty, body] to a client, moving the route's frames out
+  // (every caller is done with the route). Returns: false (counted) when the
   // client is gone or not reading.
-  bool send_to_client(const std::vector<zmq::message_t>& route, zmq::message_t body) {
+  bool send_to_client(route_frames& route, zmq::message_t body) {
     try {
-      for (const auto& r : route)
-        if (!frontend.send(copy_of(r), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      for (auto& r : route)
+        if (!frontend.send(std::move(r), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
           drop("client-not-reading");
           return false;
         }
@@ -376,7 +385,7 @@ struct device::impl {
     }
   }
 
-  void send_error(const std::vector<zmq::message_t>& route, std::optional<message_id> id, reply_error code,
+  void send_error(route_frames& route, std::optional<message_id> id, reply_error code,
                   std::string_view reason) {
     ++counters.rejected[std::string(to_string(code))];
     send_to_client(route, encode(make_error_reply(id, code, reason, clk)));
@@ -484,7 +493,7 @@ struct device::impl {
       delivery_deadlines.push_back({sent_at + opts.delivery_timeout, h, r.delivery});
     }
     // The route hash is only needed to match replies when a worker holds several.
-    workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route, 0, r.route.size()) : 0, r.delivery});
+    workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route) : 0, r.delivery});
     return true;
   }
 
@@ -658,8 +667,7 @@ struct device::impl {
     // The route is kept with the request and copied to the worker: bounded.
     if (delimiter > opts.max_route_frames || route_bytes > opts.max_route_bytes)
       return drop("address-stack", std::to_string(delimiter) + " frames, " + std::to_string(route_bytes) + " bytes");
-    std::vector<zmq::message_t> route;
-    route.reserve(delimiter);
+    route_frames route;
     for (std::size_t i = 0; i < delimiter; ++i) route.push_back(std::move(frames[i]));
     zmq::message_t& body = frames.back();
 
@@ -776,7 +784,7 @@ struct device::impl {
       return std::nullopt;
     }
     if (w.capacity == 1) return w.holding.empty() ? std::nullopt : std::optional<std::size_t>(0);
-    const std::size_t echoed = route_hash(frames, 1, frames.size() - 2);
+    const std::size_t echoed = route_hash(std::span(frames).subspan(1, frames.size() - 3));
     for (std::size_t i = 0; i < w.holding.size(); ++i)
       if (w.holding[i].route_hash == echoed) return i;
     return std::nullopt;

@@ -51,17 +51,22 @@ std::vector<zmq::message_t> make_requests(std::size_t n) {
   return out;
 }
 
-// Sends READY: bare for capacity 1 (Paranoid Pirate), else the map form.
-void send_ready(zmq::socket_t& s, std::uint32_t capacity) {
-  if (capacity <= 1) {
+// Sends READY: bare for capacity 1 (Paranoid Pirate) serving every type, else
+// the map form (with `prefix` when not empty: the worker serves only those types).
+void send_ready(zmq::socket_t& s, std::uint32_t capacity, const std::string& prefix = {}) {
+  if (capacity <= 1 && prefix.empty()) {
     s.send(zmq::buffer("\x01", 1));
     return;
   }
   msgpack::sbuffer b;
   msgpack::packer<msgpack::sbuffer> pk(b);
-  pk.pack_map(1);
+  pk.pack_map(prefix.empty() ? 1 : 2);
   pk.pack(std::string("capacity"));
   pk.pack(capacity);
+  if (!prefix.empty()) {
+    pk.pack(std::string("prefixes"));
+    pk.pack(std::vector<std::string>{prefix});
+  }
   s.send(zmq::buffer("\x01", 1), zmq::send_flags::sndmore);
   s.send(zmq::buffer(b.data(), b.size()));
 }
@@ -69,12 +74,12 @@ void send_ready(zmq::socket_t& s, std::uint32_t capacity) {
 // An echo worker: READY (for the device) and heartbeats, then echoes every
 // request in arrival order. capacity 0: no device protocol (raw proxy).
 void worker(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t capacity,
-            std::atomic<bool>& stop) {
+            std::atomic<bool>& stop, const std::string& prefix = {}) {
   const bool device_protocol = capacity > 0;
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
   s.connect(endpoint);
-  if (device_protocol) send_ready(s, capacity);
+  if (device_protocol) send_ready(s, capacity, prefix);
   auto next_heartbeat = bench_clock::now() + 500ms;
   std::vector<zmq::message_t> frames;
   while (!stop) {
@@ -135,12 +140,14 @@ struct run_result {
 };
 
 // Runs clients x per_client requests through `frontend` with workers on `backend`.
-// Workers announce `capacity` (0: no device protocol). `timed`: record every latency.
+// Workers announce `capacity` (0: no device protocol) and serve the types starting
+// with `prefix` (empty: every type). `timed`: record every latency.
 run_result run(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
-               std::uint32_t capacity, std::size_t per_client, int in_flight, int client_count, bool timed) {
+               std::uint32_t capacity, std::size_t per_client, int in_flight, int client_count, bool timed,
+               const std::string& prefix = {}) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> ws;
-  for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, backend, capacity, stop); });
+  for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, backend, capacity, stop, prefix); });
   std::this_thread::sleep_for(200ms);  // let workers connect (and READY) before timing
   std::vector<std::vector<zmq::message_t>> reqs;
   for (int i = 0; i < client_count; ++i) reqs.push_back(make_requests(per_client));
@@ -165,13 +172,29 @@ run_result run(zmq::context_t& ctx, const std::string& frontend, const std::stri
   return r;
 }
 
+// `waiting_types`: first queue one request for each of that many distinct types
+// nobody serves (they wait for the whole run): what a backlog of many types costs
+// the device thread per tick shows in everybody else's latency.
 run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity,
-                          bool timed = false) {
+                          bool timed = false, std::size_t waiting_types = 0) {
   zmq::context_t ctx;
-  zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"});
+  zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*",
+                                  .backend = "tcp://127.0.0.1:*",
+                                  .max_pending = 1'000'000,
+                                  .no_service = std::chrono::hours(1)});
   std::thread t([&] { dev.run(); });
+  zmq::socket_t backlog(ctx, zmq::socket_type::dealer);
+  backlog.set(zmq::sockopt::linger, 0);
+  backlog.connect(dev.frontend_endpoint());
+  for (std::size_t i = 0; i < waiting_types; ++i) {
+    zmqkit::envelope e = zmqkit::make_envelope("unserved." + std::to_string(i));
+    backlog.send(zmq::message_t{}, zmq::send_flags::sndmore);
+    backlog.send(zmqkit::encode(e), zmq::send_flags::none);
+  }
+  while (dev.stats().pending < waiting_types) std::this_thread::sleep_for(10ms);
+  // With a backlog, workers serve only the benchmark's own type ("bench.echo").
   auto r = run(ctx, dev.frontend_endpoint(), dev.backend_endpoint(), capacity, per_client, in_flight,
-               client_count, timed);
+               client_count, timed, waiting_types ? "bench." : "");
   dev.stop();
   t.join();
   return r;
@@ -273,6 +296,7 @@ int main(int argc, char** argv) {
     const std::size_t n = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2000;
     through_proxy(n, window, clients);
     through_device(n, window, clients, 32);
+    if (argc > 3) through_device(n, 1, 1, 32, true, std::strtoul(argv[3], nullptr, 10));
     std::printf("requests %zu\n", n * clients);
     return 0;
   }
@@ -341,6 +365,10 @@ int main(int argc, char** argv) {
   zmqkit::bench::report("window-1 mean latency, 1 client x 4 workers, " + cap, "us", dev_lat, raw_lat, 1.1,
                         false);
   zmqkit::bench::report("  same, workers of capacity 1", "us", dev1_lat, raw_lat, 1.1, false);
+  double many_lat = 1e18;
+  for (int round = 0; round < 3; ++round)
+    many_lat = std::min(many_lat, through_device(latency_requests, 1, 1, capacity, true, 70000).mean_latency_us);
+  zmqkit::bench::report("  same, while 70 000 other types wait", "us", many_lat, raw_lat, 1.1, false);
 
   return 0;
 }

@@ -182,7 +182,6 @@ struct device::impl {
     std::string type;  // empty for a plain body
     std::uint8_t priority = default_priority;
     std::optional<wall_time> expires;
-    steady_time waiting_since{};
     std::size_t bytes = 0;  // body and route: what it costs while it waits
     int deliveries = 0;
     std::int64_t order = 0;  // key in the pending queue while pending
@@ -294,6 +293,16 @@ struct device::impl {
   };
   std::deque<delivery_deadline_entry> delivery_deadlines;
   std::size_t at_workers = 0;  // requests with a live delivery
+  // Pending requests by when their no-service time ends, in enqueue order (so
+  // in deadline order: a FIFO again). Only the due ones are looked at, so a
+  // backlog of many types costs nothing per tick. An entry whose request left
+  // the queue (its order key no longer matches) is skipped or compacted away.
+  struct no_service_entry {
+    steady_time deadline;
+    handle request;
+    std::int64_t order;
+  };
+  std::deque<no_service_entry> no_service_deadlines;
   std::uint64_t next_delivery = 1;
   std::size_t pending_bytes = 0;  // sum of the pending requests' bytes
   detail::pending_queue pending;
@@ -466,10 +475,18 @@ struct device::impl {
 
   void enqueue(handle h, request& r, bool at_head) {
     r.order = at_head ? pending.next_front_key() : pending.next_back_key();
-    r.waiting_since = clk.now();
     r.pending = true;
     pending_bytes += r.bytes;
     pending.insert(h, r.priority, r.type, r.order);
+    if (no_service_deadlines.size() > 2 * pending.size() + 64)
+      std::erase_if(no_service_deadlines, [this](const no_service_entry& e) { return !still_pending(e); });
+    no_service_deadlines.push_back({clk.now() + opts.no_service, h, r.order});
+  }
+
+  // Returns: whether `e` is the queue entry of a request still waiting there.
+  bool still_pending(const no_service_entry& e) const {
+    const auto it = requests.find(e.request);
+    return it != requests.end() && it->second.pending && it->second.order == e.order;
   }
 
   // Sends the request to `w` (which has a free slot) and records it there.
@@ -921,21 +938,19 @@ struct device::impl {
                                ? opts.delivery_timeout
                                : std::chrono::duration_cast<std::chrono::milliseconds>(evicted_retention_when_unbounded);
     while (!evicted_order.empty() && evicted_order.front().first + retention <= now) expire_oldest_evicted();
-    // No worker serves the type: wait up to no_service.
-    if (pending.size() > 0) {
-      std::vector<handle> unserved;
-      pending.for_each_group([&](std::uint8_t, std::string_view type, const detail::pending_queue::group& g) {
-        if (workers.any_serves(type)) return;
-        for (const auto& [order, h] : g) {
-          const request& r = requests.at(h);
-          if (r.waiting_since + opts.no_service <= now)
-            unserved.push_back(h);
-          else if (order > 0)
-            break;  // appended in arrival order: the rest waited less
-        }
-      });
-      for (handle h : unserved)
-        fail(h, reply_error::no_service, "no worker serving this type connected within the no-service time");
+    // No worker serves the type: wait up to no_service. A request whose type is
+    // served (its workers are busy) waits on, and is looked at again one
+    // no-service time later: if its workers have gone by then, it is answered.
+    while (!no_service_deadlines.empty() && no_service_deadlines.front().deadline <= now) {
+      const no_service_entry due = no_service_deadlines.front();
+      no_service_deadlines.pop_front();
+      if (!still_pending(due)) continue;
+      if (workers.any_serves(requests.at(due.request).type)) {
+        no_service_deadlines.push_back({now + opts.no_service, due.request, due.order});
+        continue;
+      }
+      fail(due.request, reply_error::no_service,
+           "no worker serving this type connected within the no-service time");
     }
   }
 

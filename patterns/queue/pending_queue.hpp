@@ -43,12 +43,6 @@ class pending_queue {
   // ""); otherwise the non-empty types starting with one of the prefixes.
   std::optional<handle> pop_best(std::span<const std::string> prefixes);
 
-  // Visits every group: fn(priority, type, group&). fn must not insert or erase.
-  template <class Fn>
-  void for_each_group(Fn&& fn) const {
-    for (std::size_t p = 0; p < levels_.size(); ++p)
-      for (const auto& [type, g] : levels_[p]) fn(static_cast<std::uint8_t>(p), std::string_view(type), g);
-  }
 
   std::size_t size() const noexcept { return size_; }
   std::size_t size(std::uint8_t priority) const noexcept { return per_priority_[priority]; }

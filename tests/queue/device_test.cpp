@@ -229,6 +229,25 @@ TEST_CASE("a type no connected worker serves is answered 'no-service' after the 
     auto second = lonely.request();
     CHECK(second.size() == 3);
   }
+  SUBCASE("once its last serving worker leaves, a long-waiting request is answered within one no-service time") {
+    raw_worker lonely(fx.ctx, fx.backend(), {"lonely."});
+    REQUIRE(fx.wait_ready(2));
+    client.send(request("lonely.type", 4, fx.clock));
+    REQUIRE(lonely.request().size() == 3);
+    const envelope waiting = request("lonely.type", 4, fx.clock);
+    client.send(waiting);
+    REQUIRE(fx.wait_pending(1));
+    fx.clock.advance(6s);  // past its no-service time, but a (busy) worker serves the type
+    CHECK_FALSE(wait_until([&] { return fx.stats().pending == 0; }, 50ms));
+    lonely.disconnect();  // the held request is requeued: two wait, served by nobody now
+    REQUIRE(fx.wait_pending(2));
+    fx.clock.advance(4s);
+    CHECK_FALSE(wait_until([&] { return fx.stats().pending == 0; }, 50ms));
+    fx.clock.advance(1s);
+    int no_service = 0;
+    for (int i = 0; i < 2; ++i) no_service += error_of(client.receive_envelope()) == "no-service";
+    CHECK(no_service == 2);
+  }
   SUBCASE("no-service for plain bodies when only typed workers are connected") {
     client.send(zmq::message_t(std::string("plain")));
     REQUIRE(fx.wait_pending(1));

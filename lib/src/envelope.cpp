@@ -328,6 +328,19 @@ std::optional<message_id> request_id_of(std::string_view frame) noexcept {
   }
 }
 
+std::optional<message_id> correlation_id_of(std::string_view frame) noexcept {
+  try {
+    detail::wire_reader r(frame);
+    if (r.read_array_header("envelope") < envelope_fields || r.read_uint("version") != protocol_version)
+      return std::nullopt;
+    for (int i = 0; i < 5; ++i) r.skip("envelope", max_skip_depth);  // type .. id
+    const std::string_view correlation = r.read_bin("correlation_id");
+    return correlation.size() == 16 ? message_id::from_bytes(correlation) : std::nullopt;
+  } catch (const error&) {
+    return std::nullopt;
+  }
+}
+
 bool looks_like_envelope(std::string_view frame) noexcept {
   if (frame.empty()) return false;
   const auto b = static_cast<std::uint8_t>(frame.front());

@@ -789,13 +789,9 @@ struct device::impl {
   // request it holds; at a worker holding several, by the address stack it
   // echoes, oldest first.
   std::optional<std::size_t> match_reply(const detail::worker& w) {
-    std::optional<message_id> correlation_id;
-    try {
-      if (const auto env = decode_if_envelope(view(frames.back()), limits)) correlation_id = env->correlation_id;
-    } catch (const zmqkit::error&) {
-      // Not a valid envelope: the body is the worker's business; match it as plain.
-    }
-    if (correlation_id) {
+    // The body itself is the worker's business (the client decodes it): only its
+    // correlation_id is read here.
+    if (const std::optional<message_id> correlation_id = correlation_id_of(view(frames.back()))) {
       for (std::size_t i = 0; i < w.holding.size(); ++i)
         if (w.holding[i].id == correlation_id) return i;
       return std::nullopt;

@@ -535,6 +535,31 @@ TEST_CASE("request_id_of reads element 5 of a frame that does not decode") {
   CHECK_FALSE(zmqkit::request_id_of(""));
 }
 
+TEST_CASE("correlation_id_of reads element 6 of an envelope-shaped frame, nothing after it") {
+  envelope reply = zmqkit::make_envelope("a");
+  CHECK_FALSE(zmqkit::correlation_id_of(frame_bytes(zmqkit::encode(reply))));  // none set
+  reply.correlation_id = zmqkit::message_id::generate();
+  std::string frame = frame_bytes(zmqkit::encode(reply));
+  CHECK(zmqkit::correlation_id_of(frame) == reply.correlation_id);
+  CHECK(zmqkit::correlation_id_of(frame.substr(0, frame.size() - 3)) == reply.correlation_id);  // body cut short
+  frame[1] = '\x02';  // version 2: not ZMK/1
+  CHECK_FALSE(zmqkit::correlation_id_of(frame));
+  CHECK_FALSE(zmqkit::correlation_id_of("\x95hello"));
+  CHECK_FALSE(zmqkit::correlation_id_of("HELLO"));
+  CHECK_FALSE(zmqkit::correlation_id_of(""));
+}
+
+TEST_CASE("decode_if_envelope: a view for an envelope, nullopt for a plain body, an error for a broken envelope") {
+  const envelope env = zmqkit::make_envelope("a");
+  const std::string frame = frame_bytes(zmqkit::encode(env));
+  const auto got = zmqkit::decode_if_envelope(frame);
+  REQUIRE(got);
+  CHECK(got->id == env.id);
+  CHECK_FALSE(zmqkit::decode_if_envelope("HELLO"));
+  CHECK_FALSE(zmqkit::decode_if_envelope("\x95hello"));  // starts like an array: still plain
+  CHECK_THROWS_AS(zmqkit::decode_if_envelope("\x93\x01\xa1x\x00"), zmqkit::error);  // a complete array
+}
+
 TEST_CASE("plain bodies are told apart from envelopes") {
   CHECK(zmqkit::looks_like_envelope(frame_bytes(zmqkit::encode(zmqkit::make_envelope("a")))));
   CHECK_FALSE(zmqkit::looks_like_envelope("HELLO"));

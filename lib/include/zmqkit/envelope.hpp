@@ -217,6 +217,12 @@ bool is_valid_utf8(std::string_view text) noexcept;
 // so a client can match the answer to its request.
 std::optional<message_id> request_id_of(std::string_view frame) noexcept;
 
+// Returns: the correlation_id (element 6) of a frame that starts like a ZMK/1
+// envelope (an array of at least 9 elements, version 1) and has a 16-byte bin
+// there, reading nothing after it: what a router needs to match a reply to its
+// request, at a fraction of decode_view's cost. nullopt otherwise.
+std::optional<message_id> correlation_id_of(std::string_view frame) noexcept;
+
 // Returns: true when `frame` is exactly one complete msgpack array (every
 // element present, nested at most 32 deep, nothing after it): an envelope, or
 // a malformed one to answer bad-request. Anything else is a "plain" body (a

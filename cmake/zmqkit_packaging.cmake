@@ -11,7 +11,7 @@
 # They belong in Requires.private; but when the library is static (the default, and what
 # the package ships) every link of it needs them, and a plain `pkg-config --libs` leaves
 # Requires.private out, so for a static library they are listed in Requires as well.
-set(ZMQKIT_PC_REQUIRES_PRIVATE "absl_flat_hash_map libsodium")
+set(ZMQKIT_PC_REQUIRES_PRIVATE "absl_flat_hash_map absl_btree libsodium")
 get_target_property(zmqkit_library_type zmqkit TYPE)
 if(zmqkit_library_type STREQUAL "STATIC_LIBRARY")
   set(ZMQKIT_PC_REQUIRES_STATIC ", ${ZMQKIT_PC_REQUIRES_PRIVATE}")

@@ -9,6 +9,8 @@
 // slow down with them (taking work, stats, drain).
 #pragma once
 
+#include <absl/container/btree_map.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +28,9 @@ namespace zmqkit::queue::detail {
 class pending_queue {
  public:
   using handle = std::uint64_t;
-  using group = std::map<std::int64_t, handle>;  // order key -> request
+  // Order key -> request. A B-tree: many entries per node, so waiting costs no
+  // allocation per request (a std::map node each) and pops touch less memory.
+  using group = absl::btree_map<std::int64_t, handle>;
   using level = std::map<std::string, group, std::less<>>;
 
   // Returns: a key after every key handed out so far (FIFO position).

@@ -170,3 +170,48 @@ TEST_CASE("store: a store that fails its checks is refused, naming the path and 
     CHECK(e.find("data.mdb") != std::string::npos);
   }
 }
+
+// --- the device with a store, driven through the reqrep client ----------------
+#include <zmqkit/reqrep/client.hpp>
+
+#include "queue_support.hpp"
+
+using namespace std::chrono_literals;
+
+TEST_CASE("device store: submit() returns once stored; a clean restart queues it again; collect() gets the reply") {
+  temp_dir t;
+  zmqkit::queue::device_options o;
+  o.store = t.store();
+  o.store_sync_policy = store_sync::always;
+  zmqkit::message_id id;
+  {
+    zmqkit::test::device_fixture d(o);
+    zmqkit::reqrep::client c(d.ctx, d.frontend(), {.retry = {.timeout = 2000ms, .retries = 2}});
+    auto ack = c.submit(zmqkit::make_envelope("titanic.job", std::string("work")));
+    REQUIRE(ack.ok());
+    CHECK(ack.reply().type == zmqkit::stored_type);
+    id = *ack.reply().correlation_id;
+    CHECK(d.stats().stored == 1);
+    CHECK(d.stats().acked == 1);
+  }  // stopped with the request still queued (answered 'unavailable', kept in the store)
+  o.frontend = o.backend = {};
+  zmqkit::test::device_fixture d(o);
+  CHECK(d.stats().recovered == 1);
+  CHECK(d.stats().pending == 1);
+  zmq::context_t& ctx = d.ctx;
+  zmqkit::test::raw_worker w(ctx, d.backend());
+  auto req = w.request();
+  REQUIRE(req.size() >= 2);
+  CHECK(zmqkit::decode(req.back()).id == id);
+  w.reply_to(req);
+  REQUIRE(d.wait_stats([](const auto& s) { return s.replied == 1; }));
+  zmqkit::reqrep::client c(ctx, d.frontend(), {.retry = {.timeout = 2000ms, .retries = 2}});
+  CHECK_THROWS_AS(c.collect(id), zmqkit::error);  // not submitted by this client
+  auto again = zmqkit::make_envelope("titanic.job", std::string("work"));
+  again.id = id;
+  auto r = c.collect(again);
+  REQUIRE(r.ok());
+  CHECK(r.reply().type == "test.reply");
+  CHECK(d.stats().answered_from_cache == 1);
+  CHECK_FALSE(w.receives_request_within(100ms));  // not executed again
+}

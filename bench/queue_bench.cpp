@@ -6,9 +6,18 @@
 //
 // usage: queue_bench [requests per client, default 25000] [capacity, default 32]
 //        queue_bench sweep [requests per client, default 5000]
+//        queue_bench store [requests per client, default 5000] [store directory, default /tmp]
+//   store: the device with --store at each sync policy beside the device without one, in
+//   the same run (ratios), and the recovery time after SIGKILL with 100 k stored requests.
 //   sweep: CSV for bench/plot.py: throughput of the device (capacity 32) and of raw
 //   zmq::proxy for 1..256 requests in flight per client, then every window-1 latency.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -160,9 +169,13 @@ run_result run(zmq::context_t& ctx, const std::string& frontend, const std::stri
   return r;
 }
 
-run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity) {
+// `tune` adjusts the device's options (the store runs).
+run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity,
+                          const std::function<void(zmqkit::queue::device_options&)>& tune = {}) {
   zmq::context_t ctx;
-  zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"});
+  zmqkit::queue::device_options o{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"};
+  if (tune) tune(o);
+  zmqkit::queue::device dev(ctx, o);
   std::thread t([&] { dev.run(); });
   auto r = run(ctx, dev.frontend_endpoint(), dev.backend_endpoint(), capacity, per_client, in_flight,
                client_count);
@@ -292,7 +305,91 @@ int sweep(std::size_t per_client) {
   return 0;
 }
 
+// Durability's price: the device with a store at each sync policy beside the device
+// without one (best of three each, alternated), then the time a device takes to
+// start on a store holding 100 k requests left by a SIGKILLed one.
+int store_bench(std::size_t per_client, const std::string& base) {
+  using zmqkit::queue::store_sync;
+  const std::string dir = base + "/zmqkit-queue-bench-store-" + std::to_string(::getpid());
+  auto with_store = [&](store_sync sync) {
+    return [&, sync](zmqkit::queue::device_options& o) {
+      std::filesystem::remove_all(dir);
+      o.store = dir;
+      o.store_sync_policy = sync;
+    };
+  };
+  // Recovery first, in a clean process: a child fills a store, is SIGKILLed; we time the restart.
+  constexpr int stored = 100000;
+  std::filesystem::remove_all(dir);
+  const std::string front = "ipc://" + dir + "-front";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    zmq::context_t ctx;
+    zmqkit::queue::device dev(ctx, {.frontend = front, .backend = "ipc://" + dir + "-back",
+                                    .max_pending = stored, .max_pending_per_type = stored,
+                                    .no_service = std::chrono::hours(1), .store = dir,
+                                    .store_sync_policy = store_sync::batch});
+    dev.run();
+    std::_Exit(0);
+  }
+  {
+    zmq::context_t ctx;
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::rcvtimeo, 10000);
+    s.connect(front);
+    int acked = 0;
+    std::vector<zmq::message_t> frames;
+    for (int sent = 0; acked < stored;) {
+      for (; sent < stored && sent - acked < 1000; ++sent) {
+        zmqkit::envelope e = zmqkit::make_envelope("bench.stored");
+        e.body.assign(64, 'x');
+        e.headers.emplace(zmqkit::header::ack, "stored");
+        s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+        s.send(zmqkit::encode(e), zmq::send_flags::none);
+      }
+      frames.clear();
+      if (!zmq::recv_multipart(s, std::back_inserter(frames))) {
+        std::fprintf(stderr, "queue_bench: no stored-ack after %d\n", acked);
+        ::kill(child, SIGKILL);
+        return 1;
+      }
+      ++acked;
+    }
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  {
+    zmq::context_t ctx;
+    const auto start = bench_clock::now();
+    zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*",
+                                    .max_pending = stored, .max_pending_per_type = stored,
+                                    .no_service = std::chrono::hours(1), .store = dir});
+    const double ms = std::chrono::duration<double, std::milli>(bench_clock::now() - start).count();
+    std::printf("%-44s %.0f ms (%zu requests queued again, %.1f MB store)\n",
+                "recovery after SIGKILL, 100 k stored requests", ms, static_cast<std::size_t>(dev.stats().recovered),
+                static_cast<double>(dev.stats().store_bytes) / 1e6);
+  }
+  double none = 0, always = 0, batch = 0, unsynced = 0;
+  // A sync per request is disk-bound: a tenth of the requests keeps that run short.
+  const std::size_t synced_per_client = std::max<std::size_t>(per_client / 10, 200);
+  for (int round = 0; round < 3; ++round) {
+    none = std::max(none, through_device(per_client, window, clients, 32).per_second);
+    always = std::max(always, through_device(synced_per_client, window, clients, 32, with_store(store_sync::always)).per_second);
+    batch = std::max(batch, through_device(per_client, window, clients, 32, with_store(store_sync::batch)).per_second);
+    unsynced = std::max(unsynced, through_device(per_client, window, clients, 32, with_store(store_sync::none)).per_second);
+  }
+  std::filesystem::remove_all(dir);
+  std::printf("store on %s; baseline: the device without a store, same run\n", base.c_str());
+  zmqkit::bench::report("--store --store-sync always", "req/s", always, none, 0.0, true);
+  zmqkit::bench::report("--store --store-sync batch", "req/s", batch, none, 0.0, true);
+  zmqkit::bench::report("--store --store-sync none", "req/s", unsynced, none, 0.0, true);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "store")
+    return store_bench(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000, argc > 3 ? argv[3] : "/tmp");
   if (argc > 1 && std::string_view(argv[1]) == "sweep")
     return sweep(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000);
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;

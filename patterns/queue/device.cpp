@@ -309,8 +309,8 @@ struct device::impl {
   std::size_t workers_peak = 0;        // most workers connected since memory was last given back
   std::optional<steady_time> trim_at;  // when to give freed memory back
   detail::status_publisher status;     // device_status for readers on other threads
-  // Durability (opts.store): the store, and under store_sync::batch the client
-  // messages waiting for the sync that covers what they announce.
+  // Durability (opts.store): the store, and under batch and none the client
+  // messages waiting for the commit that covers what they announce.
   std::unique_ptr<detail::request_store> store;
   std::vector<std::pair<std::vector<zmq::message_t>, zmq::message_t>> held_sends;
 
@@ -685,8 +685,8 @@ struct device::impl {
     return true;
   }
 
-  // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch, only
-  // after the sync that covers the request (send_to_client holds it till then).
+  // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch and none, only
+  // after the commit that covers the request (send_to_client holds it till then).
   void send_ack(const std::vector<zmq::message_t>& route, const request& r) {
     envelope ack = make_envelope(std::string(stored_type), clk);
     ack.priority = r.priority;

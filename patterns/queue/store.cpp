@@ -84,8 +84,8 @@ request_store::request_store(store_options opts) : opts_(std::move(opts)), db_(s
   int rc = mdb_env_create(&db_->env);
   if (rc == 0) rc = mdb_env_set_maxdbs(db_->env, db_count);
   if (rc == 0) rc = mdb_env_set_mapsize(db_->env, opts_.map_bytes);
-  // always: LMDB syncs at each commit. batch: commits are not synced; flush() syncs
-  // once per loop turn. none: never synced by the device (the kernel writes back).
+  // always: LMDB syncs at each commit. batch: one commit per loop turn, then one
+  // sync. none: one commit per loop turn, never synced (the kernel writes back).
   const unsigned flags = MDB_NOLOCK | (opts_.sync == store_sync::always ? 0u : MDB_NOSYNC);
   if (rc == 0) rc = mdb_env_open(db_->env, opts_.dir.c_str(), flags, 0600);
   if (rc != 0) fail(data_path + ": cannot open: " + mdb_strerror(rc));
@@ -231,8 +231,8 @@ bool request_store::stage(op o) {
   return true;
 }
 
-// always and none commit each operation (always syncing it); batch waits for flush().
-bool request_store::settle() { return opts_.sync == store_sync::batch || commit(); }
+// always commits (and syncs) each operation; batch and none wait for flush().
+bool request_store::settle() { return opts_.sync != store_sync::always || commit(); }
 
 bool request_store::commit() {
   if (!db_->txn && !begin()) return false;
@@ -253,7 +253,7 @@ bool request_store::commit() {
   return true;
 }
 
-bool request_store::uncommitted() const noexcept { return opts_.sync == store_sync::batch && !turn_.empty(); }
+bool request_store::uncommitted() const noexcept { return opts_.sync != store_sync::always && !turn_.empty(); }
 
 bool request_store::flush() {
   if (turn_.empty() && !db_->txn) return true;

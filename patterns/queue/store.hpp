@@ -78,8 +78,8 @@ class request_store {
   // keeps that for retries of `id` (oldest reply records dropped past the reply bounds).
   void complete(std::uint64_t seq, std::string_view id, std::string_view owner, const std::string_view* reply);
 
-  // batch: true while writes wait for the commit that makes them durable
-  // (messages that depend on them are held until flush()).
+  // batch, none: true while writes wait for the turn's commit (messages that
+  // depend on them are held until flush()).
   bool uncommitted() const noexcept;
   // Commits (and under batch syncs) what this loop turn wrote. Returns: false
   // when that failed: the writes stay pending and are tried again next time.

@@ -43,7 +43,8 @@ enum class log_level { debug, info, warn, error };
 // When the durable store syncs to disk (patterns/queue/README.md, "Durability"):
 // always: each request before it counts as accepted; batch: once per loop turn
 // (group commit), and nothing that depends on a write (stored-ack, reply) leaves
-// before the sync that covers it; none: never (the kernel writes back).
+// before the sync that covers it; none: committed once per loop turn the same way,
+// never synced (the kernel writes back).
 enum class store_sync { always, batch, none };
 
 struct device_options {

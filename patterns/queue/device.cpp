@@ -313,6 +313,7 @@ struct device::impl {
   // messages waiting for the commit that covers what they announce.
   std::unique_ptr<detail::request_store> store;
   std::vector<std::pair<std::vector<zmq::message_t>, zmq::message_t>> held_sends;
+  steady_time next_store_log{};  // a failing commit is logged at most once a second
 
   // --- logging and counting -----------------------------------------------
   void log(log_level level, const std::string& text) const {
@@ -379,7 +380,6 @@ struct device::impl {
   // Sends [route..., empty, body] to a client. Returns: false (counted) when the
   // client is gone or not reading.
   bool send_to_client(const std::vector<zmq::message_t>& route, zmq::message_t body) {
-    if (store && store->uncommitted()) return hold_send(route, std::move(body));
     try {
       for (const auto& r : route)
         if (!frontend.send(copy_of(r), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
@@ -459,7 +459,7 @@ struct device::impl {
       zmq::message_t reply = encode(make_error_reply(r.id, code, reason, clk));
       keep_reply(r, reply);
       ++counters.rejected[std::string(to_string(code))];
-      send_to_client(r.route, std::move(reply));
+      send_durable(r.route, std::move(reply));
     } else {
       // Unavailable (the device stopping) is no completion: a stored request stays stored.
       if (r.stored && code != reply_error::unavailable) store->complete(r.stored, {}, {}, nullptr);
@@ -686,30 +686,39 @@ struct device::impl {
   }
 
   // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch and none, only
-  // after the commit that covers the request (send_to_client holds it till then).
+  // after the commit that covers the request (send_durable holds it till then).
   void send_ack(const std::vector<zmq::message_t>& route, const request& r) {
     envelope ack = make_envelope(std::string(stored_type), clk);
     ack.priority = r.priority;
     ack.correlation_id = r.id;
     ack.headers.emplace(header::ack, "stored");
     ++counters.acked;
-    send_to_client(route, encode(ack));
+    send_durable(route, encode(ack));
   }
 
-  bool hold_send(const std::vector<zmq::message_t>& route, zmq::message_t body) {
+  // Sends what announces a store write (a stored-ack, a reply, a cached reply);
+  // under batch and none it waits for the turn's commit. Errors are sent at once.
+  void send_durable(const std::vector<zmq::message_t>& route, zmq::message_t body) {
+    if (!store || !store->uncommitted()) {
+      send_to_client(route, std::move(body));
+      return;
+    }
     std::vector<zmq::message_t> copy;
     copy.reserve(route.size());
     for (const auto& f : route) copy.push_back(copy_of(f));
     held_sends.emplace_back(std::move(copy), std::move(body));
-    return true;
   }
 
   // End of a loop turn: commits (batch: and syncs) what it wrote, then sends what
   // waited for that. A failed commit is retried next turn; the messages wait.
   void flush_store() {
     if (!store->flush()) {
-      log(log_level::error, "store " + store->dir() + ": commit failed; retrying (" +
-                                std::to_string(held_sends.size()) + " replies waiting)");
+      if (const steady_time now = clk.now(); now >= next_store_log) {
+        next_store_log = now + std::chrono::seconds(1);
+        log(log_level::error, "store " + store->dir() + ": commit failed (" + store->failure() +
+                                  "); retrying each turn, new requests answered overloaded, " +
+                                  std::to_string(held_sends.size()) + " replies waiting");
+      }
       return;
     }
     for (auto& [route, body] : std::exchange(held_sends, {})) send_to_client(route, std::move(body));
@@ -803,7 +812,7 @@ struct device::impl {
       }
       if (const zmq::message_t* cached = cache.find(*r.key)) {
         ++counters.answered_from_cache;
-        send_to_client(route, copy_of(*cached));
+        send_durable(route, copy_of(*cached));
         return;
       }
       if (const auto it = active_ids.find(*r.key); it != active_ids.end()) {
@@ -878,7 +887,7 @@ struct device::impl {
     request& r = requests.at(h);
     keep_reply(r, reply);
     ++counters.replied;
-    send_to_client(r.route, std::move(reply));
+    send_durable(r.route, std::move(reply));
     forget(h);
   }
 

@@ -241,8 +241,10 @@ bool request_store::commit() {
   if (rc == 0 && opts_.sync == store_sync::batch) rc = mdb_env_sync(db_->env, 1);
   if (rc != 0) {
     ++counters_.errors;
+    failing_ = mdb_strerror(rc);
     return false;  // turn_ is kept: begin() writes it again
   }
+  failing_.clear();
   if (opts_.sync != store_sync::none) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
     ++counters_.syncs;
@@ -280,6 +282,15 @@ std::uint64_t request_store::put_request(const std::vector<std::string_view>& ro
   if (bytes_ + buf.size() > opts_.max_bytes) {
     why = "more than " + std::to_string(opts_.max_bytes) + " bytes of requests stored";
     return 0;
+  }
+  // While commits fail (the disk full), nothing new is taken: what is already in
+  // the turn waits, with its replies, for the commit that succeeds.
+  if (!failing_.empty()) {
+    if (turn_.empty()) failing_.clear();  // nothing waits: this request's own commit tells
+    else if (!commit()) {
+      why = "the store cannot be written (" + failing_ + ")";
+      return 0;
+    }
   }
   const std::uint64_t seq = next_seq_;
   if (!stage({op::put, requests_db, key_of(seq), std::string(buf.data(), buf.size())})) {

@@ -85,6 +85,8 @@ class request_store {
   // when that failed: the writes stay pending and are tried again next time.
   bool flush();
 
+  // Returns: why the last commit failed, while commits fail; else empty.
+  const std::string& failure() const noexcept { return failing_; }
   std::size_t bytes() const noexcept { return bytes_; }
   const store_counters& counters() const noexcept { return counters_; }
   const std::string& dir() const noexcept { return opts_.dir; }
@@ -112,6 +114,7 @@ class request_store {
   std::unordered_map<std::uint64_t, std::size_t> request_bytes_;  // stored seq -> record size
   std::deque<std::pair<std::uint64_t, std::size_t>> replies_;     // reply record key, size; oldest first
   std::size_t reply_bytes_ = 0;
+  std::string failing_;  // why the last commit failed; empty once one succeeds
   store_counters counters_;
 };
 

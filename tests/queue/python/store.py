@@ -246,6 +246,58 @@ def corrupted(tmp, ctx):
     refuses(notdir, "a path that is not a directory")
 
 
+def disk_full(tmp, ctx):
+    """The store on a 1 MiB tmpfs (a mount namespace of its own; skipped where refused) that a
+    ballast file fills: requests past the free space are answered overloaded, the device keeps
+    serving, and once the ballast is removed it takes (and acknowledges) requests again."""
+    mnt = os.path.join(tmp, "small")
+    os.makedirs(mnt)
+    if subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs " + mnt],
+                      capture_output=True).returncode != 0:
+        print("skip disk_full: mount namespaces refused here")
+        return
+    store = os.path.join(mnt, "store")
+    front, back, admin = ("ipc://%s/full-%s" % (tmp, n) for n in ("front", "back", "admin"))
+    script = ('mount -t tmpfs -o size=1m tmpfs "$0" && dd if=/dev/zero of="$0/ballast" bs=1k count=700 2>/dev/null'
+              ' && exec "$@"')
+    proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script, mnt, BINARY, "--frontend", front, "--backend",
+                             back, "--admin", admin, "--log-level", "error", "--store", store, *FAST])
+    dev = device.__new__(device)
+    dev.front, dev.back, dev.admin, dev.proc = front, back, admin, proc
+    try:
+        c = client(ctx, front)
+        acks, overloaded = set(), 0
+        for i in range(40):
+            env = ack_header(zmk.envelope("full.job", os.urandom(20000)))
+            c.send(env)
+            r = c.recv(3000)
+            if r is None:
+                continue
+            if r["type"] == "zmk.stored":
+                acks.add(r["correlation_id"])
+            elif zmk.error_code(r) == "overloaded":
+                overloaded += 1
+        m = dev.stats(ctx)
+        check(proc.poll() is None, "the device survived the full disk")
+        check(overloaded > 0 and m["store_errors"] > 0,
+              "requests past the free space answered overloaded (%d, store_errors %d, acked %d)" %
+              (overloaded, m["store_errors"], len(acks)))
+        os.remove("/proc/%d/root%s/ballast" % (proc.pid, mnt))
+        env = ack_header(zmk.envelope("full.job", b"small"))
+        got = None
+        end = time.time() + 10
+        while got is None and time.time() < end:
+            c.send(env)
+            r = c.recv(1000)
+            while r is not None and got is None:
+                if r["type"] == "zmk.stored" and r["correlation_id"] == env["id"]:
+                    got = r
+                r = c.recv(100)
+        check(got is not None, "once space was freed the store took and acknowledged a request again")
+    finally:
+        dev.stop()
+
+
 def kill_loop(tmp, ctx):
     """Producers with stored acks while the device is SIGKILLed again and again: every acknowledged
     request is answered in the end, and none is executed after its reply was seen."""
@@ -310,7 +362,7 @@ def kill_loop(tmp, ctx):
 
 
 CASES = {"restart": restart_with_pending, "cache": retry_from_stored_cache, "collect": ack_then_collect,
-         "bound": byte_bound, "corrupt": corrupted, "loop": kill_loop}
+         "bound": byte_bound, "full": disk_full, "corrupt": corrupted, "loop": kill_loop}
 
 if __name__ == "__main__":
     ctx = zmq.Context()

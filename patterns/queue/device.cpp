@@ -658,122 +658,6 @@ struct device::impl {
     return key;
   }
 
-  // --- durability (opts.store; the storage itself is store.cpp) ---------------
-  // Keeps a reply for retries of its request; with a store, durably, in the
-  // write that records the request's completion.
-  void keep_reply(const request& r, const zmq::message_t& reply) {
-    if (r.key) cache.put(*r.key, reply);
-    if (!r.stored) return;
-    const std::string_view bytes = view(reply);
-    store->complete(r.stored, r.id ? r.id->as_bytes() : std::string_view(), r.owner, r.id ? &bytes : nullptr);
-  }
-
-  // Stores a new request (and acknowledges it when asked). Returns: false when
-  // the store refused it: it is answered overloaded and not accepted.
-  bool accept_stored(request& r) {
-    std::vector<std::string_view> route;
-    route.reserve(r.route.size());
-    for (const auto& f : r.route) route.push_back(view(f));
-    std::string why;
-    r.stored = store->put_request(route, view(r.body), r.owner, why);
-    if (!r.stored) {
-      send_error(r.route, r.id, reply_error::overloaded, why);
-      return false;
-    }
-    ++counters.stored;
-    if (r.wants_ack) send_ack(r.route, r);
-    return true;
-  }
-
-  // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch and none, only
-  // after the commit that covers the request (send_durable holds it till then).
-  void send_ack(const std::vector<zmq::message_t>& route, const request& r) {
-    envelope ack = make_envelope(std::string(stored_type), clk);
-    ack.priority = r.priority;
-    ack.correlation_id = r.id;
-    ack.headers.emplace(header::ack, "stored");
-    ++counters.acked;
-    send_durable(route, encode(ack));
-  }
-
-  // Sends what announces a store write (a stored-ack, a reply, a cached reply);
-  // under batch and none it waits for the turn's commit. Errors are sent at once.
-  void send_durable(const std::vector<zmq::message_t>& route, zmq::message_t body) {
-    if (!store || !store->uncommitted()) {
-      send_to_client(route, std::move(body));
-      return;
-    }
-    std::vector<zmq::message_t> copy;
-    copy.reserve(route.size());
-    for (const auto& f : route) copy.push_back(copy_of(f));
-    held_sends.emplace_back(std::move(copy), std::move(body));
-  }
-
-  // End of a loop turn: commits (batch: and syncs) what it wrote, then sends what
-  // waited for that. A failed commit is retried next turn; the messages wait.
-  void flush_store() {
-    if (!store->flush()) {
-      if (const steady_time now = clk.now(); now >= next_store_log) {
-        next_store_log = now + std::chrono::seconds(1);
-        log(log_level::error, "store " + store->dir() + ": commit failed (" + store->failure() +
-                                  "); retrying each turn, new requests answered overloaded, " +
-                                  std::to_string(held_sends.size()) + " replies waiting");
-      }
-      return;
-    }
-    for (auto& [route, body] : std::exchange(held_sends, {})) send_to_client(route, std::move(body));
-  }
-
-  // Start-up: the stored requests queued again (in the order stored, with their
-  // priority, expiry and delivery count; one delivered before is marked
-  // zmk.redelivered), and the stored replies back in the reply cache.
-  void recover() {
-    store->load(
-        [this](detail::stored_request&& s) {
-          request r;
-          for (const auto& f : s.route) r.route.emplace_back(f.data(), f.size());
-          r.stored = s.seq;
-          r.owner = std::move(s.owner);
-          r.deliveries = static_cast<int>(s.deliveries);
-          std::string body = std::move(s.body);
-          if (looks_like_envelope(body)) {
-            envelope_view env;
-            try {
-              env = decode_view(body, limits);  // it passed when stored: only lowered limits fail it
-            } catch (const zmqkit::error& e) {
-              throw zmqkit::error(errc::bad_config, "store",
-                                  "store " + opts.store + ": a stored request no longer decodes: " + e.what());
-            }
-            r.id = env.id;
-            r.key = scoped_key(env.id, r.owner);
-            r.type.assign(env.type);
-            r.priority = env.priority;
-            r.expires = env.expires_at();
-            if (s.deliveries > 0) {
-              envelope marked = env.to_envelope();
-              marked.headers.insert_or_assign(std::string(header::redelivered), std::to_string(s.deliveries));
-              const zmq::message_t frame = encode(marked);
-              body.assign(static_cast<const char*>(frame.data()), frame.size());
-            }
-          }
-          r.bytes = body.size();
-          for (const auto& f : r.route) r.bytes += f.size();
-          r.body = zmq::message_t(body.data(), body.size());
-          const handle h = next_handle++;
-          if (r.key) active_ids.emplace(*r.key, h);
-          if (r.expires) ttl_index.emplace(*r.expires, h);
-          enqueue(h, requests.emplace(h, std::move(r)).first->second, false);
-          ++counters.recovered;
-        },
-        [this](detail::stored_reply&& s) {
-          if (const auto id = message_id::from_bytes(s.id))
-            cache.put(scoped_key(*id, s.owner), zmq::message_t(s.reply.data(), s.reply.size()));
-        });
-    if (counters.recovered > 0)
-      log(log_level::info, "store " + opts.store + ": " + std::to_string(counters.recovered) +
-                               " requests queued again, " + std::to_string(cache.size()) + " replies cached");
-  }
-
   // --- frontend ---------------------------------------------------------------
   void on_frontend() {
     // [route..., empty, body]: the route ends at the first empty frame.
@@ -995,6 +879,122 @@ struct device::impl {
     } catch (const zmq::error_t& e) {
       drop("admin-unreachable", e.what());
     }
+  }
+
+  // --- durability (opts.store; the storage itself is store.cpp) ---------------
+  // Keeps a reply for retries of its request; with a store, durably, in the
+  // write that records the request's completion.
+  void keep_reply(const request& r, const zmq::message_t& reply) {
+    if (r.key) cache.put(*r.key, reply);
+    if (!r.stored) return;
+    const std::string_view bytes = view(reply);
+    store->complete(r.stored, r.id ? r.id->as_bytes() : std::string_view(), r.owner, r.id ? &bytes : nullptr);
+  }
+
+  // Stores a new request (and acknowledges it when asked). Returns: false when
+  // the store refused it: it is answered overloaded and not accepted.
+  bool accept_stored(request& r) {
+    std::vector<std::string_view> route;
+    route.reserve(r.route.size());
+    for (const auto& f : r.route) route.push_back(view(f));
+    std::string why;
+    r.stored = store->put_request(route, view(r.body), r.owner, why);
+    if (!r.stored) {
+      send_error(r.route, r.id, reply_error::overloaded, why);
+      return false;
+    }
+    ++counters.stored;
+    if (r.wants_ack) send_ack(r.route, r);
+    return true;
+  }
+
+  // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch and none, only
+  // after the commit that covers the request (send_durable holds it till then).
+  void send_ack(const std::vector<zmq::message_t>& route, const request& r) {
+    envelope ack = make_envelope(std::string(stored_type), clk);
+    ack.priority = r.priority;
+    ack.correlation_id = r.id;
+    ack.headers.emplace(header::ack, "stored");
+    ++counters.acked;
+    send_durable(route, encode(ack));
+  }
+
+  // Sends what announces a store write (a stored-ack, a reply, a cached reply);
+  // under batch and none it waits for the turn's commit. Errors are sent at once.
+  void send_durable(const std::vector<zmq::message_t>& route, zmq::message_t body) {
+    if (!store || !store->uncommitted()) {
+      send_to_client(route, std::move(body));
+      return;
+    }
+    std::vector<zmq::message_t> copy;
+    copy.reserve(route.size());
+    for (const auto& f : route) copy.push_back(copy_of(f));
+    held_sends.emplace_back(std::move(copy), std::move(body));
+  }
+
+  // End of a loop turn: commits (batch: and syncs) what it wrote, then sends what
+  // waited for that. A failed commit is retried next turn; the messages wait.
+  void flush_store() {
+    if (!store->flush()) {
+      if (const steady_time now = clk.now(); now >= next_store_log) {
+        next_store_log = now + std::chrono::seconds(1);
+        log(log_level::error, "store " + store->dir() + ": commit failed (" + store->failure() +
+                                  "); retrying each turn, new requests answered overloaded, " +
+                                  std::to_string(held_sends.size()) + " replies waiting");
+      }
+      return;
+    }
+    for (auto& [route, body] : std::exchange(held_sends, {})) send_to_client(route, std::move(body));
+  }
+
+  // Start-up: the stored requests queued again (in the order stored, with their
+  // priority, expiry and delivery count; one delivered before is marked
+  // zmk.redelivered), and the stored replies back in the reply cache.
+  void recover() {
+    store->load(
+        [this](detail::stored_request&& s) {
+          request r;
+          for (const auto& f : s.route) r.route.emplace_back(f.data(), f.size());
+          r.stored = s.seq;
+          r.owner = std::move(s.owner);
+          r.deliveries = static_cast<int>(s.deliveries);
+          std::string body = std::move(s.body);
+          if (looks_like_envelope(body)) {
+            envelope_view env;
+            try {
+              env = decode_view(body, limits);  // it passed when stored: only lowered limits fail it
+            } catch (const zmqkit::error& e) {
+              throw zmqkit::error(errc::bad_config, "store",
+                                  "store " + opts.store + ": a stored request no longer decodes: " + e.what());
+            }
+            r.id = env.id;
+            r.key = scoped_key(env.id, r.owner);
+            r.type.assign(env.type);
+            r.priority = env.priority;
+            r.expires = env.expires_at();
+            if (s.deliveries > 0) {
+              envelope marked = env.to_envelope();
+              marked.headers.insert_or_assign(std::string(header::redelivered), std::to_string(s.deliveries));
+              const zmq::message_t frame = encode(marked);
+              body.assign(static_cast<const char*>(frame.data()), frame.size());
+            }
+          }
+          r.bytes = body.size();
+          for (const auto& f : r.route) r.bytes += f.size();
+          r.body = zmq::message_t(body.data(), body.size());
+          const handle h = next_handle++;
+          if (r.key) active_ids.emplace(*r.key, h);
+          if (r.expires) ttl_index.emplace(*r.expires, h);
+          enqueue(h, requests.emplace(h, std::move(r)).first->second, false);
+          ++counters.recovered;
+        },
+        [this](detail::stored_reply&& s) {
+          if (const auto id = message_id::from_bytes(s.id))
+            cache.put(scoped_key(*id, s.owner), zmq::message_t(s.reply.data(), s.reply.size()));
+        });
+    if (counters.recovered > 0)
+      log(log_level::info, "store " + opts.store + ": " + std::to_string(counters.recovered) +
+                               " requests queued again, " + std::to_string(cache.size()) + " replies cached");
   }
 
   // --- timers -----------------------------------------------------------------

@@ -324,18 +324,21 @@ def kill_loop(tmp, ctx):
         for k in range(kills):
             phase_end = time.time() + 0.6
             while time.time() < phase_end:
-                if len(sent) - len(acked) < 20:
+                # A window of unanswered requests: the one worker keeps up, the backlog stays small.
+                if len(sent) - len(replied) < 40:
                     env = ack_header(zmk.envelope("loop.job", b"%d" % len(sent)))
                     sent[env["id"]] = env
                     last_send[env["id"]] = time.time()
                     c.send(env)
                 pump(5)
-                for i, t in list(last_send.items()):  # submit retries until stored
-                    if i in acked:
+                # Submit retries until stored; then collects (after a restart the reply cannot
+                # reach the old connection: the collect gives the device the new one).
+                for i, t in list(last_send.items()):
+                    if i in replied:
                         del last_send[i]
                     elif time.time() - t > 1:
                         last_send[i] = time.time()
-                        c.send(sent[i])
+                        c.send(sent[i] if i not in acked else dict(sent[i], headers={}))
             kill(dev)
             dev = start(tmp, "loop", store)
         # Everything acknowledged is collected (the request again, without zmk.ack).

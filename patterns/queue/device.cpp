@@ -187,10 +187,8 @@ struct device::impl {
     // that worker) and when the delivery timeout takes it back. 0: not at a worker.
     std::uint64_t delivery = 0;
     steady_time delivery_deadline{};
-    // With a store: its record (0: none), the client's CURVE key (stored to scope
-    // the id again after a restart), and whether it asked for a stored-ack.
+    // With a store: its record (0: none), and whether it asked for a stored-ack.
     std::uint64_t stored = 0;
-    std::string owner;
     bool wants_ack = false;
   };
 
@@ -345,6 +343,7 @@ struct device::impl {
     s.reply_cache_bytes = cache.bytes();
     s.pending_bytes = pending_bytes;
     if (store) {
+      s.has_store = true;
       const auto& c = store->counters();
       s.store_syncs = c.syncs;
       s.store_sync_us = c.sync_us;
@@ -462,7 +461,7 @@ struct device::impl {
       send_durable(r.route, std::move(reply));
     } else {
       // Unavailable (the device stopping) is no completion: a stored request stays stored.
-      if (r.stored && code != reply_error::unavailable) store->complete(r.stored, {}, {}, nullptr);
+      if (r.stored && code != reply_error::unavailable) store->complete(r.stored, {}, nullptr);
       send_error(r.route, r.id, code, reason);
     }
     forget(h);
@@ -690,10 +689,7 @@ struct device::impl {
       r.type.assign(env.type);
       r.priority = env.priority;
       r.expires = env.expires_at();
-      if (store) {
-        r.owner = client_key(body);
-        r.wants_ack = env.header(header::ack) == "stored";
-      }
+      if (store) r.wants_ack = env.header(header::ack) == "stored";
       if (const zmq::message_t* cached = cache.find(*r.key)) {
         ++counters.answered_from_cache;
         send_durable(route, copy_of(*cached));
@@ -888,7 +884,7 @@ struct device::impl {
     if (r.key) cache.put(*r.key, reply);
     if (!r.stored) return;
     const std::string_view bytes = view(reply);
-    store->complete(r.stored, r.id ? r.id->as_bytes() : std::string_view(), r.owner, r.id ? &bytes : nullptr);
+    store->complete(r.stored, r.id ? r.id->as_bytes() : std::string_view(), r.id ? &bytes : nullptr);
   }
 
   // Stores a new request (and acknowledges it when asked). Returns: false when
@@ -898,7 +894,8 @@ struct device::impl {
     route.reserve(r.route.size());
     for (const auto& f : r.route) route.push_back(view(f));
     std::string why;
-    r.stored = store->put_request(route, view(r.body), r.owner, why);
+    // The client's CURVE key goes with it, to scope its id again after a restart.
+    r.stored = store->put_request(route, view(r.body), client_key(r.body), why);
     if (!r.stored) {
       send_error(r.route, r.id, reply_error::overloaded, why);
       return false;
@@ -921,11 +918,12 @@ struct device::impl {
 
   // Sends what announces a store write (a stored-ack, a reply, a cached reply);
   // under batch and none it waits for the turn's commit. Errors are sent at once.
-  void send_durable(const std::vector<zmq::message_t>& route, zmq::message_t body) {
-    if (!store || !store->uncommitted()) {
-      send_to_client(route, std::move(body));
-      return;
-    }
+  void send_durable(const std::vector<zmq::message_t>& route, zmq::message_t&& body) {
+    if (store && store->uncommitted()) return hold(route, std::move(body));
+    send_to_client(route, std::move(body));
+  }
+
+  void hold(const std::vector<zmq::message_t>& route, zmq::message_t&& body) {
     std::vector<zmq::message_t> copy;
     copy.reserve(route.size());
     for (const auto& f : route) copy.push_back(copy_of(f));
@@ -956,7 +954,6 @@ struct device::impl {
           request r;
           for (const auto& f : s.route) r.route.emplace_back(f.data(), f.size());
           r.stored = s.seq;
-          r.owner = std::move(s.owner);
           r.deliveries = static_cast<int>(s.deliveries);
           std::string body = std::move(s.body);
           if (looks_like_envelope(body)) {
@@ -968,7 +965,7 @@ struct device::impl {
                                   "store " + opts.store + ": a stored request no longer decodes: " + e.what());
             }
             r.id = env.id;
-            r.key = scoped_key(env.id, r.owner);
+            r.key = scoped_key(env.id, s.owner);
             r.type.assign(env.type);
             r.priority = env.priority;
             r.expires = env.expires_at();

@@ -104,6 +104,14 @@ request_store::request_store(store_options opts) : opts_(std::move(opts)), db_(s
   MDB_txn* txn = nullptr;
   rc = mdb_txn_begin(db_->env, nullptr, 0, &txn);
   if (rc != 0) fail(data_path + ": " + mdb_strerror(rc));
+  // An LMDB store of something else: records in the main database but no "meta".
+  MDB_dbi main_db = 0, probe = 0;
+  MDB_stat main_stat{};
+  if (mdb_dbi_open(txn, nullptr, 0, &main_db) == 0 && mdb_stat(txn, main_db, &main_stat) == 0 &&
+      main_stat.ms_entries > 0 && mdb_dbi_open(txn, db_names[meta_db], 0, &probe) == MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    fail(data_path + ": an LMDB store without a version record (not a zmqkit-queue store?)");
+  }
   bool had_data = false;
   for (unsigned i = 0; i < db_count && rc == 0; ++i) {
     rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &db_->dbi[i]);
@@ -175,7 +183,7 @@ void request_store::load(const std::function<void(stored_request&&)>& on_request
     MDB_val dk = val(key), dv{};
     if (mdb_get(txn, db_->dbi[deliveries_db], &dk, &dv) == 0 && dv.mv_size == 8)
       r.deliveries = static_cast<std::uint32_t>(number_of(dv));
-    request_bytes_[seq] = size;
+    requests_[seq] = {size, r.owner};
     bytes_ += size;
     next_seq_ = seq + 1;
     on_request(std::move(r));
@@ -303,7 +311,7 @@ std::uint64_t request_store::put_request(const std::vector<std::string_view>& ro
     return 0;
   }
   ++next_seq_;
-  request_bytes_[seq] = buf.size();
+  requests_[seq] = {buf.size(), std::string(owner)};
   bytes_ += buf.size();
   return seq;
 }
@@ -314,15 +322,15 @@ void request_store::delivered(std::uint64_t seq, std::uint32_t deliveries) {
   stage({op::put, deliveries_db, key_of(seq), key_of(deliveries)});
 }
 
-void request_store::complete(std::uint64_t seq, std::string_view id, std::string_view owner,
-                             const std::string_view* reply) {
-  if (const auto it = request_bytes_.find(seq); it != request_bytes_.end()) {
-    bytes_ -= it->second;
-    request_bytes_.erase(it);
-    const std::string key = key_of(seq);
-    stage({op::del, deliveries_db, key, {}});
-    stage({op::del, requests_db, key, {}});
-  }
+void request_store::complete(std::uint64_t seq, std::string_view id, const std::string_view* reply) {
+  const auto it = requests_.find(seq);
+  if (it == requests_.end()) return;
+  const std::string owner = std::move(it->second.owner);
+  bytes_ -= it->second.bytes;
+  requests_.erase(it);
+  const std::string key = key_of(seq);
+  stage({op::del, deliveries_db, key, {}});
+  stage({op::del, requests_db, key, {}});
   if (reply && opts_.max_replies > 0 && reply->size() <= opts_.max_reply_bytes) {
     msgpack::sbuffer buf;
     msgpack::packer<msgpack::sbuffer> pk(buf);

@@ -74,9 +74,9 @@ class request_store {
                             std::string_view owner, std::string& why);
   // Records that a stored request was delivered once more (written with the next commit).
   void delivered(std::uint64_t seq, std::uint32_t deliveries);
-  // Records a request's completion (seq 0: it was not stored); with a reply,
-  // keeps that for retries of `id` (oldest reply records dropped past the reply bounds).
-  void complete(std::uint64_t seq, std::string_view id, std::string_view owner, const std::string_view* reply);
+  // Records a request's completion; with a reply, keeps that for retries of `id`
+  // under the request's owner (oldest reply records dropped past the reply bounds).
+  void complete(std::uint64_t seq, std::string_view id, const std::string_view* reply);
 
   // batch, none: true while writes wait for the turn's commit (messages that
   // depend on them are held until flush()).
@@ -111,7 +111,11 @@ class request_store {
   std::size_t bytes_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t next_reply_ = 1;
-  std::unordered_map<std::uint64_t, std::size_t> request_bytes_;  // stored seq -> record size
+  struct record {
+    std::size_t bytes = 0;
+    std::string owner;
+  };
+  std::unordered_map<std::uint64_t, record> requests_;  // stored seq -> its size and owner
   std::deque<std::pair<std::uint64_t, std::size_t>> replies_;     // reply record key, size; oldest first
   std::size_t reply_bytes_ = 0;
   std::string failing_;  // why the last commit failed; empty once one succeeds

@@ -66,11 +66,13 @@ TEST_CASE("store: requests and replies come back after a reopen, in order, compl
     {
       request_store s({.dir = t.store(), .sync = sync});
       CHECK(load(s).requests.empty());
-      const auto a = put(s, "first"), b = put(s, "second"), c = put(s, "third");
+      std::string why;
+      const auto a = put(s, "first"), c = put(s, "third");
+      const auto b = s.put_request({"client-2"}, "second", "owner-key", why);
       REQUIRE((a && b && c));
       s.delivered(c, 2);
       const std::string_view reply = "the reply";
-      s.complete(b, id, "owner-key", &reply);
+      s.complete(b, id, &reply);
       CHECK(s.flush());
       CHECK_FALSE(s.uncommitted());
     }
@@ -111,7 +113,7 @@ TEST_CASE("store: past max_bytes, and when LMDB's map is full, new requests are 
       if (const auto seq = s.put_request({"c"}, body, "", why)) accepted.push_back(seq);
     CHECK(accepted.size() == 4);
     CHECK(why.find("bytes of requests stored") != std::string::npos);
-    s.complete(accepted.front(), {}, {}, nullptr);
+    s.complete(accepted.front(), {}, nullptr);
     accepted.erase(accepted.begin());
     CHECK(s.put_request({"c"}, body, "", why) != 0);  // room again
     CHECK(s.flush());
@@ -163,6 +165,24 @@ TEST_CASE("store: a store that fails its checks is refused, naming the path and 
     const std::string e = error_of({.dir = t.store()});
     CHECK(e.find(t.store()) != std::string::npos);
     CHECK(e.find("zmqkit-queue-store/99") != std::string::npos);
+  }
+  SUBCASE("another program's LMDB store") {
+    temp_dir other;
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_open(env, other.path.c_str(), MDB_NOLOCK, 0600) == 0);
+    MDB_txn* txn = nullptr;
+    MDB_dbi main_db;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    REQUIRE(mdb_dbi_open(txn, nullptr, 0, &main_db) == 0);
+    std::string k = "user:1", v = "someone else's data";
+    MDB_val key{k.size(), k.data()}, val{v.size(), v.data()};
+    REQUIRE(mdb_put(txn, main_db, &key, &val, 0) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+    const std::string e = error_of({.dir = other.path.string()});
+    CHECK(e.find(other.path.string()) != std::string::npos);
+    CHECK(e.find("version record") != std::string::npos);
   }
   SUBCASE("a truncated data file") {
     std::filesystem::resize_file(t.path / "store" / "data.mdb", 4096);

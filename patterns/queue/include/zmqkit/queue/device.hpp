@@ -141,6 +141,7 @@ struct device_stats {
   std::map<std::string, std::uint64_t> backend_curve_refused;
   std::size_t reply_cache_bytes = 0;  // sum of the cached replies' sizes
   std::size_t pending_bytes = 0;      // sum of the waiting requests' bodies and address stacks
+  bool has_store = false;            // device_options::store is set
   // With a store (all 0 without one):
   std::uint64_t stored = 0;          // requests written to the store (accepted)
   std::uint64_t acked = 0;           // stored-acknowledgements sent (zmk.ack, docs/protocol.md 7.9)

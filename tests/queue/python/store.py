@@ -187,6 +187,55 @@ def ack_then_collect(tmp, ctx):
         dev.stop()
 
 
+def curve_scoping(tmp, ctx):
+    """With CURVE the stored replies stay scoped by the client's key across a SIGKILL: after the
+    restart alice's retry gets her cached reply, mallory sending alice's id gets her own execution."""
+    from hardening import write_key
+    keys = os.path.join(tmp, "curve")
+    os.makedirs(os.path.join(keys, "clients"))
+    server_pub, server_sec = zmq.curve_keypair()
+    write_key(os.path.join(keys, "frontend.key"), server_sec, True)
+    pairs = [zmq.curve_keypair() for _ in range(2)]
+    for i, (pub, _) in enumerate(pairs):
+        write_key(os.path.join(keys, "clients", "client%d.pub" % i), pub, False)
+    flags = ["--frontend-curve-secret", os.path.join(keys, "frontend.key"), "--frontend-allow",
+             os.path.join(keys, "clients")]
+    store = os.path.join(tmp, "curve-store")
+
+    def curve_client(dev, pub, sec):
+        c = client.__new__(client)
+        c.s = ctx.socket(zmq.DEALER)
+        c.s.linger = 0
+        c.s.curve_publickey, c.s.curve_secretkey, c.s.curve_serverkey = pub, sec, server_pub
+        c.s.connect(dev.front)
+        return c
+
+    dev = start(tmp, "curve", store, *flags)
+    w = worker(dev, tmp)
+    try:
+        alice = curve_client(dev, *pairs[0])
+        env = zmk.envelope("curve.secret", b"alice's question")
+        alice.send(env)
+        first = alice.recv(5000)
+        check(first is not None and first["correlation_id"] == env["id"], "curve: alice answered before the crash")
+        kill(dev)
+        dev = start(tmp, "curve", store, *flags)
+        mallory = curve_client(dev, *pairs[1])
+        mallory.send(dict(env, body=b"mallory's question"))
+        got = mallory.recv(5000)
+        check(got is not None and msgpack.unpackb(got["body"])["echo"] == b"mallory's question",
+              "curve: after the restart mallory sending alice's id does not get alice's stored reply")
+        alice = curve_client(dev, *pairs[0])
+        alice.send(env)
+        again = alice.recv(5000)
+        check(again is not None and again["body"] == first["body"], "curve: alice's retry gets her stored reply")
+        check(len(executions(tmp).get(env["id"].hex(), [])) == 2, "curve: once for alice, once for mallory")
+    finally:
+        w.kill()
+        w.wait()
+        dev.stop()
+
+
 def byte_bound(tmp, ctx):
     store = os.path.join(tmp, "bound-store")
     dev = start(tmp, "bound", store, "--store-max-bytes", "8192")
@@ -367,7 +416,7 @@ def kill_loop(tmp, ctx):
 
 
 CASES = {"restart": restart_with_pending, "cache": retry_from_stored_cache, "collect": ack_then_collect,
-         "bound": byte_bound, "corrupt": corrupted, "loop": kill_loop, "full": disk_full}
+         "curve": curve_scoping, "bound": byte_bound, "corrupt": corrupted, "loop": kill_loop, "full": disk_full}
 
 if __name__ == "__main__":
     ctx = zmq.Context()

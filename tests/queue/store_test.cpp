@@ -235,3 +235,29 @@ TEST_CASE("device store: submit() returns once stored; a clean restart queues it
   CHECK(d.stats().answered_from_cache == 1);
   CHECK_FALSE(w.receives_request_within(100ms));  // not executed again
 }
+
+TEST_CASE("client submit(): the request carries zmk.ack = stored and no TTL of the retry budget's") {
+  zmq::context_t ctx;
+  zmq::socket_t router = zmqkit::test::test_socket(ctx, zmq::socket_type::router);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::optional<zmqkit::envelope> seen;
+  std::thread server([&] {
+    auto frames = zmqkit::test::recv_all(router);
+    if (frames.size() != 3) return;
+    seen = zmqkit::decode(frames[2]);
+    auto ack = zmqkit::make_envelope(std::string(zmqkit::stored_type));
+    ack.correlation_id = seen->id;
+    router.send(frames[0], zmq::send_flags::sndmore);
+    router.send(zmq::message_t{}, zmq::send_flags::sndmore);
+    router.send(zmqkit::encode(ack), zmq::send_flags::none);
+  });
+  zmqkit::reqrep::client c(ctx, endpoint, {.retry = {.timeout = 2000ms, .retries = 1}});
+  const auto r = c.submit(zmqkit::make_envelope("titanic.job", std::string("work")));
+  server.join();
+  REQUIRE(seen);
+  CHECK(seen->header(zmqkit::header::ack) == "stored");
+  CHECK(seen->ttl.count() == 0);  // a plain request() would carry the retry budget (expire_when_abandoned)
+  REQUIRE(r.ok());
+  CHECK(r.reply().type == zmqkit::stored_type);
+}

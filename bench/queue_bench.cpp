@@ -12,7 +12,16 @@
 //        queue_bench profile [requests per client, default 2000]
 //   one raw zmq::proxy run and one device run (capacity 32), nothing else, for
 //   bench/callgrind_queue.sh to count the instructions each forwarding thread spends per request.
+//        queue_bench store [requests per client, default 5000] [store directory, default /tmp]
+//   the device with --store at each sync policy beside the device without one, in
+//   the same run (ratios), and the recovery time after SIGKILL with 100 k stored requests.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -174,14 +183,19 @@ run_result run(zmq::context_t& ctx, const std::string& frontend, const std::stri
 
 // `waiting_types`: first queue one request for each of that many distinct types
 // nobody serves (they wait for the whole run): what a backlog of many types costs
-// the device thread per tick shows in everybody else's latency.
+// the device thread per tick shows in everybody else's latency. `tune` adjusts
+// the device's options (the store runs).
 run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity,
-                          bool timed = false, std::size_t waiting_types = 0) {
+                          bool timed = false, std::size_t waiting_types = 0,
+                          const std::function<void(zmqkit::queue::device_options&)>& tune = {}) {
   zmq::context_t ctx;
-  zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*",
-                                  .backend = "tcp://127.0.0.1:*",
-                                  .max_pending = 1'000'000,
-                                  .no_service = std::chrono::hours(1)});
+  zmqkit::queue::device_options o{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"};
+  if (waiting_types) {
+    o.max_pending = waiting_types + 1000;
+    o.no_service = std::chrono::hours(1);
+  }
+  if (tune) tune(o);
+  zmqkit::queue::device dev(ctx, o);
   std::thread t([&] { dev.run(); });
   zmq::socket_t backlog(ctx, zmq::socket_type::dealer);
   backlog.set(zmq::sockopt::linger, 0);
@@ -291,17 +305,100 @@ int plot_point(std::string_view kind, std::size_t per_client, int in_flight) {
   return 0;
 }
 
+// Durability's price: the device with a store at each sync policy beside the device
+// without one (best of three each, alternated), then the time a device takes to
+// start on a store holding 100 k requests left by a SIGKILLed one.
+int store_bench(std::size_t per_client, const std::string& base) {
+  using zmqkit::queue::store_sync;
+  const std::string dir = base + "/zmqkit-queue-bench-store-" + std::to_string(::getpid());
+  auto with_store = [&](store_sync sync) {
+    return [&, sync](zmqkit::queue::device_options& o) {
+      std::filesystem::remove_all(dir);
+      o.store = dir;
+      o.store_sync_policy = sync;
+    };
+  };
+  // Recovery first, in a clean process: a child fills a store, is SIGKILLed; we time the restart.
+  constexpr int stored = 100000;
+  std::filesystem::remove_all(dir);
+  const std::string front = "ipc://" + dir + "-front";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    zmq::context_t ctx;
+    zmqkit::queue::device dev(ctx, {.frontend = front, .backend = "ipc://" + dir + "-back",
+                                    .max_pending = stored, .max_pending_per_type = stored,
+                                    .no_service = std::chrono::hours(1), .store = dir,
+                                    .store_sync_policy = store_sync::batch});
+    dev.run();
+    std::_Exit(0);
+  }
+  {
+    zmq::context_t ctx;
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::rcvtimeo, 10000);
+    s.connect(front);
+    int acked = 0;
+    std::vector<zmq::message_t> frames;
+    for (int sent = 0; acked < stored;) {
+      for (; sent < stored && sent - acked < 500; ++sent) {
+        zmqkit::envelope e = zmqkit::make_envelope("bench.stored");
+        e.body.assign(64, 'x');
+        e.headers.emplace(zmqkit::header::ack, "stored");
+        s.send(zmq::message_t{}, zmq::send_flags::sndmore);
+        s.send(zmqkit::encode(e), zmq::send_flags::none);
+      }
+      frames.clear();
+      if (!zmq::recv_multipart(s, std::back_inserter(frames))) {
+        std::fprintf(stderr, "queue_bench: no stored-ack after %d\n", acked);
+        ::kill(child, SIGKILL);
+        return 1;
+      }
+      ++acked;
+    }
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  {
+    zmq::context_t ctx;
+    const auto start = bench_clock::now();
+    zmqkit::queue::device dev(ctx, {.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*",
+                                    .max_pending = stored, .max_pending_per_type = stored,
+                                    .no_service = std::chrono::hours(1), .store = dir});
+    const double ms = std::chrono::duration<double, std::milli>(bench_clock::now() - start).count();
+    std::printf("%-44s %.0f ms (%zu requests queued again, %.1f MB store)\n",
+                "recovery after SIGKILL, 100 k stored requests", ms, static_cast<std::size_t>(dev.stats().recovered),
+                static_cast<double>(dev.stats().store_bytes) / 1e6);
+  }
+  double none = 0, always = 0, batch = 0, unsynced = 0;
+  // A sync per request is disk-bound (~10 ms per request here): a fiftieth of the requests keeps it short.
+  const std::size_t synced_per_client = std::max<std::size_t>(per_client / 50, 50);
+  for (int round = 0; round < 3; ++round) {
+    none = std::max(none, through_device(per_client, window, clients, 32).per_second);
+    always = std::max(always, through_device(synced_per_client, window, clients, 32, false, 0, with_store(store_sync::always)).per_second);
+    batch = std::max(batch, through_device(per_client, window, clients, 32, false, 0, with_store(store_sync::batch)).per_second);
+    unsynced = std::max(unsynced, through_device(per_client, window, clients, 32, false, 0, with_store(store_sync::none)).per_second);
+  }
+  std::filesystem::remove_all(dir);
+  std::printf("store on %s; baseline: the device without a store, same run\n", base.c_str());
+  zmqkit::bench::report("--store --store-sync always", "req/s", always, none, 0.0005, true);
+  zmqkit::bench::report("--store --store-sync batch", "req/s", batch, none, 0.3, true);
+  zmqkit::bench::report("--store --store-sync none", "req/s", unsynced, none, 0.3, true);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "profile") {
     const std::size_t n = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2000;
     through_proxy(n, window, clients);
     through_device(n, window, clients, 32);
-    if (argc > 3) through_device(n, 1, 1, 32, true, std::strtoul(argv[3], nullptr, 10));
     std::printf("requests %zu\n", n * clients);
     return 0;
   }
   if (argc == 4 && (std::string_view(argv[1]) == "throughput" || std::string_view(argv[1]) == "latency"))
     return plot_point(argv[1], std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));
+  if (argc > 1 && std::string_view(argv[1]) == "store")
+    return store_bench(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000, argc > 3 ? argv[3] : "/tmp");
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;
   const auto capacity = static_cast<std::uint32_t>(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 32);
   if (capacity < 1 || capacity > 1024) {

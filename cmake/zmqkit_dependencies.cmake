@@ -16,7 +16,9 @@ else()
 endif()
 
 # Private to the library, but a static libzmqkit needs them at the consumer's link step:
-# Abseil's hash tables and libsodium's keyed hash (zmqkit/internal/keyed_hash.hpp).
+# Abseil's hash tables, libsodium's keyed hash (zmqkit/internal/keyed_hash.hpp) and
+# LMDB (the queue device's durable store, patterns/queue/store.cpp).
 find_dependency(absl CONFIG)
 find_dependency(PkgConfig)
 pkg_check_modules(libsodium REQUIRED IMPORTED_TARGET GLOBAL libsodium)
+pkg_check_modules(lmdb REQUIRED IMPORTED_TARGET GLOBAL lmdb)

@@ -7,11 +7,11 @@
 # Install components: `dev` and `programs` (the default for install() rules without COMPONENT).
 
 # --- pkg-config ---------------------------------------------------------------
-# libzmqkit links Abseil's hash tables and libsodium privately (zmqkit_dependencies.cmake).
+# libzmqkit links Abseil's hash tables, libsodium and LMDB privately (zmqkit_dependencies.cmake).
 # They belong in Requires.private; but when the library is static (the default, and what
 # the package ships) every link of it needs them, and a plain `pkg-config --libs` leaves
 # Requires.private out, so for a static library they are listed in Requires as well.
-set(ZMQKIT_PC_REQUIRES_PRIVATE "absl_flat_hash_map absl_btree libsodium")
+set(ZMQKIT_PC_REQUIRES_PRIVATE "absl_flat_hash_map absl_btree libsodium lmdb")
 get_target_property(zmqkit_library_type zmqkit TYPE)
 if(zmqkit_library_type STREQUAL "STATIC_LIBRARY")
   set(ZMQKIT_PC_REQUIRES_STATIC ", ${ZMQKIT_PC_REQUIRES_PRIVATE}")
@@ -72,7 +72,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME libzmqkit-dev)
 set(CPACK_DEBIAN_DEV_FILE_NAME zmqkit-dev_${zmqkit_deb_version}_${zmqkit_deb_arch}.deb)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libabsl-dev, libsodium-dev, pkg-config")
+    "libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libabsl-dev, libsodium-dev, liblmdb-dev, pkg-config")
 set(CPACK_COMPONENT_DEV_DESCRIPTION
     "zmqkit: development files\n Brokerless messaging patterns on ZeroMQ: static library, headers,\n CMake package (find_package(zmqkit)) and pkg-config file (zmqkit.pc).")
 

@@ -9,6 +9,8 @@ packages=(
   libspdlog-dev         # logging in the programs
   nlohmann-json3-dev    # JSON in the zmqkit tool and the golden-vector tests
   libabsl-dev libsodium-dev  # keyed hash tables for ids from the network (lib/internal)
+  liblmdb-dev           # the queue device's durable store (zmqkit-queue --store)
+  libsqlite3-dev        # bench/store_engine_bench: LMDB against SQLite WAL
   python3-zmq python3-msgpack  # the cross-language tests (/usr/bin/python3)
   clang libclang-rt-14-dev     # libFuzzer for the decoder fuzz target
   iproute2 nftables curl procps  # fault tests (network namespaces, packet loss), metrics scrape

@@ -70,7 +70,17 @@ std::string status_json(const device_status& status, std::string_view version) {
                   {"capacity", s.worker_capacity},
                   {"list", list}};
   j["reply_cache_size"] = s.reply_cache_size;
-  j["store"] = nullptr;  // the device has no persistent store yet
+  if (s.has_store)
+    j["store"] = {{"stored", s.stored},
+                  {"acked", s.acked},
+                  {"recovered", s.recovered},
+                  {"bytes", s.store_bytes},
+                  {"syncs", s.store_syncs},
+                  {"sync_us", s.store_sync_us},
+                  {"last_sync_us", s.store_last_sync_us},
+                  {"errors", s.store_errors}};
+  else
+    j["store"] = nullptr;
   return dump(j);
 }
 

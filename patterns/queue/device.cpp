@@ -27,6 +27,7 @@
 #include <zmqkit/internal/keyed_hash.hpp>
 #include "reply_cache.hpp"
 #include "status_publisher.hpp"
+#include "store.hpp"
 #include "worker_registry.hpp"
 
 namespace zmqkit::queue {
@@ -190,6 +191,9 @@ struct device::impl {
     // carries it too; a held request with another number was taken back from
     // that worker). 0: not at a worker.
     std::uint64_t delivery = 0;
+    // With a store: its record (0: none), and whether it asked for a stored-ack.
+    std::uint64_t stored = 0;
+    bool wants_ack = false;
   };
 
   impl(zmq::context_t& ctx, device_options o)
@@ -199,6 +203,13 @@ struct device::impl {
         backend(ctx, zmq::socket_type::router),
         cache(opts.reply_cache, opts.reply_cache_bytes),
         status(opts.status_interval, opts.max_status_workers, clk.now()) {
+    // First, so that a store that fails its checks stops start-up before anything binds.
+    if (!opts.store.empty())
+      store = std::make_unique<detail::request_store>(detail::store_options{.dir = opts.store,
+                                                                            .sync = opts.store_sync_policy,
+                                                                            .max_bytes = opts.store_max_bytes,
+                                                                            .max_replies = opts.reply_cache,
+                                                                            .max_reply_bytes = opts.reply_cache_bytes});
     if (opts.frontend.empty() || opts.backend.empty())
       throw zmqkit::error(errc::bad_config, "endpoint", "queue device: frontend and backend are required");
     if (opts.heartbeat.count() <= 0 || opts.liveness < 1 || opts.max_requeue < 0 || opts.tick.count() <= 0 ||
@@ -229,6 +240,7 @@ struct device::impl {
       admin->set(zmq::sockopt::router_mandatory, true);
       bind(*admin, opts.admin, "admin");
     }
+    if (store) recover();
     next_heartbeat = clk.now() + opts.heartbeat;
     status.publish(clk.now(), snapshot(), workers, draining);
   }
@@ -320,6 +332,11 @@ struct device::impl {
   std::size_t workers_peak = 0;        // most workers connected since memory was last given back
   std::optional<steady_time> trim_at;  // when to give freed memory back
   detail::status_publisher status;     // device_status for readers on other threads
+  // Durability (opts.store): the store, and under batch and none the client
+  // messages waiting for the commit that covers what they announce.
+  std::unique_ptr<detail::request_store> store;
+  std::vector<std::pair<route_frames, zmq::message_t>> held_sends;
+  steady_time next_store_log{};  // a failing commit is logged at most once a second
 
   // --- logging and counting -----------------------------------------------
   void log(log_level level, const std::string& text) const {
@@ -350,6 +367,15 @@ struct device::impl {
     }
     s.reply_cache_bytes = cache.bytes();
     s.pending_bytes = pending_bytes;
+    if (store) {
+      s.has_store = true;
+      const auto& c = store->counters();
+      s.store_syncs = c.syncs;
+      s.store_sync_us = c.sync_us;
+      s.store_last_sync_us = c.last_sync_us;
+      s.store_errors = c.errors;
+      s.store_bytes = store->bytes();
+    }
     return s;
   }
 
@@ -462,10 +488,12 @@ struct device::impl {
       log(log_level::warn, "dead-letter: request " + (r.id ? r.id->to_string() : std::string("(plain)")) +
                                " of type '" + r.type + "' lost " + std::to_string(r.deliveries) + " workers");
       zmq::message_t reply = encode(make_error_reply(r.id, code, reason, clk));
-      if (r.key) cache.put(*r.key, reply);
+      keep_reply(r, reply);
       ++counters.rejected[std::string(to_string(code))];
-      send_to_client(r.route, std::move(reply));
+      send_durable(r.route, std::move(reply));
     } else {
+      // Unavailable (the device stopping) is no completion: a stored request stays stored.
+      if (r.stored && code != reply_error::unavailable) store->complete(r.stored, {}, nullptr);
       send_error(r.route, r.id, code, reason);
     }
     forget(h);
@@ -501,6 +529,7 @@ struct device::impl {
     }
     ++r.deliveries;
     ++counters.routed;
+    if (r.stored) store->delivered(r.stored, static_cast<std::uint32_t>(r.deliveries));
     r.delivery = next_delivery++;
     ++at_workers;
     if (opts.delivery_timeout.count() > 0) {
@@ -702,14 +731,16 @@ struct device::impl {
       r.type.assign(env->type);
       r.priority = env->priority;
       r.expires = env->expires_at();
+      if (store) r.wants_ack = env->header(header::ack) == "stored";
       if (const zmq::message_t* cached = cache.find(*r.key)) {
         ++counters.answered_from_cache;
-        send_to_client(route, copy_of(*cached));
+        send_durable(route, copy_of(*cached));
         return;
       }
       if (const auto it = active_ids.find(*r.key); it != active_ids.end()) {
         // A retry: the reply goes to whoever asked last.
         ++counters.duplicates_suppressed;
+        if (r.wants_ack) send_ack(route, r);  // it is stored already
         requests.at(it->second).route = std::move(route);
         return;
       }
@@ -722,6 +753,7 @@ struct device::impl {
     r.bytes = body.size() + route_bytes;
     r.route = std::move(route);
     r.body = std::move(body);
+    if (store && !accept_stored(r)) return;
     const handle h = next_handle++;
     if (r.key) active_ids.emplace(*r.key, h);
     if (r.expires) ttl_index.emplace(*r.expires, h);
@@ -775,9 +807,9 @@ struct device::impl {
   // held by another worker, is answered by whichever worker replies first.
   void answer(handle h, zmq::message_t& reply) {
     request& r = requests.at(h);
-    if (r.key) cache.put(*r.key, reply);
+    keep_reply(r, reply);
     ++counters.replied;
-    send_to_client(r.route, std::move(reply));
+    send_durable(r.route, std::move(reply));
     forget(h);
   }
 
@@ -879,6 +911,122 @@ struct device::impl {
     } catch (const zmq::error_t& e) {
       drop("admin-unreachable", e.what());
     }
+  }
+
+  // --- durability (opts.store; the storage itself is store.cpp) ---------------
+  // Keeps a reply for retries of its request; with a store, durably, in the
+  // write that records the request's completion.
+  void keep_reply(const request& r, const zmq::message_t& reply) {
+    if (r.key) cache.put(*r.key, reply);
+    if (!r.stored) return;
+    const std::string_view bytes = view(reply);
+    store->complete(r.stored, r.id ? r.id->as_bytes() : std::string_view(), r.id ? &bytes : nullptr);
+  }
+
+  // Stores a new request (and acknowledges it when asked). Returns: false when
+  // the store refused it: it is answered overloaded and not accepted.
+  bool accept_stored(request& r) {
+    std::vector<std::string_view> route;
+    route.reserve(r.route.size());
+    for (const auto& f : r.route) route.push_back(view(f));
+    std::string why;
+    // The client's CURVE key goes with it, to scope its id again after a restart.
+    r.stored = store->put_request(route, view(r.body), client_key(r.body), why);
+    if (!r.stored) {
+      send_error(r.route, r.id, reply_error::overloaded, why);
+      return false;
+    }
+    ++counters.stored;
+    if (r.wants_ack) send_ack(r.route, r);
+    return true;
+  }
+
+  // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch and none, only
+  // after the commit that covers the request (send_durable holds it till then).
+  void send_ack(const route_frames& route, const request& r) {
+    envelope ack = make_envelope(std::string(stored_type), clk);
+    ack.priority = r.priority;
+    ack.correlation_id = r.id;
+    ack.headers.emplace(header::ack, "stored");
+    ++counters.acked;
+    route_frames copy;  // the request keeps its route, for the reply
+    for (const auto& f : route) copy.push_back(copy_of(f));
+    send_durable(copy, encode(ack));
+  }
+
+  // Sends what announces a store write (a stored-ack, a reply, a cached reply);
+  // under batch and none it waits for the turn's commit. Errors are sent at once.
+  // Like send_to_client, it moves the route's frames out.
+  void send_durable(route_frames& route, zmq::message_t&& body) {
+    if (store && store->uncommitted()) {
+      held_sends.emplace_back(std::move(route), std::move(body));
+      return;
+    }
+    send_to_client(route, std::move(body));
+  }
+
+  // End of a loop turn: commits (batch: and syncs) what it wrote, then sends what
+  // waited for that. A failed commit is retried next turn; the messages wait.
+  void flush_store() {
+    if (!store->flush()) {
+      if (const steady_time now = clk.now(); now >= next_store_log) {
+        next_store_log = now + std::chrono::seconds(1);
+        log(log_level::error, "store " + store->dir() + ": commit failed (" + store->failure() +
+                                  "); retrying each turn, new requests answered overloaded, " +
+                                  std::to_string(held_sends.size()) + " replies waiting");
+      }
+      return;
+    }
+    for (auto& [route, body] : std::exchange(held_sends, {})) send_to_client(route, std::move(body));
+  }
+
+  // Start-up: the stored requests queued again (in the order stored, with their
+  // priority, expiry and delivery count; one delivered before is marked
+  // zmk.redelivered), and the stored replies back in the reply cache.
+  void recover() {
+    store->load(
+        [this](detail::stored_request&& s) {
+          request r;
+          for (const auto& f : s.route) r.route.emplace_back(f.data(), f.size());
+          r.stored = s.seq;
+          r.deliveries = static_cast<int>(s.deliveries);
+          std::string body = std::move(s.body);
+          if (looks_like_envelope(body)) {
+            envelope_view env;
+            try {
+              env = decode_view(body, limits);  // it passed when stored: only lowered limits fail it
+            } catch (const zmqkit::error& e) {
+              throw zmqkit::error(errc::bad_config, "store",
+                                  "store " + opts.store + ": a stored request no longer decodes: " + e.what());
+            }
+            r.id = env.id;
+            r.key = scoped_key(env.id, s.owner);
+            r.type.assign(env.type);
+            r.priority = env.priority;
+            r.expires = env.expires_at();
+            if (s.deliveries > 0) {
+              envelope marked = env.to_envelope();
+              marked.headers.insert_or_assign(std::string(header::redelivered), std::to_string(s.deliveries));
+              const zmq::message_t frame = encode(marked);
+              body.assign(static_cast<const char*>(frame.data()), frame.size());
+            }
+          }
+          r.bytes = body.size();
+          for (const auto& f : r.route) r.bytes += f.size();
+          r.body = zmq::message_t(body.data(), body.size());
+          const handle h = next_handle++;
+          if (r.key) active_ids.emplace(*r.key, h);
+          if (r.expires) ttl_index.emplace(*r.expires, h);
+          enqueue(h, requests.emplace(h, std::move(r)).first->second, false);
+          ++counters.recovered;
+        },
+        [this](detail::stored_reply&& s) {
+          if (const auto id = message_id::from_bytes(s.id))
+            cache.put(scoped_key(*id, s.owner), zmq::message_t(s.reply.data(), s.reply.size()));
+        });
+    if (counters.recovered > 0)
+      log(log_level::info, "store " + opts.store + ": " + std::to_string(counters.recovered) +
+                               " requests queued again, " + std::to_string(cache.size()) + " replies cached");
   }
 
   // --- timers -----------------------------------------------------------------
@@ -1056,6 +1204,7 @@ struct device::impl {
       if (items[0].revents & ZMQ_POLLIN) drain_socket(frontend, [this] { on_frontend(); });
       if (admin && (items[3].revents & ZMQ_POLLIN)) drain_socket(*admin, [this] { on_admin(); });
       on_timers();
+      if (store) flush_store();
       if (const steady_time t = clk.now(); status.due(t)) status.publish(t, snapshot(), workers, draining);
       if (draining && (requests.empty() || clk.now() >= drain_deadline)) {
         if (!requests.empty()) {
@@ -1065,6 +1214,7 @@ struct device::impl {
           for (const auto& [h, r] : requests) left.push_back(h);
           for (handle h : left) fail(h, reply_error::unavailable, "shutting down; its worker did not answer in time");
         }
+        if (store) flush_store();
         return;
       }
     }
@@ -1084,11 +1234,13 @@ void device_access::feed(device& d, side s, std::vector<zmq::message_t> frames) 
       if (m.admin) m.on_admin();
       break;
   }
+  if (m.store) m.flush_store();
 }
 
 void device_access::timers(device& d) {
   std::lock_guard lock(d.impl_->mu);
   d.impl_->on_timers();
+  if (d.impl_->store) d.impl_->flush_store();
 }
 
 device::device(zmq::context_t& ctx, device_options options)
@@ -1167,6 +1319,14 @@ std::string encode_stats(const device_stats& s) {
   counter_map("backend_curve_refused", s.backend_curve_refused);
   num("reply_cache_bytes", s.reply_cache_bytes);
   num("pending_bytes", s.pending_bytes);
+  num("stored", s.stored);
+  num("acked", s.acked);
+  num("recovered", s.recovered);
+  num("store_syncs", s.store_syncs);
+  num("store_sync_us", s.store_sync_us);
+  num("store_errors", s.store_errors);
+  num("store_bytes", s.store_bytes);
+  num("store_last_sync_us", s.store_last_sync_us);
   msgpack::sbuffer out;
   msgpack::packer<msgpack::sbuffer>(out).pack_map(entries);
   out.write(fields.data(), fields.size());

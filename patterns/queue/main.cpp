@@ -109,7 +109,8 @@ zmqkit::metrics::prometheus_options prometheus_options() {
                           {"frontend_curve_refused", "reason"},
                           {"backend_curve_refused", "reason"}},
           .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
-                     "workers_busy", "worker_capacity", "reply_cache_size", "reply_cache_bytes", "pending_bytes"},
+                     "workers_busy", "worker_capacity", "reply_cache_size", "reply_cache_bytes", "pending_bytes",
+                     "store_bytes", "store_last_sync_us"},
           .help_suffix = " (zmqkit-queue admin stats)"};
 }
 
@@ -231,6 +232,18 @@ int main(int argc, char** argv) {
   app.add_option("--max-frame-bytes", opts.max_frame_bytes, "largest frame accepted on either socket")
       ->check(whole_number(std::size_t{64}, std::size_t{1} << 31))
       ->capture_default_str();
+  app.add_option("--store", opts.store,
+                 "directory of the durable store (LMDB; created if absent): accepted requests survive a restart "
+                 "or a crash, with the reply cache (default: none)");
+  std::string store_sync = "batch";
+  app.add_option("--store-sync", store_sync,
+                 "when the store syncs to disk: always (each request), batch (once per loop turn), none (never)")
+      ->check(CLI::IsMember({"always", "batch", "none"}))
+      ->capture_default_str();
+  app.add_option("--store-max-bytes", opts.store_max_bytes,
+                 "bytes of stored requests before new ones are 'overloaded'")
+      ->check(whole_number(std::size_t{1} << 10, std::size_t{1} << 40))
+      ->capture_default_str();
   app.add_option("--admin", opts.admin, "stats endpoint (ROUTER, bound): send [empty, \"stats\"]");
   app.add_option("--http", http,
                  "serve the dashboard at http://HOST:PORT/, its JSON at /api/stats, Prometheus text at /metrics "
@@ -282,6 +295,9 @@ int main(int argc, char** argv) {
   opts.heartbeat = milliseconds(heartbeat_ms);
   opts.no_service = milliseconds(no_service_ms);
   opts.delivery_timeout = milliseconds(delivery_timeout_ms);
+  opts.store_sync_policy = store_sync == "always" ? zmqkit::queue::store_sync::always
+                           : store_sync == "none" ? zmqkit::queue::store_sync::none
+                                                  : zmqkit::queue::store_sync::batch;
 
   auto logger = spdlog::stderr_color_mt("zmqkit-queue");
   spdlog::set_default_logger(logger);

@@ -45,6 +45,7 @@ namespace {
 // Longest single zmq::poll, so a loop driven by a manual clock notices time moving.
 constexpr auto max_slice = 100ms;
 constexpr int max_drain = 256;  // messages handled per wake-up before timers run again
+constexpr std::size_t max_submitted = 65536;  // submitted requests kept for collect(id)
 }  // namespace
 
 struct client::impl {
@@ -65,6 +66,9 @@ struct client::impl {
   client_stats stats;
   std::vector<zmq::message_t> frames;  // reused by drain()
   int quick_calls = 0;
+  // Submitted requests, for collect(id); oldest forgotten past max_submitted.
+  internal::keyed_map<message_id, envelope> submitted;
+  std::deque<message_id> submitted_order;
 
   impl(zmq::context_t& c, std::vector<std::string> eps, client_options o)
       : ctx(&c), endpoints(std::move(eps)), opts(std::move(o)) {
@@ -114,7 +118,9 @@ struct client::impl {
     if (in_flight.contains(id))
       throw error(errc::bad_config, "id", "a request with this id is already in flight: " + id.to_string());
     if (auto h = request.headers.find(header::attempt); h != request.headers.end()) request.headers.erase(h);
-    if (opts.expire_when_abandoned && request.ttl.count() == 0) expire_with_budget(request, policy);
+    // A submitted request (zmk.ack) outlives the client's retries: it keeps no TTL of the budget's.
+    if (opts.expire_when_abandoned && request.ttl.count() == 0 && !request.header(header::ack))
+      expire_with_budget(request, policy);
     auto [it, _] = in_flight.emplace(id, pending{std::move(request), retry_schedule(policy, clk().now())});
     deadlines.emplace(it->second.schedule.deadline(), id);
     ++stats.sent;
@@ -300,6 +306,42 @@ result client::request(envelope request, const retry_policy& policy) {
     if (auto c = impl_->take(&id)) return std::move(c->outcome);
     if (!impl_->drain_ready()) impl_->pump(max_slice);
   }
+}
+
+result client::submit(envelope request) { return submit(std::move(request), impl_->opts.retry); }
+
+result client::submit(envelope request, const retry_policy& policy) {
+  if (request.id.is_nil()) request.id = message_id::generate();
+  if (request.timestamp == wall_time{}) request.timestamp = impl_->clk().wall_now();
+  request.headers.insert_or_assign(std::string(header::ack), "stored");
+  envelope kept = request;
+  kept.headers.erase(std::string(header::ack));
+  result r = this->request(std::move(request), policy);
+  if (r) {
+    auto& s = *impl_;
+    const message_id id = kept.id;
+    if (s.submitted.insert_or_assign(id, std::move(kept)).second) s.submitted_order.push_back(id);
+    while (s.submitted_order.size() > max_submitted) {
+      s.submitted.erase(s.submitted_order.front());
+      s.submitted_order.pop_front();
+    }
+  }
+  return r;
+}
+
+result client::collect(const message_id& id) {
+  const auto it = impl_->submitted.find(id);
+  if (it == impl_->submitted.end())
+    throw error(errc::bad_config, "id", "no request submitted here with id " + id.to_string());
+  return collect(it->second);
+}
+
+result client::collect(envelope request) {
+  if (auto h = request.headers.find(header::ack); h != request.headers.end()) request.headers.erase(h);
+  const message_id id = request.id;
+  result r = this->request(std::move(request));
+  if (r && r.reply().type != stored_type) impl_->submitted.erase(id);  // its order entry is skipped later
+  return r;
 }
 
 message_id client::send(envelope request) { return impl_->send(std::move(request), impl_->opts.retry); }

@@ -50,7 +50,11 @@ inline constexpr std::string_view reason = "zmk.reason";
 inline constexpr std::string_view publisher = "zmk.pub";
 inline constexpr std::string_view sequence = "zmk.seq";
 inline constexpr std::string_view attempt = "zmk.attempt";
-}  // namespace header
+inline constexpr std::string_view ack = "zmk.ack";                  // "stored": acknowledge once durable
+inline constexpr std::string_view redelivered = "zmk.redelivered";  // deliveries before a device restart
+}
+// The type of a queue device's stored-acknowledgement (docs/protocol.md 7.9).
+inline constexpr std::string_view stored_type = "zmk.stored";  // namespace header
 
 // The toolkit's error reply codes (the value of the zmk.error header).
 // Handlers may reply with codes of their own; these are the ones zmqkit sends.

@@ -4,7 +4,8 @@ usage: worker.py ENDPOINT NAME [--prefix P]... [--capacity N] [--exec-log FILE] 
 --capacity N > 1 announces READY's map form {"prefixes": [...], "capacity": N}: the device may
 queue N requests here; they are still handled one at a time.
 Replies body = msgpack {"worker": NAME, "echo": request body}. Appends each executed request id (hex)
-to the exec log.
+to the exec log; --exec-detail FILE appends "ID-hex CLOCK_MONOTONIC-ns REDELIVERED" per execution
+(REDELIVERED: the zmk.redelivered header, or 0).
 """
 import argparse
 import sys
@@ -24,6 +25,7 @@ ap.add_argument("name")
 ap.add_argument("--prefix", action="append", default=[])
 ap.add_argument("--capacity", type=int, default=1)
 ap.add_argument("--exec-log")
+ap.add_argument("--exec-detail")
 ap.add_argument("--delay-ms", type=int, default=0)
 args = ap.parse_args()
 
@@ -46,6 +48,7 @@ def connect():
 
 sock = connect()
 log = open(args.exec_log, "a", buffering=1) if args.exec_log else None
+detail = open(args.exec_detail, "a", buffering=1) if args.exec_detail else None
 liveness, heartbeat_at = LIVENESS, time.time() + HEARTBEAT_S
 while True:
     if sock.poll(int(HEARTBEAT_S * 1000)) & zmq.POLLIN:
@@ -57,6 +60,8 @@ while True:
             req = zmk.decode(frames[-1])
             if log:
                 log.write(req["id"].hex() + "\n")
+            if detail:
+                detail.write("%s %d %s\n" % (req["id"].hex(), time.monotonic_ns(), req["headers"].get("zmk.redelivered", "0")))
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1000)
             body = msgpack.packb({"worker": args.name, "echo": req["body"]}, use_bin_type=True)

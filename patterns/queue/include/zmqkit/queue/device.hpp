@@ -40,6 +40,13 @@ namespace zmqkit::queue {
 
 enum class log_level { debug, info, warn, error };
 
+// When the durable store syncs to disk (patterns/queue/README.md, "Durability"):
+// always: each request before it counts as accepted; batch: once per loop turn
+// (group commit), and nothing that depends on a write (stored-ack, reply) leaves
+// before the sync that covers it; none: committed once per loop turn the same way,
+// never synced (the kernel writes back).
+enum class store_sync { always, batch, none };
+
 struct device_options {
   std::string frontend;  // endpoint clients talk to (bound)
   std::string backend;   // endpoint workers connect to (bound)
@@ -90,6 +97,15 @@ struct device_options {
   std::optional<zmqkit::security> frontend_security{};
   std::optional<zmqkit::security> backend_security{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
+  // Durability: a directory for the device's LMDB store (created if absent).
+  // Empty (the default): no store, nothing written, nothing survives a restart.
+  // With one, a request is accepted only once stored; a restart queues the
+  // accepted, uncompleted ones again and restores the reply cache. The
+  // constructor throws zmqkit::error{bad_config} naming the path when the store
+  // cannot be opened or fails its checks.
+  std::string store;
+  store_sync store_sync_policy = store_sync::batch;
+  std::size_t store_max_bytes = std::size_t{1} << 30;  // stored requests; past it new ones are overloaded
   // Called from run()'s thread; default: no logging.
   std::function<void(log_level, std::string_view)> log{};
 };
@@ -125,6 +141,16 @@ struct device_stats {
   std::map<std::string, std::uint64_t> backend_curve_refused;
   std::size_t reply_cache_bytes = 0;  // sum of the cached replies' sizes
   std::size_t pending_bytes = 0;      // sum of the waiting requests' bodies and address stacks
+  bool has_store = false;            // device_options::store is set
+  // With a store (all 0 without one):
+  std::uint64_t stored = 0;          // requests written to the store (accepted)
+  std::uint64_t acked = 0;           // stored-acknowledgements sent (zmk.ack, docs/protocol.md 7.9)
+  std::uint64_t recovered = 0;       // requests queued again from the store at start-up
+  std::uint64_t store_syncs = 0;     // commits synced to disk
+  std::uint64_t store_sync_us = 0;   // time spent in them, microseconds (mean: / store_syncs)
+  std::uint64_t store_errors = 0;    // writes the store refused (map or disk full, I/O)
+  std::size_t store_bytes = 0;       // stored request records
+  std::size_t store_last_sync_us = 0;  // the last sync's duration
 };
 
 // One connected worker, as the device's status shows it (the dashboard, /api/stats).

@@ -130,6 +130,22 @@ class client {
   result request(envelope request);
   result request(envelope request, const retry_policy& policy);
 
+  // Durable submission (Titanic; a queue device with --store, docs/protocol.md 7.9):
+  // sends `request` with zmk.ack = "stored" and returns once the device has stored
+  // it, retrying per the policy (timeouts, unavailable, overloaded). Result: the
+  // device's zmk.stored acknowledgement (reply().type == zmqkit::stored_type), or
+  // the reply itself when the request was already done or the device has no store.
+  // A submitted request carries no TTL of the retry budget's. Kept (the latest
+  // 65 536) for collect(id).
+  result submit(envelope request);
+  result submit(envelope request, const retry_policy& policy);
+  // The reply of a submitted request: sends it again without zmk.ack; the device
+  // answers from its (durable) reply cache, or joins the stored copy and answers
+  // when a worker has. Throws: zmqkit::error{bad_config} for an id not submitted
+  // by this client (collect(envelope): the request as submitted, by any process).
+  result collect(const message_id& id);
+  result collect(envelope request);
+
   // Sends without waiting. A nil id is replaced by a fresh one.
   // Returns: the request id. Throws: zmqkit::error{bad_config} if that id is already in flight.
   message_id send(envelope request);

@@ -68,6 +68,12 @@ struct publisher::impl {
   zmq::socket_t control_peer;  // the thread's
   std::thread thread;
 
+  // attach(): the loop and the XPUB socket's watch.
+  zmqkit::loop* attached = nullptr;
+  zmqkit::loop::id socket_watch = 0, kick = 0;
+  std::function<void(std::size_t)> on_subscriptions;
+  std::uint64_t reported = 0;  // the count on_subscriptions last saw
+
   impl(zmq::context_t& ctx, publisher_options o)
       : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::xpub) {
     if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
@@ -105,9 +111,26 @@ struct publisher::impl {
       if (kind == 1) ++subscriptions;
       else if (kind == 0 && subscriptions > 0) --subscriptions;
     }
+    // publish() reads them too: the report comes from the loop, never from inside publish().
+    if (attached && on_subscriptions && subscriptions != reported && !kick)
+      kick = attached->after(std::chrono::nanoseconds(0), [this] {
+        kick = 0;
+        if (subscriptions == reported) return;
+        reported = subscriptions;
+        on_subscriptions(subscriptions);
+      });
+  }
+
+  void detach() noexcept {
+    if (!attached) return;
+    attached->cancel(socket_watch);
+    attached->cancel(kick);
+    attached = nullptr;
+    socket_watch = kick = 0;
   }
 
   ~impl() {
+    detach();
     if (thread.joinable()) {
       control.send(zmq::str_buffer("stop"), zmq::send_flags::none);
       thread.join();
@@ -261,6 +284,17 @@ std::size_t publisher::subscriptions() {
   impl_->read_subscriptions();
   return impl_->subscriptions;
 }
+
+void publisher::attach(zmqkit::loop& loop, std::function<void(std::size_t)> on_subscriptions) {
+  impl& s = *impl_;
+  if (s.attached) throw error(errc::bad_config, "loop", "the publisher is attached to a loop already");
+  s.attached = &loop;
+  s.on_subscriptions = std::move(on_subscriptions);
+  s.reported = s.subscriptions;
+  s.socket_watch = loop.add(s.pub, [&s] { s.read_subscriptions(); });
+}
+
+void publisher::detach() noexcept { impl_->detach(); }
 
 const std::string& publisher::id() const noexcept { return impl_->id; }
 std::string publisher::snapshot_endpoint() const { return impl_->snapshot_bound; }

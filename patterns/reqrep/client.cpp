@@ -51,7 +51,6 @@ struct client::impl {
   struct pending {
     envelope request;
     retry_schedule schedule;
-    on_result done{};  // async_request(): called instead of queueing a completion
   };
   struct finished_call {
     on_result done;
@@ -70,7 +69,9 @@ struct client::impl {
   client_stats stats;
   std::vector<zmq::message_t> frames;  // reused by drain()
   int quick_calls = 0;
-  // async_request() completions, called by deliver() once the client is between steps.
+  // async_request()'s callbacks by request id (apart from `pending`, so that send()
+  // and request() carry none), and those due, called by deliver() between steps.
+  internal::keyed_map<message_id, on_result> async_done;
   std::deque<finished_call> callbacks;
   // attach(): the loop driving the socket and the earliest retry deadline.
   zmqkit::loop* attached = nullptr;
@@ -184,15 +185,14 @@ struct client::impl {
     if (!zmq::send_multipart(socket, out, zmq::send_flags::dontwait)) ++stats.send_failures;
   }
 
-  message_id send(envelope request, const retry_policy& policy, on_result done = {}) {
+  message_id send(envelope request, const retry_policy& policy) {
     if (request.id.is_nil()) request.id = message_id::generate();
     const message_id id = request.id;
     if (in_flight.contains(id))
       throw error(errc::bad_config, "id", "a request with this id is already in flight: " + id.to_string());
     if (auto h = request.headers.find(header::attempt); h != request.headers.end()) request.headers.erase(h);
     if (opts.expire_when_abandoned && request.ttl.count() == 0) expire_with_budget(request, policy);
-    auto [it, _] =
-        in_flight.emplace(id, pending{std::move(request), retry_schedule(policy, clk().now()), std::move(done)});
+    auto [it, _] = in_flight.emplace(id, pending{std::move(request), retry_schedule(policy, clk().now())});
     deadlines.emplace(it->second.schedule.deadline(), id);
     ++stats.sent;
     transmit(it->second);
@@ -228,10 +228,13 @@ struct client::impl {
 
   void complete(internal::keyed_map<message_id, pending>::iterator it, result outcome) {
     deadlines.erase({it->second.schedule.deadline(), it->first});
-    if (it->second.done)
-      callbacks.push_back(finished_call{std::move(it->second.done), std::move(outcome)});
-    else
+    auto cb = async_done.empty() ? async_done.end() : async_done.find(it->first);
+    if (cb != async_done.end()) {
+      callbacks.push_back(finished_call{std::move(cb->second), std::move(outcome)});
+      async_done.erase(cb);
+    } else {
       done.push_back(completion{it->first, std::move(outcome)});
+    }
     in_flight.erase(it);
   }
 
@@ -407,7 +410,7 @@ std::optional<completion> client::poll(std::chrono::milliseconds timeout) {
         std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
     impl_->pump(std::max(left, 0ms));
     c = impl_->take(nullptr);
-    if (!c && !impl_->callbacks.empty()) impl_->deliver();
+    if (!c && !impl_->callbacks.empty()) impl_->deliver();  // async_request() callbacks completed meanwhile
     if (std::chrono::steady_clock::now() >= end) break;
   }
   impl_->settle();
@@ -419,7 +422,9 @@ message_id client::async_request(envelope request, on_result done) {
 }
 message_id client::async_request(envelope request, const retry_policy& policy, on_result done) {
   if (!done) throw error(errc::bad_config, "done", "async_request needs a completion callback");
-  return impl_->send(std::move(request), policy, std::move(done));
+  const message_id id = impl_->send(std::move(request), policy);  // cannot complete before it returns
+  impl_->async_done.insert_or_assign(id, std::move(done));
+  return id;
 }
 
 void client::attach(zmqkit::loop& loop) { impl_->attach(loop); }

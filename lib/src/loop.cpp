@@ -27,6 +27,9 @@ namespace {
 constexpr std::uint64_t wake_tag = ~std::uint64_t{0};
 constexpr std::uint64_t timer_tag = wake_tag - 1;
 constexpr int max_events = 64;
+// A clock other than the real one (a manual_clock) can move without telling the
+// loop: waits are capped, so a loop on another thread notices within this.
+constexpr std::chrono::milliseconds injected_clock_slice{100};
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
@@ -247,6 +250,7 @@ struct loop::impl {
   bool run_once(std::chrono::nanoseconds timeout) {
     std::chrono::nanoseconds wait = std::max(timeout, std::chrono::nanoseconds(0));
     if (const auto t = next_timeout()) wait = std::min(wait, *t);
+    if (clk != &zmqkit::clock::real()) wait = std::min<std::chrono::nanoseconds>(wait, injected_clock_slice);
     std::array<epoll_event, max_events> events;
     int n = ::epoll_wait(epfd, events.data(), max_events, wait.count() == 0 ? 0 : to_zmq_ms(wait));
     if (n < 0) {

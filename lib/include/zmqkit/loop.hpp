@@ -36,7 +36,8 @@
 //
 // Timers follow the injected zmqkit::clock: with a manual_clock a test advances
 // it and calls run_once(0ms); nothing sleeps. Waits (run_for, run_once's
-// timeout) are real time.
+// timeout) are real time; on a clock other than clock::real() a single wait
+// lasts at most 100 ms, so a loop on another thread notices the clock moving.
 //
 // Threading: post() and stop() may be called from any thread; everything else
 // from the loop's thread only. Handlers run on that thread; an exception from a

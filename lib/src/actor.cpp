@@ -32,14 +32,15 @@ actor::actor(zmq::context_t& ctx, setup_fn setup, const zmqkit::clock& clock)
 
   std::promise<void> started;
   auto ready = started.get_future();
-  s.thread = std::thread([&s, &started, setup = std::move(setup)] {
+  // The thread owns the promise: set_value() may still be running when the constructor returns.
+  s.thread = std::thread([&s, started = std::move(started), setup = std::move(setup)]() mutable {
     try {
       setup(s.events, s.theirs);
     } catch (...) {
       started.set_exception(std::current_exception());
       return;
     }
-    started.set_value();  // `started` is gone after this: the constructor returns
+    started.set_value();
     try {
       s.events.run();
     } catch (...) {

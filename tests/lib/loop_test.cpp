@@ -311,8 +311,13 @@ TEST_CASE("actor: an exception from setup comes out of the constructor; one from
   zmq::context_t ctx;
   CHECK_THROWS_WITH_AS(zmqkit::actor(ctx, [](zmqkit::loop&, zmq::socket_t&) { throw std::runtime_error("no"); }),
                        "no", std::runtime_error);
-  zmqkit::actor failing(ctx, [](zmqkit::loop& loop, zmq::socket_t&) {
-    loop.post([] { throw std::runtime_error("handler failed"); });
+  std::atomic<bool> reached{false};
+  zmqkit::actor failing(ctx, [&](zmqkit::loop& loop, zmq::socket_t&) {
+    loop.post([&] {
+      reached = true;
+      throw std::runtime_error("handler failed");
+    });
   });
+  REQUIRE(zmqkit::test::wait_until([&] { return reached.load(); }));  // else stop() may come first
   CHECK_THROWS_WITH_AS(failing.stop(), "handler failed", std::runtime_error);
 }

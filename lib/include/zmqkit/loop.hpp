@@ -71,8 +71,9 @@ class loop {
 
   // Calls on_readable while `socket` has a message to read (ZMQ_EVENTS & ZMQ_POLLIN).
   // The socket must outlive the watch: cancel() before closing it.
+  // Throws: std::system_error (EEXIST) when the socket is watched already.
   id add(zmq::socket_ref socket, handler on_readable);
-  // Calls on_readable while `fd` is readable (level-triggered).
+  // Calls on_readable while `fd` is readable (level-triggered). One watch per descriptor.
   id add_fd(int fd, handler on_readable);
 
   // Timers: once at `when` / after `delay`, or every `period` (first after one

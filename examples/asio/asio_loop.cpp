@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
   }
 
   zmq::context_t ctx;
+  // Before the client: requests still in flight at exit hold Asio handlers, which need it.
+  asio::io_context io;
   zmqkit::loop loop;
   zmqkit::reqrep::worker worker(ctx, backend, [](const zmqkit::envelope& req) {
     return zmqkit::make_reply(req, "square.result", req.body_as<int>() * req.body_as<int>());
@@ -86,7 +88,6 @@ int main(int argc, char** argv) {
   zmqkit::reqrep::client client(ctx, frontend, {.retry = {.timeout = 1000ms, .retries = 3}});
   client.attach(loop);
 
-  asio::io_context io;
   asio_driver driver(io, loop);
   int ticks = 0;
   asio::steady_timer ticker(io);
@@ -100,14 +101,21 @@ int main(int argc, char** argv) {
   };
   tick();
 
+  int right = 0, failed = 0;
   asio::steady_timer watchdog(io, 20s);
   watchdog.async_wait([&](const asio::error_code& ec) {
-    if (!ec) io.stop();
+    if (ec) return;
+    const auto& cs = client.stats();
+    std::cerr << "asio_loop: not done after 20 s: " << right << " right, " << failed << " failed, in flight "
+              << client.in_flight() << ", client sent " << cs.sent << " retries " << cs.retries << " replies "
+              << cs.replies << ", worker requests " << worker.stats().requests << " replies "
+              << worker.stats().replies << std::endl;
+    io.stop();
   });
   // Four coroutines, each awaiting its share of the requests one after another:
   // four requests in flight at a time.
   constexpr int lanes = 4;
-  int right = 0, failed = 0, lanes_done = 0;
+  int lanes_done = 0;
   for (int lane = 0; lane < lanes; ++lane)
     asio::co_spawn(
         io,
@@ -132,6 +140,6 @@ int main(int argc, char** argv) {
             << ", asio ticks meanwhile " << ticks << ", zmqkit ran on the io_context's thread: "
             << (zmqkit_thread == std::this_thread::get_id() ? "yes" : "no") << "\n";
   const bool ok = right == requests && failed == 0 && zmqkit_thread == std::this_thread::get_id();
-  std::cout << (ok ? "asio_loop: OK\n" : "asio_loop: FAILED\n");
+  std::cout << (ok ? "asio_loop: OK" : "asio_loop: FAILED") << std::endl;
   return ok ? 0 : 1;
 }

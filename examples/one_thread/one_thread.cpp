@@ -113,6 +113,6 @@ int main(int argc, char** argv) {
             static_cast<int>(quoted.size()) == requests && cs.failovers >= 1 && subscriber.stats().gaps == 0;
   for (const auto& [i, n] : replies) ok = ok && n == 1;
   for (const auto& [i, q] : quoted) ok = ok && q == 2 * i;
-  std::cout << (ok ? "one_thread: OK\n" : "one_thread: FAILED\n");
+  std::cout << (ok ? "one_thread: OK" : "one_thread: FAILED") << std::endl;
   return ok ? 0 : 1;
 }

@@ -20,7 +20,7 @@
 // subscriber treats every live message at or below that number as covered.
 //
 // Threading: publish() and the other members are called from one thread. When
-// a snapshot endpoint is set, a background thread owned by the publisher
+// a snapshot endpoint is set, a background thread owned by the publisher (an actor)
 // serves it; it starts in the constructor and is joined in the destructor.
 //
 // On a zmqkit::loop (zmqkit/loop.hpp): publish() never blocks, so it is called

@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev doctest-dev  # the base
+  libasio-dev           # examples/asio: zmqkit::loop inside an asio::io_context
   libcli11-dev          # command-line flags of zmqkit-queue, zmqkit-forwarder, zmqkit, zmqkit-keygen
   libspdlog-dev         # logging in the programs
   nlohmann-json3-dev    # JSON in the zmqkit tool and the golden-vector tests

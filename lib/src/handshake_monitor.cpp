@@ -7,11 +7,11 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 #include <zmq_addon.hpp>
 #include <cstdio>
+#include <zmqkit/actor.hpp>
 #include <zmqkit/handshake_monitor.hpp>
 
 namespace zmqkit {
@@ -19,9 +19,7 @@ namespace zmqkit {
 struct handshake_monitor::impl {
   void* monitored = nullptr;  // the socket's handle, to detach the monitor on destruction
   zmq::socket_t events;       // the monitor thread's: receives libzmq's monitor events
-  zmq::socket_t control;      // the monitor thread's end of the stop pipe
-  zmq::socket_t stopper;      // the owner's end
-  std::thread thread;
+  std::optional<actor> reader;  // the monitor thread: reads `events` on its loop (EINTR-safe)
   std::atomic<std::uint64_t> accepted{0}, connected{0}, succeeded{0}, failed_no_detail{0}, failed_protocol{0},
       failed_auth{0}, disconnected{0}, refused_unknown_key{0}, refused_plaintext{0}, refused_bad_handshake{0};
 
@@ -123,15 +121,13 @@ struct handshake_monitor::impl {
     }
   }
 
-  void run() {
-    for (;;) {
-      std::array<zmq::pollitem_t, 2> items{
-          {{events.handle(), 0, ZMQ_POLLIN, 0}, {control.handle(), 0, ZMQ_POLLIN, 0}}};
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
-      if (items[1].revents & ZMQ_POLLIN) return;
+  // Reads the events queued now (a bounded batch: the loop comes back for more).
+  void read_events() {
+    std::vector<zmq::message_t> frames;
+    for (int i = 0; i < 256; ++i) {
       // An event is two frames: [event id (2 bytes) + value (4 bytes), endpoint].
-      std::vector<zmq::message_t> frames;
-      if (!zmq::recv_multipart(events, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
+      frames.clear();
+      if (!zmq::recv_multipart(events, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
       if (frames.empty() || frames[0].size() < 6) continue;
       std::uint16_t event = 0;
       std::uint32_t value = 0;
@@ -159,23 +155,14 @@ handshake_monitor::handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket)
   m.events.set(zmq::sockopt::linger, 0);
   m.events.set(zmq::sockopt::rcvhwm, 100000);
   m.events.connect(endpoint);
-  const std::string pipe = "inproc://zmqkit-monitor-stop-" + id;
-  m.control = zmq::socket_t(ctx, zmq::socket_type::pair);
-  m.control.set(zmq::sockopt::linger, 0);
-  m.control.bind(pipe);
-  m.stopper = zmq::socket_t(ctx, zmq::socket_type::pair);
-  m.stopper.set(zmq::sockopt::linger, 0);
-  m.stopper.set(zmq::sockopt::sndtimeo, 5000);
-  m.stopper.connect(pipe);
-  m.thread = std::thread([&m] { m.run(); });
+  m.reader.emplace(ctx, [&m](loop& l, zmq::socket_t&) { l.add(m.events, [&m] { m.read_events(); }); });
 }
 
 handshake_monitor::~handshake_monitor() {
   if (!impl_) return;
   // Detach first, while the reader still drains: libzmq must not block sending to a reader that is gone.
   zmq_socket_monitor(impl_->monitored, nullptr, 0);
-  impl_->stopper.send(zmq::str_buffer("stop"), zmq::send_flags::none);
-  impl_->thread.join();
+  impl_->reader.reset();  // stops and joins the thread
 }
 
 handshake_monitor::handshake_monitor(handshake_monitor&&) noexcept = default;

@@ -109,7 +109,9 @@ std::string render_prometheus(const snapshot& snap, const prometheus_options& op
   for (const auto& s : snap) {
     if (s.path.empty()) continue;
     const std::string& top = s.path.front();
-    const std::string& stem = top;
+    const auto unit = options.units.find(top);
+    const std::string& stem = unit == options.units.end() ? top : unit->second.first;
+    const double value = unit == options.units.end() ? s.value : s.value * unit->second.second;
     std::string first_label = "key";
     if (auto it = options.label_names.find(top); it != options.label_names.end()) {
       first_label = it->second;
@@ -131,7 +133,7 @@ std::string render_prometheus(const snapshot& snap, const prometheus_options& op
       }
       line += '}';
     }
-    line += ' ' + format_value(s.value) + '\n';
+    line += ' ' + format_value(value) + '\n';
     metrics[it->second].lines.push_back(std::move(line));
   }
   std::string out;

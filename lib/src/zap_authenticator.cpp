@@ -2,12 +2,12 @@
 #include <array>
 #include <atomic>
 #include <map>
-#include <thread>
 #include <tuple>
 #include <vector>
 #include <zmq_addon.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/actor.hpp>
 #include <zmqkit/zap_authenticator.hpp>
 
 namespace zmqkit {
@@ -83,10 +83,7 @@ std::string metadata_property(const std::string& name, const std::string& value)
 
 struct zap_authenticator::impl {
   zap_options options;
-  zmq::socket_t zap;       // the handler thread's
-  zmq::socket_t control;   // the handler thread's end of the control pipe
-  zmq::socket_t requests;  // the owner's end
-  std::thread thread;
+  zmq::socket_t zap;  // the handler thread's
 
   // One allow-list per served domain (domain "" = any domain without its own list).
   struct domain_list {
@@ -175,46 +172,38 @@ struct zap_authenticator::impl {
     zmq::send_multipart(zap, reply, zmq::send_flags::dontwait);
   }
 
-  void run() {
-    const auto& clk = *options.clock;
-    const bool auto_reload = options.reload_interval.count() > 0;
-    auto next_scan = clk.now() + options.reload_interval;
-    for (;;) {
-      std::chrono::milliseconds wait{-1};
-      if (auto_reload) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(next_scan - clk.now());
-        // Capped, so an injected manual clock is noticed when a test advances it.
-        wait = std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(250));
+  // The handler thread's loop: ZAP requests, reload commands on the pipe, the periodic scan.
+  void serve(loop& l, zmq::socket_t& pipe) {
+    l.add(zap, [this] {
+      std::vector<zmq::message_t> request;
+      for (int i = 0; i < 256; ++i) {  // a batch: the loop comes back for more
+        request.clear();
+        if (!zmq::recv_multipart(zap, std::back_inserter(request), zmq::recv_flags::dontwait)) return;
+        answer(request);
       }
-      std::array<zmq::pollitem_t, 2> items{
-          {{zap.handle(), 0, ZMQ_POLLIN, 0}, {control.handle(), 0, ZMQ_POLLIN, 0}}};
-      zmq::poll(items.data(), items.size(), wait);
-      if (items[0].revents & ZMQ_POLLIN) {
-        std::vector<zmq::message_t> request;
-        if (zmq::recv_multipart(zap, std::back_inserter(request), zmq::recv_flags::dontwait)) answer(request);
-      }
-      if (items[1].revents & ZMQ_POLLIN) {
-        zmq::message_t command;
-        if (!control.recv(command, zmq::recv_flags::dontwait)) continue;
-        if (command.to_string_view() == "stop") return;
+    });
+    l.add(pipe, [this, &pipe] {
+      zmq::message_t command;
+      while (pipe.recv(command, zmq::recv_flags::dontwait)) {
         std::string result = "ok";
         try {
           load(true);
         } catch (const error& e) {
           result = e.what();
         }
-        control.send(zmq::buffer(result), zmq::send_flags::dontwait);
+        pipe.send(zmq::buffer(result), zmq::send_flags::dontwait);
       }
-      if (auto_reload && clk.now() >= next_scan) {
+    });
+    if (options.reload_interval.count() > 0)
+      l.every(options.reload_interval, [this] {
         try {
           load(false);
         } catch (const error&) {
           // The directory vanished or is unreadable: keep the last good list.
         }
-        next_scan = clk.now() + options.reload_interval;
-      }
-    }
+      });
   }
+  std::optional<actor> handler;  // last: stopped and joined before the rest goes
 };
 
 zap_authenticator::zap_authenticator(zmq::context_t& ctx, zap_options options)
@@ -235,24 +224,14 @@ zap_authenticator::zap_authenticator(zmq::context_t& ctx, zap_options options)
     throw error(errc::security, zap_endpoint,
                 std::string("cannot bind the ZAP handler (another one on this context?): ") + e.what());
   }
-  const std::string pipe =
-      "inproc://zmqkit-zap-control-" + std::to_string(reinterpret_cast<std::uintptr_t>(&m));
-  m.control = zmq::socket_t(ctx, zmq::socket_type::pair);
-  m.control.set(zmq::sockopt::linger, 0);
-  m.control.bind(pipe);
-  m.requests = zmq::socket_t(ctx, zmq::socket_type::pair);
-  m.requests.set(zmq::sockopt::linger, 0);
-  m.requests.set(zmq::sockopt::rcvtimeo, 5000);
-  m.requests.set(zmq::sockopt::sndtimeo, 5000);
-  m.requests.connect(pipe);
-  // The sockets move to the handler thread here; thread creation is the memory barrier libzmq asks for.
-  m.thread = std::thread([&m] { m.run(); });
+  // The socket moves to the handler thread here; thread creation is the memory barrier libzmq asks for.
+  m.handler.emplace(ctx, [&m](loop& l, zmq::socket_t& pipe) { m.serve(l, pipe); }, *m.options.clock);
+  m.handler->pipe().set(zmq::sockopt::rcvtimeo, 5000);
+  m.handler->pipe().set(zmq::sockopt::sndtimeo, 5000);
 }
 
 zap_authenticator::~zap_authenticator() {
-  if (!impl_) return;
-  impl_->requests.send(zmq::str_buffer("stop"), zmq::send_flags::none);
-  impl_->thread.join();
+  if (impl_) impl_->handler.reset();  // stops and joins the handler thread
 }
 
 zap_authenticator::zap_authenticator(zap_authenticator&&) noexcept = default;
@@ -266,10 +245,10 @@ zap_authenticator& zap_authenticator::operator=(zap_authenticator&& other) noexc
 
 void zap_authenticator::reload() {
   auto& m = *impl_;
-  if (!m.requests.send(zmq::str_buffer("reload"), zmq::send_flags::none))
+  if (!m.handler->pipe().send(zmq::str_buffer("reload"), zmq::send_flags::none))
     throw error(errc::timeout, "zap_authenticator", "ZAP handler did not take the reload request");
   zmq::message_t result;
-  if (!m.requests.recv(result))
+  if (!m.handler->pipe().recv(result))
     throw error(errc::timeout, "zap_authenticator",
                 "ZAP handler did not answer the reload request within 5 s");
   if (result.to_string_view() != "ok")

@@ -5,9 +5,10 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <thread>
+#include <optional>
 #include <vector>
 #include <zmq_addon.hpp>
+#include <zmqkit/actor.hpp>
 #include <zmqkit/poll.hpp>
 #include <zmqkit/pubsub/publisher.hpp>
 
@@ -61,12 +62,16 @@ struct publisher::impl {
   type_state* last_state = nullptr;  // the previous publish's type: usually the next one's too
   std::string last_type;
 
-  // Snapshot thread: owns router_ and the far end of the control pipe.
+  // Snapshot thread (an actor: its loop serves `router`).
   std::string snapshot_bound;
   zmq::socket_t router;
-  zmq::socket_t control;       // ours: a message on it stops the thread
-  zmq::socket_t control_peer;  // the thread's
-  std::thread thread;
+  std::optional<actor> snapshot_server;
+
+  // attach(): the loop and the XPUB socket's watch.
+  zmqkit::loop* attached = nullptr;
+  zmqkit::loop::id socket_watch = 0, kick = 0;
+  std::function<void(std::size_t)> on_subscriptions;
+  std::uint64_t reported = 0;  // the count on_subscriptions last saw
 
   impl(zmq::context_t& ctx, publisher_options o)
       : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::xpub) {
@@ -90,8 +95,12 @@ struct publisher::impl {
       router.set(zmq::sockopt::sndhwm, opts.snapshot_queue);
       router.bind(opts.snapshot_endpoint);
       snapshot_bound = router.get(zmq::sockopt::last_endpoint);
-      detail::open_control_pipe(ctx, control, control_peer);
-      thread = std::thread([this] { serve(); });
+      snapshot_server.emplace(ctx, [this](loop& l, zmq::socket_t&) {
+        l.add(router, [this] {
+          for (int i = 0; i < 64 && answer(); ++i) {  // a batch: the loop comes back for more
+          }
+        });
+      });
     }
   }
 
@@ -105,32 +114,37 @@ struct publisher::impl {
       if (kind == 1) ++subscriptions;
       else if (kind == 0 && subscriptions > 0) --subscriptions;
     }
+    // publish() reads them too: the report comes from the loop, never from inside publish().
+    if (attached && on_subscriptions && subscriptions != reported && !kick)
+      kick = attached->after(std::chrono::nanoseconds(0), [this] {
+        kick = 0;
+        if (subscriptions == reported) return;
+        reported = subscriptions;
+        on_subscriptions(subscriptions);
+      });
+  }
+
+  void detach() noexcept {
+    if (!attached) return;
+    attached->cancel(socket_watch);
+    attached->cancel(kick);
+    attached = nullptr;
+    socket_watch = kick = 0;
   }
 
   ~impl() {
-    if (thread.joinable()) {
-      control.send(zmq::str_buffer("stop"), zmq::send_flags::none);
-      thread.join();
-    }
+    detach();
+    snapshot_server.reset();  // stops and joins the snapshot thread
   }
 
-  void serve() {
-    for (;;) {
-      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
-                                 {control_peer.handle(), 0, ZMQ_POLLIN, 0}};
-      zmqkit::poll(items, 2, std::chrono::milliseconds(-1));
-      if (items[1].revents & ZMQ_POLLIN) return;
-      if (items[0].revents & ZMQ_POLLIN) answer();
-    }
-  }
-
-  void answer() {
+  // Answers one queued snapshot request. Returns: whether there was one.
+  bool answer() {
     std::vector<zmq::message_t> request;
-    if (!zmq::recv_multipart(router, std::back_inserter(request), zmq::recv_flags::dontwait)) return;
+    if (!zmq::recv_multipart(router, std::back_inserter(request), zmq::recv_flags::dontwait)) return false;
     const auto prefixes = detail::parse_snapshot_request(request);
     if (!prefixes) {
       ++bad_requests;
-      return;
+      return true;
     }
     detail::sequence_table table;
     std::vector<zmq::message_t> values;
@@ -152,6 +166,7 @@ struct publisher::impl {
     // ROUTER drops a reply to a peer that is gone or full: the subscriber times out.
     zmq::send_multipart(router, reply, zmq::send_flags::dontwait);
     ++snapshots_served;
+    return true;
   }
 };
 
@@ -194,7 +209,7 @@ std::uint64_t publisher::publish(envelope env) {
     seq_value = &env.headers.insert_or_assign(std::string(header::sequence), std::string()).first->second;
   }
 
-  const bool caching = s.thread.joinable();
+  const bool caching = s.snapshot_server.has_value();
   std::unique_lock lock(s.mutex, std::defer_lock);
   if (caching) lock.lock();
   impl::type_state* state = (s.last_state != nullptr && s.last_type == env.type) ? s.last_state : nullptr;
@@ -261,6 +276,17 @@ std::size_t publisher::subscriptions() {
   impl_->read_subscriptions();
   return impl_->subscriptions;
 }
+
+void publisher::attach(zmqkit::loop& loop, std::function<void(std::size_t)> on_subscriptions) {
+  impl& s = *impl_;
+  if (s.attached) throw error(errc::bad_config, "loop", "the publisher is attached to a loop already");
+  s.attached = &loop;
+  s.on_subscriptions = std::move(on_subscriptions);
+  s.reported = s.subscriptions;
+  s.socket_watch = loop.add(s.pub, [&s] { s.read_subscriptions(); });
+}
+
+void publisher::detach() noexcept { impl_->detach(); }
 
 const std::string& publisher::id() const noexcept { return impl_->id; }
 std::string publisher::snapshot_endpoint() const { return impl_->snapshot_bound; }

@@ -106,6 +106,10 @@ struct subscriber::impl {
   bool lagging = false;
   zmq::message_t topic, body;
   int receive_timeout_ms = -1;  // the SUB socket's current ZMQ_RCVTIMEO
+  // attach(): the loop, the SUB socket's watch, a one-shot that delivers queued snapshot values.
+  zmqkit::loop* attached = nullptr;
+  zmqkit::loop::id socket_watch = 0, kick = 0;
+  message_handler on_message;
 
   impl(zmq::context_t& c, subscriber_options o) : ctx(&c), opts(std::move(o)) {
     if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "subscriber clock is null");
@@ -113,12 +117,61 @@ struct subscriber::impl {
     open();
   }
 
+  ~impl() { detach(); }
+
   void open() {
+    unwatch();  // before the old socket closes
     sub = zmq::socket_t(*ctx, zmq::socket_type::sub);
     receive_timeout_ms = -1;
     apply(sub, opts.socket);
     for (const auto& p : prefixes) sub.set(zmq::sockopt::subscribe, p);
     for (const auto& e : endpoints) sub.connect(e);
+    watch();
+  }
+
+  // --- on a loop ---
+  void attach(zmqkit::loop& l, message_handler handler) {
+    if (attached) throw error(errc::bad_config, "loop", "the subscriber is attached to a loop already");
+    if (!handler) throw error(errc::bad_config, "on_message", "attach needs a message handler");
+    attached = &l;
+    on_message = std::move(handler);
+    watch();
+    deliver_queued();
+  }
+
+  void detach() noexcept {
+    if (!attached) return;
+    unwatch();
+    attached->cancel(kick);
+    kick = 0;
+    attached = nullptr;  // on_message stays: detach() may be called from inside it
+  }
+
+  void watch() {
+    if (attached) socket_watch = attached->add(sub, [this] { deliver(); });
+  }
+  void unwatch() noexcept {
+    if (attached && socket_watch) attached->cancel(socket_watch);
+    socket_watch = 0;
+  }
+
+  // A bounded batch per call: the loop comes back while the socket is readable.
+  void deliver() {
+    for (int i = 0; i < 256 && attached; ++i) {
+      auto n = receive_view(std::chrono::milliseconds(0));
+      if (!n) return;
+      on_message(*n);
+    }
+    deliver_queued();  // snapshot values left over: the socket need not turn readable for them
+  }
+
+  // Snapshot values wait in `pending`, not in the socket: ask the loop to come back for them.
+  void deliver_queued() {
+    if (!attached || pending.empty() || kick) return;
+    kick = attached->after(std::chrono::nanoseconds(0), [this] {
+      kick = 0;
+      deliver();
+    });
   }
 
   stream_state& state(stream_view key) {
@@ -257,6 +310,7 @@ struct subscriber::impl {
         }
       }
     }
+    deliver_queued();
     if (open_requests > 0) return std::nullopt;
     return values;
   }
@@ -396,6 +450,11 @@ std::optional<notification> subscriber::receive(std::chrono::milliseconds timeou
 std::optional<notification_view> subscriber::receive_view(std::chrono::milliseconds timeout) {
   return impl_->receive_view(timeout);
 }
+
+void subscriber::attach(zmqkit::loop& loop, message_handler on_message) {
+  impl_->attach(loop, std::move(on_message));
+}
+void subscriber::detach() noexcept { impl_->detach(); }
 
 const subscriber_stats& subscriber::stats() const noexcept { return impl_->st; }
 

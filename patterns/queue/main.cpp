@@ -111,7 +111,9 @@ zmqkit::metrics::prometheus_options prometheus_options() {
           .gauges = {"pending", "pending_by_priority", "pending_by_type", "in_flight", "workers_ready",
                      "workers_busy", "worker_capacity", "reply_cache_size", "reply_cache_bytes", "pending_bytes",
                      "store_bytes", "store_last_sync_us"},
-          .help_suffix = " (zmqkit-queue admin stats)"};
+          .help_suffix = " (zmqkit-queue admin stats)",
+          .units = {{"store_sync_us", {"store_sync_seconds", 1e-6}},
+                    {"store_last_sync_us", {"store_last_sync_seconds", 1e-6}}}};
 }
 
 extern "C" void on_stop_signal(int) {

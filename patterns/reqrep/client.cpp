@@ -53,6 +53,10 @@ struct client::impl {
     envelope request;
     retry_schedule schedule;
   };
+  struct finished_call {
+    on_result done;
+    result outcome;
+  };
 
   zmq::context_t* ctx;
   std::vector<std::string> endpoints;
@@ -69,6 +73,14 @@ struct client::impl {
   // Submitted requests, for collect(id); oldest forgotten past max_submitted.
   internal::keyed_map<message_id, envelope> submitted;
   std::deque<message_id> submitted_order;
+  // async_request()'s callbacks by request id (apart from `pending`, so that send()
+  // and request() carry none), and those due, called by deliver() between steps.
+  internal::keyed_map<message_id, on_result> async_done;
+  std::deque<finished_call> callbacks;
+  // attach(): the loop driving the socket and the earliest retry deadline.
+  zmqkit::loop* attached = nullptr;
+  zmqkit::loop::id socket_watch = 0, timer = 0;
+  std::optional<steady_time> timer_at;
 
   impl(zmq::context_t& c, std::vector<std::string> eps, client_options o)
       : ctx(&c), endpoints(std::move(eps)), opts(std::move(o)) {
@@ -76,6 +88,7 @@ struct client::impl {
     if (!opts.clock) opts.clock = &clock::real();
     open();
   }
+  ~impl() { detach(); }
 
   const clock& clk() const { return *opts.clock; }
 
@@ -86,6 +99,69 @@ struct client::impl {
     if (std::holds_alternative<curve_client>(opts.socket.security)) monitor.emplace(*ctx, s);  // before connect
     s.connect(endpoints[current]);
     socket = std::move(s);
+    watch();
+  }
+
+  // --- on a loop ---
+  void attach(zmqkit::loop& l) {
+    if (attached) throw error(errc::bad_config, "loop", "the client is attached to a loop already");
+    attached = &l;
+    watch();
+    rearm();
+  }
+
+  void detach() noexcept {
+    if (!attached) return;
+    unwatch();
+    if (timer) attached->cancel(timer);
+    timer = 0;
+    timer_at.reset();
+    attached = nullptr;
+  }
+
+  void watch() {
+    if (attached) socket_watch = attached->add(socket, [this] { on_readable(); });
+  }
+  void unwatch() noexcept {
+    if (attached && socket_watch) attached->cancel(socket_watch);
+    socket_watch = 0;
+  }
+
+  void on_readable() {
+    for (int n = 0; n < max_drain;) {
+      const int read = drain();
+      if (read == 0) break;
+      n += read;
+    }
+    rearm();
+    deliver();
+  }
+
+  // One loop timer, at the earliest retry deadline.
+  void rearm() {
+    if (!attached) return;
+    const std::optional<steady_time> next =
+        deadlines.empty() ? std::nullopt : std::optional<steady_time>(deadlines.begin()->first);
+    if (next == timer_at) return;
+    if (timer) attached->cancel(timer);
+    timer = 0;
+    timer_at = next;
+    if (next)
+      timer = attached->after(*next - clk().now(), [this] {
+        timer = 0;
+        timer_at.reset();
+        run_timers();
+        rearm();
+        deliver();
+      });
+  }
+
+  void deliver() {
+    while (!callbacks.empty()) {
+      finished_call c = std::move(callbacks.front());
+      callbacks.pop_front();
+      c.done(std::move(c.outcome));
+    }
   }
 
   std::optional<std::string> handshake_failure() const {
@@ -98,6 +174,7 @@ struct client::impl {
   // Moves to the next endpoint: the old socket and whatever it still queues are dropped.
   void fail_over() {
     ++stats.failovers;
+    unwatch();  // before the socket closes
     socket.set(zmq::sockopt::linger, 0);
     monitor.reset();
     socket.close();
@@ -125,6 +202,7 @@ struct client::impl {
     deadlines.emplace(it->second.schedule.deadline(), id);
     ++stats.sent;
     transmit(it->second);
+    rearm();
     return id;
   }
 
@@ -156,7 +234,13 @@ struct client::impl {
 
   void complete(internal::keyed_map<message_id, pending>::iterator it, result outcome) {
     deadlines.erase({it->second.schedule.deadline(), it->first});
-    done.push_back(completion{it->first, std::move(outcome)});
+    auto cb = async_done.empty() ? async_done.end() : async_done.find(it->first);
+    if (cb != async_done.end()) {
+      callbacks.push_back(finished_call{std::move(cb->second), std::move(outcome)});
+      async_done.erase(cb);
+    } else {
+      done.push_back(completion{it->first, std::move(outcome)});
+    }
     in_flight.erase(it);
   }
 
@@ -278,6 +362,13 @@ struct client::impl {
     run_timers();
   }
 
+  // After request()/poll() drove the client: the loop's timer follows the
+  // deadlines they changed, and async_request() callbacks due meanwhile run.
+  void settle() {
+    if (attached) rearm();
+    if (!callbacks.empty()) deliver();
+  }
+
   std::optional<completion> take(const message_id* id) {
     auto it = id ? std::find_if(done.begin(), done.end(), [&](const completion& c) { return c.id == *id; })
                  : done.begin();
@@ -303,7 +394,10 @@ result client::request(envelope request) { return this->request(std::move(reques
 result client::request(envelope request, const retry_policy& policy) {
   const message_id id = impl_->send(std::move(request), policy);
   for (;;) {
-    if (auto c = impl_->take(&id)) return std::move(c->outcome);
+    if (auto c = impl_->take(&id)) {
+      impl_->settle();
+      return std::move(c->outcome);
+    }
     if (!impl_->drain_ready()) impl_->pump(max_slice);
   }
 }
@@ -350,18 +444,33 @@ message_id client::send(envelope request, const retry_policy& policy) {
 }
 
 std::optional<completion> client::poll(std::chrono::milliseconds timeout) {
-  if (auto c = impl_->take(nullptr)) return c;
-  if (impl_->drain_ready())
-    if (auto c = impl_->take(nullptr)) return c;
+  auto c = impl_->take(nullptr);
+  if (!c && impl_->drain_ready()) c = impl_->take(nullptr);
   const auto end = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
+  while (!c) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
     impl_->pump(std::max(left, 0ms));
-    if (auto c = impl_->take(nullptr)) return c;
-    if (std::chrono::steady_clock::now() >= end) return std::nullopt;
+    c = impl_->take(nullptr);
+    if (!c && !impl_->callbacks.empty()) impl_->deliver();  // async_request() callbacks completed meanwhile
+    if (std::chrono::steady_clock::now() >= end) break;
   }
+  impl_->settle();
+  return c;
 }
+
+message_id client::async_request(envelope request, on_result done) {
+  return async_request(std::move(request), impl_->opts.retry, std::move(done));
+}
+message_id client::async_request(envelope request, const retry_policy& policy, on_result done) {
+  if (!done) throw error(errc::bad_config, "done", "async_request needs a completion callback");
+  const message_id id = impl_->send(std::move(request), policy);  // cannot complete before it returns
+  impl_->async_done.insert_or_assign(id, std::move(done));
+  return id;
+}
+
+void client::attach(zmqkit::loop& loop) { impl_->attach(loop); }
+void client::detach() noexcept { impl_->detach(); }
 
 std::size_t client::in_flight() const noexcept { return impl_->in_flight.size(); }
 const std::string& client::endpoint() const noexcept { return impl_->endpoints[impl_->current]; }

@@ -37,6 +37,9 @@ struct worker::impl {
   bool stopped = false;
   std::string ready_services;  // READY's second frame: empty (bare READY), prefix array or capacity map
   worker_stats stats;
+  // attach(): the loop, its watches (device socket, handler results) and the one timer.
+  zmqkit::loop* attached = nullptr;
+  zmqkit::loop::id socket_watch = 0, results_watch = 0, timer = 0;
   std::unique_ptr<detail::executor> exec;  // last: joined before the rest is destroyed
 
   impl(zmq::context_t& c, std::string ep, handler h, worker_options o)
@@ -80,6 +83,7 @@ struct worker::impl {
     if (std::holds_alternative<curve_client>(opts.socket.security)) monitor.emplace(*ctx, s);  // before connect
     s.connect(endpoint);
     socket = std::move(s);
+    watch_socket();
     if (ready_services.empty()) {
       socket->send(control_frame(control::ready), zmq::send_flags::dontwait);
     } else {
@@ -90,6 +94,7 @@ struct worker::impl {
   }
 
   void close_socket() {
+    unwatch_socket();
     socket->set(zmq::sockopt::linger, 0);
     monitor.reset();
     socket.reset();
@@ -202,6 +207,70 @@ struct worker::impl {
     send(stack, std::move(out[1]));
   }
 
+  // --- on a loop ---
+  void attach(zmqkit::loop& l) {
+    if (attached) throw error(errc::bad_config, "loop", "the worker is attached to a loop already");
+    if (stopped) throw error(errc::bad_config, "loop", "the worker is stopped");
+    attached = &l;
+    results_watch = l.add(exec->results(), [this] {
+      read_results();
+      rearm();
+    });
+    watch_socket();
+    rearm();
+  }
+
+  void detach() noexcept {
+    if (!attached) return;
+    unwatch_socket();
+    attached->cancel(results_watch);
+    attached->cancel(timer);
+    results_watch = timer = 0;
+    attached = nullptr;
+  }
+
+  void watch_socket() {
+    if (!attached || !socket) return;
+    socket_watch = attached->add(*socket, [this] {
+      read_device();
+      rearm();
+    });
+  }
+  void unwatch_socket() noexcept {
+    if (attached && socket_watch) attached->cancel(socket_watch);
+    socket_watch = 0;
+  }
+
+  // The timer follows the next heartbeat, liveness or reconnect moment.
+  void rearm() {
+    if (!attached) return;
+    attached->cancel(timer);
+    const steady_time next = socket ? liveness.next_event() : reconnect_at;
+    timer = attached->after(next - clk().now(), [this] {
+      timer = 0;
+      run_timers();
+      rearm();
+    });
+  }
+
+  void read_results() {
+    frames_t frames;
+    for (int i = 0; i < max_drain; ++i) {
+      frames.clear();
+      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_result(frames);
+    }
+  }
+
+  void read_device() {
+    frames_t frames;
+    for (int i = 0; socket && i < max_drain; ++i) {
+      frames.clear();
+      if (!zmq::recv_multipart(*socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_device(frames);
+    }
+  }
+
   void poll_once(std::chrono::nanoseconds wait) {
     run_timers();
     const steady_time next = socket ? liveness.next_event() : reconnect_at;
@@ -212,17 +281,8 @@ struct worker::impl {
         zmq::pollitem_t{socket ? socket->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     zmqkit::poll(items.data(), socket ? 2 : 1,
                  std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
-    frames_t frames;
-    for (int i = 0; i < max_drain; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      handle_result(frames);
-    }
-    for (int i = 0; socket && i < max_drain; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(*socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      handle_device(frames);
-    }
+    read_results();
+    read_device();
     run_timers();
   }
 
@@ -237,6 +297,7 @@ struct worker::impl {
   void stop() {
     if (stopped) return;
     stopped = true;
+    detach();
     // Let the running handler finish (requests not started are dropped: the device
     // requeues them on DISCONNECT), and send the replies that are ready.
     exec->join();
@@ -277,6 +338,8 @@ void worker::run(std::stop_token stop) {
 }
 
 void worker::stop() { impl_->stop(); }
+void worker::attach(zmqkit::loop& loop) { impl_->attach(loop); }
+void worker::detach() noexcept { impl_->detach(); }
 bool worker::connected() const noexcept {
   return impl_->socket.has_value() && !impl_->stopped && (!impl_->monitor || impl_->monitor->established());
 }

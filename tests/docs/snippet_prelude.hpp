@@ -14,6 +14,8 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/loop.hpp>
+#include <zmqkit/actor.hpp>
 #include <zmqkit/message_id.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/metrics_http.hpp>

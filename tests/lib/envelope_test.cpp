@@ -556,8 +556,8 @@ TEST_CASE("decode_if_envelope: a view for an envelope, nullopt for a plain body,
   REQUIRE(got);
   CHECK(got->id == env.id);
   CHECK_FALSE(zmqkit::decode_if_envelope("HELLO"));
-  CHECK_FALSE(zmqkit::decode_if_envelope("\x95hello"));  // starts like an array: still plain
-  CHECK_THROWS_AS(zmqkit::decode_if_envelope("\x93\x01\xa1x\x00"), zmqkit::error);  // a complete array
+  CHECK_FALSE(zmqkit::decode_if_envelope("\x95hi"));  // starts like an array of 5: still plain
+  CHECK_THROWS_AS(zmqkit::decode_if_envelope("\x93\x01\xa1x\x02"), zmqkit::error);  // a complete array
 }
 
 TEST_CASE("plain bodies are told apart from envelopes") {

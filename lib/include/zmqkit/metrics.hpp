@@ -47,6 +47,9 @@ struct prometheus_options {
   // named with the `_total` suffix.
   std::set<std::string, std::less<>> gauges{};
   std::string help_suffix{};  // appended to each # HELP line (e.g. " (zmqkit-queue)")
+  // Snapshot names counted in a unit Prometheus wants in its base unit: the
+  // metric's stem and the factor to it ({"sync_us", {"sync_seconds", 1e-6}}).
+  std::map<std::string, std::pair<std::string, double>, std::less<>> units{};
 };
 
 // Returns: the snapshot in the Prometheus text exposition format 0.0.4, one

@@ -20,18 +20,35 @@
 // subscriber treats every live message at or below that number as covered.
 //
 // Threading: publish() and the other members are called from one thread. When
-// a snapshot endpoint is set, a background thread owned by the publisher
+// a snapshot endpoint is set, a background thread owned by the publisher (an actor)
 // serves it; it starts in the constructor and is joined in the destructor.
+//
+// On a zmqkit::loop (zmqkit/loop.hpp): publish() never blocks, so it is called
+// from any handler or timer on the loop's thread; attach(loop, on_subscriptions)
+// reads subscriptions as they arrive and reports their count when it changes:
+// the non-blocking wait_for_subscribers().
+//
+//   ```cpp
+//   zmqkit::loop loop;
+//   zmqkit::pubsub::publisher pub(ctx);
+//   pub.bind("tcp://127.0.0.1:*");
+//   pub.attach(loop, [&](std::size_t live) {
+//     if (live > 0) pub.publish("course.subscribed", std::string("c++"));
+//   });
+//   loop.run_for(1s);
+//   ```
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/pubsub/defaults.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -104,6 +121,12 @@ class publisher {
   bool wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout);
   // Returns: the live subscriptions seen so far (reads those pending).
   std::size_t subscriptions();
+
+  // Lets `loop` read subscriptions as they arrive; on_subscriptions (may be empty)
+  // gets the live count whenever it changes, on the loop's thread. The loop must
+  // outlive the attachment. Throws: zmqkit::error{bad_config} when attached already.
+  void attach(zmqkit::loop& loop, std::function<void(std::size_t subscriptions)> on_subscriptions = {});
+  void detach() noexcept;
 
   const std::string& id() const noexcept;
   // Returns: the bound snapshot endpoint (resolved), or empty.

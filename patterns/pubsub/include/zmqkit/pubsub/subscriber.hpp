@@ -29,6 +29,20 @@
 // the snapshot already reflects them.
 //
 // Threading: used from one thread; callbacks run inside receive().
+//
+// On a zmqkit::loop (zmqkit/loop.hpp): attach(loop, on_message) and the loop's
+// thread delivers every message (queued snapshot values first) to on_message,
+// and runs on_gap / on_lag there too. request_snapshot() and resync() still wait
+// (up to their timeout) for the snapshot, blocking the loop meanwhile.
+//
+//   ```cpp
+//   zmqkit::loop loop;
+//   zmqkit::pubsub::subscriber sub(ctx, {.on_gap = [](const zmqkit::pubsub::gap& g) { log("missed", g.count); }});
+//   sub.subscribe("course.");
+//   sub.connect("tcp://127.0.0.1:5556");
+//   sub.attach(loop, [](const zmqkit::pubsub::notification_view& n) { handle(n.env.type); });
+//   loop.run_for(1s);
+//   ```
 #pragma once
 
 #include <chrono>
@@ -41,6 +55,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/pubsub/defaults.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -151,6 +166,13 @@ class subscriber {
   std::optional<notification> receive(std::chrono::milliseconds timeout);
   // As receive(), without materialising the envelope: for hot paths.
   std::optional<notification_view> receive_view(std::chrono::milliseconds timeout);
+
+  // Delivers every message to `on_message` from the loop's thread (the view is
+  // valid during the call). The loop must outlive the attachment.
+  // Throws: zmqkit::error{bad_config} when attached already or on_message is empty.
+  using message_handler = std::function<void(const notification_view&)>;
+  void attach(zmqkit::loop& loop, message_handler on_message);
+  void detach() noexcept;
 
   const subscriber_stats& stats() const noexcept;
 

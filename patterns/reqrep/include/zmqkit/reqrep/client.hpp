@@ -33,9 +33,29 @@
 // Time: retry deadlines come from options.clock; the `timeout` of poll() is
 // real time, so a test with a manual_clock polls, advances, polls again.
 // Threading: one thread at a time (the object owns its socket); movable.
+//
+// On a zmqkit::loop (zmqkit/loop.hpp), with other roles on one thread or inside
+// another event loop: attach(loop) and async_request() with a callback.
+//
+//   ```cpp
+//   zmqkit::loop loop;
+//   zmqkit::reqrep::client c(ctx, "tcp://127.0.0.1:5555", {.retry = {.timeout = 500ms, .retries = 3}});
+//   c.attach(loop);                         // replies, retries, failover run on the loop
+//   for (int i = 0; i < 3; ++i)
+//     c.async_request(zmqkit::make_envelope("price.get", std::string("book")),
+//                     [](zmqkit::reqrep::result r) { if (r) use(r.reply()); });
+//   loop.run_for(2s);
+//   ```
+//
+// Callbacks run on the thread that drives the client: the loop's once attached,
+// else whoever calls request() or poll(); never while the client is in the middle
+// of reading a reply, so a callback may send further requests (it must not
+// destroy the client). The loop must outlive the attachment: detach() or destroy
+// the client first. Its clock should be options.clock (timers are set by distance).
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -45,6 +65,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -154,6 +175,18 @@ class client {
   // Runs retries and receives replies for up to `timeout` (real time).
   // Returns: the next completed request, or nullopt if none completed in time.
   std::optional<completion> poll(std::chrono::milliseconds timeout);
+
+  // Sends without waiting; `done` gets the reply or failure (see the top of the file).
+  // Returns and throws: as send().
+  using on_result = std::function<void(result)>;
+  message_id async_request(envelope request, on_result done);
+  message_id async_request(envelope request, const retry_policy& policy, on_result done);
+
+  // Hands the socket and the retry/failover timers to `loop`, whose thread then
+  // drives the client. Throws: zmqkit::error{bad_config} when attached already.
+  void attach(zmqkit::loop& loop);
+  // Takes them back (request() and poll() drive it again); no-op when not attached.
+  void detach() noexcept;
 
   std::size_t in_flight() const noexcept;
   const std::string& endpoint() const noexcept;  // the one in use

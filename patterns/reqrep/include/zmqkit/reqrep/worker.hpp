@@ -27,6 +27,20 @@
 // heartbeating while a handler works, or the device declares it dead. Requests
 // run one at a time, so the handler need not be thread-safe, but it must not
 // assume it runs on the thread that created or polls the worker.
+//
+// On a zmqkit::loop (zmqkit/loop.hpp): attach(loop) hands the device socket, the
+// handler thread's results and the heartbeat/reconnect timers to the loop, so a
+// worker shares one thread with other roles (the handler still runs on its own
+// thread). stop() detaches it. The loop must outlive the attachment.
+//
+//   ```cpp
+//   zmqkit::loop loop;
+//   zmqkit::reqrep::worker w(ctx, "tcp://queue:5556", [](const zmqkit::envelope& req) {
+//     return zmqkit::make_reply(req, "price.quote", 9.5);
+//   });
+//   w.attach(loop);
+//   loop.run_for(1s);
+//   ```
 #pragma once
 
 #include <chrono>
@@ -39,6 +53,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -98,6 +113,12 @@ class worker {
   // on DISCONNECT), joins the handler thread, sends DISCONNECT and closes the
   // socket; later polls do nothing. A handler that never returns blocks stop().
   void stop();
+
+  // Lets `loop` drive the worker from now on (poll()/run() are then not needed).
+  // Throws: zmqkit::error{bad_config} when attached already or stopped.
+  void attach(zmqkit::loop& loop);
+  // Gives it back to poll()/run(); no-op when not attached.
+  void detach() noexcept;
 
   // False while waiting to reconnect, or after stop(); with CURVE (socket.security
   // is a curve_client) also until a handshake completes and after a refusal.

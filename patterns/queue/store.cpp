@@ -208,17 +208,21 @@ bool request_store::begin() {
     return false;
   }
   // Writes of this turn that a failed commit or an aborted transaction undid.
-  for (const op& o : turn_) {
-    MDB_val k = val(o.key), v = val(o.value);
-    const int rc = o.what == op::put ? mdb_put(db_->txn, db_->dbi[o.dbi], &k, &v, 0)
-                                     : mdb_del(db_->txn, db_->dbi[o.dbi], &k, nullptr);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-      mdb_txn_abort(std::exchange(db_->txn, nullptr));
-      ++counters_.errors;
-      return false;
-    }
-  }
+  for (const op& o : turn_)
+    if (!apply(o)) return false;
   return true;
+}
+
+// Returns: false when LMDB refused the write; the transaction is then aborted
+// (LMDB leaves it unusable) and the error counted. A delete of nothing is done.
+bool request_store::apply(const op& o) {
+  MDB_val k = val(o.key), v = val(o.value);
+  const int rc = o.what == op::put ? mdb_put(db_->txn, db_->dbi[o.dbi], &k, &v, 0)
+                                   : mdb_del(db_->txn, db_->dbi[o.dbi], &k, nullptr);
+  if (rc == 0 || rc == MDB_NOTFOUND) return true;
+  mdb_txn_abort(std::exchange(db_->txn, nullptr));
+  ++counters_.errors;
+  return false;
 }
 
 // Stages one write in the open transaction. Returns: false when LMDB refused it
@@ -226,12 +230,7 @@ bool request_store::begin() {
 // from this turn's other writes.
 bool request_store::stage(op o) {
   if (!begin()) return false;
-  MDB_val k = val(o.key), v = val(o.value);
-  const int rc = o.what == op::put ? mdb_put(db_->txn, db_->dbi[o.dbi], &k, &v, 0)
-                                   : mdb_del(db_->txn, db_->dbi[o.dbi], &k, nullptr);
-  if (rc != 0 && rc != MDB_NOTFOUND) {
-    mdb_txn_abort(std::exchange(db_->txn, nullptr));
-    ++counters_.errors;
+  if (!apply(o)) {
     begin();
     return false;
   }

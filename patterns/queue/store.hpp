@@ -99,6 +99,7 @@ class request_store {
     std::string key, value;
   };
   bool stage(op o);
+  bool apply(const op& o);  // to the open transaction; on failure aborts it
   bool settle();
   bool begin();
   bool commit();

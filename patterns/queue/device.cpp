@@ -506,6 +506,9 @@ struct device::impl {
     r.pending = true;
     pending_bytes += r.bytes;
     pending.insert(h, r.priority, r.type, r.order);
+    // A stored-acknowledged request is the device's to keep: its producer has moved
+    // on, so it waits for a worker (bounded by its TTL and the store), never no-service.
+    if (r.wants_ack) return;
     if (no_service_deadlines.size() > 2 * pending.size() + 64)
       std::erase_if(no_service_deadlines, [this](const no_service_entry& e) { return !still_pending(e); });
     no_service_deadlines.push_back({clk.now() + opts.no_service, h, r.order});
@@ -1004,6 +1007,7 @@ struct device::impl {
             r.type.assign(env.type);
             r.priority = env.priority;
             r.expires = env.expires_at();
+            r.wants_ack = env.header(header::ack) == "stored";
             if (s.deliveries > 0) {
               envelope marked = env.to_envelope();
               marked.headers.insert_or_assign(std::string(header::redelivered), std::to_string(s.deliveries));

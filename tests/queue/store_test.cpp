@@ -236,6 +236,40 @@ TEST_CASE("device store: submit() returns once stored; a clean restart queues it
   CHECK_FALSE(w.receives_request_within(100ms));  // not executed again
 }
 
+TEST_CASE("device store: a stored-acknowledged request waits past the no-service time for a worker, also after a restart") {
+  temp_dir t;
+  zmqkit::queue::device_options o{.heartbeat = std::chrono::hours(1), .no_service = 5s};
+  o.store = t.store();
+  auto acked = zmqkit::make_envelope("titanic.lonely", std::string("work"));
+  acked.headers.emplace(std::string(zmqkit::header::ack), "stored");
+  const auto plain = zmqkit::make_envelope("titanic.lonely", std::string("asks and waits"));
+  {
+    zmqkit::test::device_fixture d(o);
+    zmqkit::test::raw_client c(d.ctx, d.frontend());
+    c.send(acked);
+    auto ack = c.receive_envelope();
+    REQUIRE(ack);
+    CHECK(ack->type == zmqkit::stored_type);
+    c.send(plain);
+    REQUIRE(d.wait_pending(2));
+    d.clock.advance(6s);  // past the no-service time: only the unacknowledged one is answered
+    auto answer = c.receive_envelope();
+    REQUIRE(answer);
+    CHECK(answer->correlation_id == plain.id);
+    CHECK(zmqkit::test::error_of(answer) == "no-service");
+    CHECK(d.stats().pending == 1);
+  }
+  o.frontend = o.backend = {};
+  zmqkit::test::device_fixture d(o);  // recovered: still exempt
+  REQUIRE(d.stats().recovered == 1);
+  d.clock.advance(60s);
+  CHECK_FALSE(zmqkit::test::wait_until([&] { return d.stats().pending == 0; }, 50ms));
+  zmqkit::test::raw_worker w(d.ctx, d.backend());
+  auto req = w.request();
+  REQUIRE(req.size() >= 2);
+  CHECK(zmqkit::decode(req.back()).id == acked.id);
+}
+
 TEST_CASE("client submit(): the request carries zmk.ack = stored and no TTL of the retry budget's") {
   zmq::context_t ctx;
   zmq::socket_t router = zmqkit::test::test_socket(ctx, zmq::socket_type::router);

@@ -25,6 +25,7 @@
 #include "device_access.hpp"
 #include "pending_queue.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/worker_protocol.hpp>
 #include "reply_cache.hpp"
 #include "status_publisher.hpp"
 #include "store.hpp"
@@ -38,11 +39,8 @@ namespace {
 // through other ROUTERs, so kept inline rather than in an allocation of its own.
 using route_frames = absl::InlinedVector<zmq::message_t, 2>;
 
-constexpr char ready_byte = 0x01;
-constexpr char heartbeat_byte = 0x02;
-constexpr char disconnect_byte = 0x03;
+namespace wp = internal::worker_protocol;
 constexpr int batch_limit = 512;  // messages taken from one socket per loop turn
-constexpr std::size_t max_type_bytes = 255;  // ZMK/1: a longer prefix can match no type
 // Workers evicted for silence whose late replies are still accepted: at most
 // this many, holding at most this many bytes of prefixes, for at most the
 // delivery timeout (30 min when that is off).
@@ -72,69 +70,6 @@ zmq::message_t copy_of(const zmq::message_t& m) {
   zmq::message_t c;
   c.copy(const_cast<zmq::message_t&>(m));  // shares the buffer of large frames
   return c;
-}
-
-// What a worker announced in READY: the type prefixes it serves (empty: all)
-// and how many requests it may hold at once.
-struct ready_announcement {
-  std::vector<std::string> prefixes;
-  std::size_t capacity = 1;
-};
-
-constexpr std::size_t max_ready_keys = 16;  // unknown keys are ignored, within reason
-
-// Reads a msgpack array of str (or bin) into `out`. Returns: false if it is not one.
-bool read_prefixes(const msgpack::object& o, std::vector<std::string>& out) {
-  if (o.type != msgpack::type::ARRAY) return false;
-  for (const auto& p : std::span(o.via.array.ptr, o.via.array.size)) {
-    if (p.type == msgpack::type::STR)
-      out.emplace_back(p.via.str.ptr, p.via.str.size);
-    else if (p.type == msgpack::type::BIN)
-      out.emplace_back(p.via.bin.ptr, p.via.bin.size);
-    else
-      return false;
-  }
-  return true;
-}
-
-// Parses READY's optional frame: either a msgpack array of type prefixes (the
-// original form) or a map {"prefixes": [str...], "capacity": uint} (both keys
-// optional; unknown keys ignored). Returns: an error text when malformed.
-// Past the device's bounds (prefixes per worker, prefix length, capacity) it is refused too.
-std::variant<ready_announcement, std::string> parse_ready(std::string_view frame, std::size_t max_prefixes,
-                                                          std::uint64_t max_worker_capacity) {
-  ready_announcement out;
-  try {
-    std::size_t offset = 0;
-    const msgpack::unpack_limit limit(max_prefixes, max_ready_keys, max_type_bytes, max_type_bytes, 1, 3);
-    msgpack::object_handle h = msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
-    if (offset != frame.size()) return std::string("READY frame has trailing bytes");
-    const msgpack::object& o = h.get();
-    if (o.type == msgpack::type::ARRAY) {
-      if (!read_prefixes(o, out.prefixes)) return std::string("READY prefixes are not all strings");
-      return out;
-    }
-    if (o.type != msgpack::type::MAP) return std::string("READY frame is neither a prefix array nor a map");
-    bool seen_prefixes = false, seen_capacity = false;
-    for (const auto& kv : std::span(o.via.map.ptr, o.via.map.size)) {
-      if (kv.key.type != msgpack::type::STR) return std::string("READY map key is not a string");
-      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-      if (key == "prefixes") {
-        if (std::exchange(seen_prefixes, true)) return std::string("READY map repeats 'prefixes'");
-        if (!read_prefixes(kv.val, out.prefixes))
-          return std::string("READY 'prefixes' is not an array of strings");
-      } else if (key == "capacity") {
-        if (std::exchange(seen_capacity, true)) return std::string("READY map repeats 'capacity'");
-        if (kv.val.type != msgpack::type::POSITIVE_INTEGER || kv.val.via.u64 < 1 ||
-            kv.val.via.u64 > max_worker_capacity)
-          return "READY 'capacity' is not an integer in 1.." + std::to_string(max_worker_capacity);
-        out.capacity = static_cast<std::size_t>(kv.val.via.u64);
-      }
-    }
-    return out;
-  } catch (const std::exception& e) {
-    return std::string("READY frame is not msgpack: ") + e.what();
-  }
 }
 
 // Hashes the address stack frames[first, last) (a request's route, or a reply's
@@ -771,16 +706,16 @@ struct device::impl {
     detail::worker* w = workers.find(identity);
     const std::string_view first = view(frames[1]);
     const bool control = (frames.size() == 2 || frames.size() == 3) && first.size() == 1 &&
-                         first[0] >= ready_byte && first[0] <= disconnect_byte;
+                         first[0] >= wp::ready && first[0] <= wp::disconnect;
     if (control) {
-      if (first[0] == ready_byte) return on_ready(identity, w);
+      if (first[0] == wp::ready) return on_ready(identity, w);
       if (frames.size() != 2) return drop("backend-frames", "control frame with extra frames");
       if (!w) {
-        if (first[0] == disconnect_byte) forget_evicted(identity);
-        return drop("unknown-worker", first[0] == heartbeat_byte ? "heartbeat" : "disconnect");
+        if (first[0] == wp::disconnect) forget_evicted(identity);
+        return drop("unknown-worker", first[0] == wp::heartbeat ? "heartbeat" : "disconnect");
       }
       w->last_seen = clk.now();
-      if (first[0] == disconnect_byte) {
+      if (first[0] == wp::disconnect) {
         log(log_level::info, "worker disconnected");
         remove_worker(*w);
       }
@@ -842,11 +777,11 @@ struct device::impl {
   // [0x01, {"prefixes": [...], "capacity": n}]. A malformed announcement is
   // counted and dropped: the worker is not registered (nor changed).
   void on_ready(const std::string& identity, detail::worker* w) {
-    ready_announcement announced;
+    wp::announcement announced;
     if (frames.size() == 3) {
-      auto parsed = parse_ready(view(frames[2]), opts.max_prefixes_per_worker, opts.max_worker_capacity);
+      auto parsed = wp::parse_ready(view(frames[2]), opts.max_prefixes_per_worker, opts.max_worker_capacity);
       if (auto* bad = std::get_if<std::string>(&parsed)) return refuse_ready("backend-frames", *bad);
-      announced = std::move(std::get<ready_announcement>(parsed));
+      announced = std::move(std::get<wp::announcement>(parsed));
     }
     forget_evicted(identity);  // READY again: whatever it held before is lost
     if (w && !w->holding.empty()) {
@@ -1110,7 +1045,7 @@ struct device::impl {
         if (!backend.send(zmq::message_t(w.identity.data(), w.identity.size()),
                           zmq::send_flags::sndmore | zmq::send_flags::dontwait))
           return;  // its pipe is full: silence will decide
-        backend.send(zmq::message_t(&heartbeat_byte, 1), zmq::send_flags::none);
+        backend.send(zmq::message_t(&wp::heartbeat, 1), zmq::send_flags::none);
       } catch (const zmq::error_t&) {
         gone.push_back(w.identity);
       }

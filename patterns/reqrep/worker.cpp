@@ -9,16 +9,22 @@
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
+#include <zmqkit/internal/worker_protocol.hpp>
+
 #include "executor.hpp"
 
 namespace zmqkit::reqrep {
 
 using namespace std::chrono_literals;
 
+// The public control codes are the protocol's, from the one codec.
+static_assert(zmqkit::reqrep::control::ready == zmqkit::internal::worker_protocol::ready &&
+              zmqkit::reqrep::control::heartbeat == zmqkit::internal::worker_protocol::heartbeat &&
+              zmqkit::reqrep::control::disconnect == zmqkit::internal::worker_protocol::disconnect);
+
 namespace {
 constexpr auto max_slice = 100ms;  // so a loop on a manual clock notices time moving
 constexpr int max_drain = 256;
-constexpr std::uint32_t max_capacity = 1024;  // the device's limit for READY's "capacity"
 using frames_t = std::vector<zmq::message_t>;
 
 zmq::message_t control_frame(std::uint8_t code) { return zmq::message_t(&code, 1); }
@@ -50,26 +56,9 @@ struct worker::impl {
         liveness(opts.heartbeat_interval, opts.liveness, (opts.clock ? *opts.clock : clock::real()).now()),
         backoff(opts.reconnect_initial, opts.reconnect_max) {
     if (!opts.clock) opts.clock = &clock::real();
-    if (opts.capacity < 1 || opts.capacity > max_capacity)
+    if (opts.capacity < 1 || opts.capacity > internal::worker_protocol::max_capacity)
       throw error(errc::bad_config, "capacity", "worker capacity must be 1..1024");
-    if (opts.capacity > 1) {
-      // The map form (docs/protocol.md, "Worker side"): a device older than it
-      // refuses the READY, so capacity 1 keeps the original forms below.
-      msgpack::sbuffer buf;
-      msgpack::packer<msgpack::sbuffer> pk(buf);
-      pk.pack_map(opts.services.empty() ? 1 : 2);
-      pk.pack(std::string_view("capacity"));
-      pk.pack(opts.capacity);
-      if (!opts.services.empty()) {
-        pk.pack(std::string_view("prefixes"));
-        pk.pack(opts.services);
-      }
-      ready_services.assign(buf.data(), buf.size());
-    } else if (!opts.services.empty()) {
-      msgpack::sbuffer buf;
-      msgpack::pack(buf, opts.services);
-      ready_services.assign(buf.data(), buf.size());
-    }
+    ready_services = internal::worker_protocol::encode_ready({.prefixes = opts.services, .capacity = opts.capacity});
     exec = std::make_unique<detail::executor>(c, 1);
     connect();
   }

@@ -25,6 +25,7 @@
 #include "device_access.hpp"
 #include "pending_queue.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/routed.hpp>
 #include <zmqkit/internal/worker_protocol.hpp>
 #include "reply_cache.hpp"
 #include "status_publisher.hpp"
@@ -640,11 +641,9 @@ struct device::impl {
 
   // --- frontend ---------------------------------------------------------------
   void on_frontend() {
-    // [route..., empty, body]: the route ends at the first empty frame.
-    std::size_t delimiter = 0;
-    while (delimiter < frames.size() && frames[delimiter].size() != 0) ++delimiter;
-    if (delimiter == 0 || delimiter + 2 != frames.size())
-      return drop("frontend-frames", std::to_string(frames.size()) + " frames");
+    const std::optional<std::size_t> stack = internal::route_length(frames);  // route empty body
+    if (!stack) return drop("frontend-frames", std::to_string(frames.size()) + " frames");
+    const std::size_t delimiter = *stack;
     ++counters.received;
     std::size_t route_bytes = 0;
     for (std::size_t i = 0; i < delimiter; ++i) route_bytes += frames[i].size();

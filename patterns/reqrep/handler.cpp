@@ -41,10 +41,4 @@ zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, 
   }
 }
 
-std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept {
-  for (std::size_t i = 1; i < frames.size(); ++i)
-    if (frames[i].size() == 0) return i;
-  return 0;
-}
-
 }  // namespace zmqkit::reqrep::detail

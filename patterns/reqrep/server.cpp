@@ -8,6 +8,7 @@
 
 #include "executor.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/routed.hpp>
 
 namespace zmqkit::reqrep {
 
@@ -51,11 +52,12 @@ struct server::impl {
 
   void handle_request(frames_t& frames) {
     ++stats.received;
-    const std::size_t d = detail::find_delimiter(frames);
-    if (d == 0 || d + 2 != frames.size()) {
+    const std::optional<std::size_t> route = internal::route_length(frames);
+    if (!route) {
       ++stats.dropped;
       return;
     }
+    const std::size_t d = *route;
     zmq::message_t body = std::move(frames[d + 1]);
     frames.resize(d);  // what is left is the address stack
     const std::string_view raw = as_string_view(body);

@@ -10,6 +10,7 @@
 #include <zmqkit/reqrep/worker.hpp>
 
 #include <zmqkit/internal/worker_protocol.hpp>
+#include <zmqkit/internal/routed.hpp>
 
 #include "executor.hpp"
 
@@ -131,11 +132,12 @@ struct worker::impl {
         ++stats.dropped;
       return;
     }
-    const std::size_t d = detail::find_delimiter(frames);
-    if (d == 0 || d + 2 != frames.size()) {
+    const std::optional<std::size_t> route = internal::route_length(frames);
+    if (!route) {
       ++stats.dropped;
       return;
     }
+    const std::size_t d = *route;
     zmq::message_t body = std::move(frames[d + 1]);
     frames.resize(d);
     const std::string_view raw = as_string_view(body);

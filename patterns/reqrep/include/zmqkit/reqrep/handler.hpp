@@ -53,9 +53,5 @@ zmq::message_t run_handler(const handler& h, const envelope& request, const cloc
 // Same for a plain body: the handler's bytes, or empty when it throws.
 zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, bool& failed);
 
-// Index of the empty delimiter frame that ends the address stack, or 0 when
-// the message has none (a valid stack has at least one frame before it).
-std::size_t find_delimiter(const std::vector<zmq::message_t>& frames) noexcept;
-
 }  // namespace detail
 }  // namespace zmqkit::reqrep

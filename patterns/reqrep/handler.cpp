@@ -1,5 +1,5 @@
 #include <cerrno>
-#include <zmqkit/reqrep/handler.hpp>
+#include "run_handler.hpp"
 
 namespace zmqkit::reqrep::detail {
 

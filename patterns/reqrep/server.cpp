@@ -7,6 +7,7 @@
 #include <zmqkit/reqrep/server.hpp>
 
 #include "executor.hpp"
+#include "run_handler.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/routed.hpp>
 

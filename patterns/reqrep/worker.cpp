@@ -13,6 +13,7 @@
 #include <zmqkit/internal/routed.hpp>
 
 #include "executor.hpp"
+#include "run_handler.hpp"
 
 namespace zmqkit::reqrep {
 

@@ -43,15 +43,4 @@ class handler_error : public std::runtime_error {
   std::string code_;
 };
 
-namespace detail {
-
-// Runs `h` on `request` and returns the encoded reply frame: the handler's
-// reply, or an error reply when it throws or returns an unencodable envelope.
-// `failed` is set when the answer is an error reply made here.
-zmq::message_t run_handler(const handler& h, const envelope& request, const clock& clk, bool& failed);
-
-// Same for a plain body: the handler's bytes, or empty when it throws.
-zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, bool& failed);
-
-}  // namespace detail
 }  // namespace zmqkit::reqrep

@@ -1,0 +1,25 @@
+// Running a handler for the worker and the server: private to patterns/reqrep
+// (the public handler.hpp says what a handler is, not how it is run).
+#pragma once
+
+#include <string_view>
+#include <zmq.hpp>
+#include <zmqkit/clock.hpp>
+#include <zmqkit/envelope.hpp>
+#include <zmqkit/reqrep/handler.hpp>
+
+namespace zmqkit::reqrep {
+
+namespace detail {
+
+// Runs `h` on `request` and returns the encoded reply frame: the handler's
+// reply, or an error reply when it throws or returns an unencodable envelope.
+// `failed` is set when the answer is an error reply made here.
+zmq::message_t run_handler(const handler& h, const envelope& request, const clock& clk, bool& failed);
+
+// Same for a plain body: the handler's bytes, or empty when it throws.
+zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, bool& failed);
+
+}  // namespace detail
+
+}  // namespace zmqkit::reqrep

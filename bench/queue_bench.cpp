@@ -340,7 +340,6 @@ int plot_point(std::string_view kind, std::size_t per_client, int in_flight) {
 int store_bench(std::size_t per_client, const std::string& base) {
   using zmqkit::queue::store_sync;
   const std::string dir = base + "/zmqkit-queue-bench-store-" + std::to_string(::getpid());
-  auto with_store = [&](store_sync sync) { return fresh_store(dir, sync); };
   // Recovery first, in a clean process: a child fills a store, is SIGKILLed; we time the restart.
   constexpr int stored = 100000;
   std::filesystem::remove_all(dir);
@@ -397,9 +396,9 @@ int store_bench(std::size_t per_client, const std::string& base) {
   const std::size_t synced_per_client = synced_requests(per_client);
   for (int round = 0; round < 3; ++round) {
     none = std::max(none, through_device(per_client, window, clients, 32).per_second);
-    always = std::max(always, through_device(synced_per_client, window, clients, 32, false, 0, with_store(store_sync::always)).per_second);
-    batch = std::max(batch, through_device(per_client, window, clients, 32, false, 0, with_store(store_sync::batch)).per_second);
-    unsynced = std::max(unsynced, through_device(per_client, window, clients, 32, false, 0, with_store(store_sync::none)).per_second);
+    always = std::max(always, through_device(synced_per_client, window, clients, 32, false, 0, fresh_store(dir, store_sync::always)).per_second);
+    batch = std::max(batch, through_device(per_client, window, clients, 32, false, 0, fresh_store(dir, store_sync::batch)).per_second);
+    unsynced = std::max(unsynced, through_device(per_client, window, clients, 32, false, 0, fresh_store(dir, store_sync::none)).per_second);
   }
   std::filesystem::remove_all(dir);
   std::printf("store on %s; baseline: the device without a store, same run\n", base.c_str());

@@ -15,6 +15,9 @@
 //        queue_bench store [requests per client, default 5000] [store directory, default /tmp]
 //   the device with --store at each sync policy beside the device without one, in
 //   the same run (ratios), and the recovery time after SIGKILL with 100 k stored requests.
+//        queue_bench durable REQUESTS_PER_CLIENT STORE_BASE_DIRECTORY
+//   CSV rows for bench/durable_vs_rabbitmq.py: producers with stored-acknowledgements, at each
+//   sync policy and without a store ("durable,<system>,<req/s>"; see durable_point()).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,13 +51,15 @@ constexpr int clients = 4;
 constexpr int workers = 4;
 constexpr int window = 100;
 
-std::vector<zmq::message_t> make_requests(std::size_t n) {
+// `stored_ack`: each asks the device for a stored-acknowledgement (zmk.ack: "stored").
+std::vector<zmq::message_t> make_requests(std::size_t n, bool stored_ack = false) {
   std::vector<zmq::message_t> out;
   out.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     zmqkit::envelope e = zmqkit::make_envelope("bench.echo");
     e.body.assign(64, 'x');
     std::memcpy(e.body.data(), &i, sizeof i);  // the echo tells the client which request it answers
+    if (stored_ack) e.headers.emplace(zmqkit::header::ack, "stored");
     out.push_back(zmqkit::encode(e));
   }
   return out;
@@ -108,27 +113,37 @@ void worker(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t capa
 }
 
 // One client: keeps `in_flight` requests outstanding until all are answered.
-// With `latencies`, appends each request's round trip in microseconds.
+// With `latencies`, appends each request's round trip in microseconds. `stored_ack`:
+// the requests ask for stored-acknowledgements, and a request stops counting against
+// the window once stored (a producer's publisher confirm); done when all are acked and answered.
 void client(zmq::context_t& ctx, const std::string& endpoint, std::vector<zmq::message_t>& requests,
-            int in_flight, std::vector<double>* latencies) {
+            int in_flight, std::vector<double>* latencies, bool stored_ack) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::rcvtimeo, 5000);
   s.connect(endpoint);
-  std::size_t sent = 0, received = 0;
+  std::size_t sent = 0, received = 0, acked = 0;
+  auto window_open = [&] {
+    return sent < requests.size() && sent - (stored_ack ? acked : received) < static_cast<std::size_t>(in_flight);
+  };
   std::vector<bench_clock::time_point> sent_at(latencies ? requests.size() : 0);
   auto send_next = [&] {
     if (latencies) sent_at[sent] = bench_clock::now();
     s.send(zmq::message_t{}, zmq::send_flags::sndmore);
     s.send(requests[sent++], zmq::send_flags::none);  // moves the frame out: it is sent once
   };
-  while (sent < requests.size() && sent < static_cast<std::size_t>(in_flight)) send_next();
+  while (window_open()) send_next();
   std::vector<zmq::message_t> frames;
-  while (received < requests.size()) {
+  while (received < requests.size() || (stored_ack && acked < requests.size())) {
     frames.clear();
     if (!zmq::recv_multipart(s, std::back_inserter(frames))) {
-      std::fprintf(stderr, "client: timed out after %zu replies\n", received);
+      std::fprintf(stderr, "client: timed out after %zu replies, %zu stored-acks\n", received, acked);
       std::exit(1);
+    }
+    if (stored_ack && zmqkit::decode_view(frames.back()).type == zmqkit::stored_type) {
+      ++acked;
+      while (window_open()) send_next();
+      continue;
     }
     ++received;
     if (latencies) {
@@ -138,7 +153,7 @@ void client(zmq::context_t& ctx, const std::string& endpoint, std::vector<zmq::m
       std::memcpy(&i, body.data(), sizeof i);  // the workers echo the request's body
       latencies->push_back(std::chrono::duration<double, std::micro>(now - sent_at.at(i)).count());
     }
-    if (sent < requests.size()) send_next();
+    while (window_open()) send_next();
   }
 }
 
@@ -150,23 +165,23 @@ struct run_result {
 
 // Runs clients x per_client requests through `frontend` with workers on `backend`.
 // Workers announce `capacity` (0: no device protocol) and serve the types starting
-// with `prefix` (empty: every type). `timed`: record every latency.
+// with `prefix` (empty: every type). `timed`: record every latency. `stored_ack`: see client().
 run_result run(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
                std::uint32_t capacity, std::size_t per_client, int in_flight, int client_count, bool timed,
-               const std::string& prefix = {}) {
+               const std::string& prefix = {}, bool stored_ack = false) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> ws;
   for (int i = 0; i < workers; ++i) ws.emplace_back([&] { worker(ctx, backend, capacity, stop, prefix); });
   std::this_thread::sleep_for(200ms);  // let workers connect (and READY) before timing
   std::vector<std::vector<zmq::message_t>> reqs;
-  for (int i = 0; i < client_count; ++i) reqs.push_back(make_requests(per_client));
+  for (int i = 0; i < client_count; ++i) reqs.push_back(make_requests(per_client, stored_ack));
   std::vector<std::vector<double>> lat(static_cast<std::size_t>(client_count));
   const auto start = bench_clock::now();
   std::vector<std::thread> cs;
   for (int i = 0; i < client_count; ++i)
     cs.emplace_back([&, i] {
       client(ctx, frontend, reqs[static_cast<std::size_t>(i)], in_flight,
-             timed ? &lat[static_cast<std::size_t>(i)] : nullptr);
+             timed ? &lat[static_cast<std::size_t>(i)] : nullptr, stored_ack);
     });
   for (auto& t : cs) t.join();
   const double secs = std::chrono::duration<double>(bench_clock::now() - start).count();
@@ -184,10 +199,11 @@ run_result run(zmq::context_t& ctx, const std::string& frontend, const std::stri
 // `waiting_types`: first queue one request for each of that many distinct types
 // nobody serves (they wait for the whole run): what a backlog of many types costs
 // the device thread per tick shows in everybody else's latency. `tune` adjusts
-// the device's options (the store runs).
+// the device's options (the store runs); `stored_ack`: see client().
 run_result through_device(std::size_t per_client, int in_flight, int client_count, std::uint32_t capacity,
                           bool timed = false, std::size_t waiting_types = 0,
-                          const std::function<void(zmqkit::queue::device_options&)>& tune = {}) {
+                          const std::function<void(zmqkit::queue::device_options&)>& tune = {},
+                          bool stored_ack = false) {
   zmq::context_t ctx;
   zmqkit::queue::device_options o{.frontend = "tcp://127.0.0.1:*", .backend = "tcp://127.0.0.1:*"};
   if (waiting_types) {
@@ -208,7 +224,7 @@ run_result through_device(std::size_t per_client, int in_flight, int client_coun
   while (dev.stats().pending < waiting_types) std::this_thread::sleep_for(10ms);
   // With a backlog, workers serve only the benchmark's own type ("bench.echo").
   auto r = run(ctx, dev.frontend_endpoint(), dev.backend_endpoint(), capacity, per_client, in_flight,
-               client_count, timed, waiting_types ? "bench." : "");
+               client_count, timed, waiting_types ? "bench." : "", stored_ack);
   dev.stop();
   t.join();
   return r;
@@ -271,6 +287,19 @@ run_result through_raw_lru(std::size_t per_client, int in_flight, int client_cou
   return r;
 }
 
+// A through_device() tune: a fresh store in `dir` with that sync policy.
+std::function<void(zmqkit::queue::device_options&)> fresh_store(const std::string& dir,
+                                                                 zmqkit::queue::store_sync sync) {
+  return [dir, sync](zmqkit::queue::device_options& o) {
+    std::filesystem::remove_all(dir);
+    o.store = dir;
+    o.store_sync_policy = sync;
+  };
+}
+
+// A sync per request is disk-bound (~10 ms per request here): a fiftieth of the requests keeps it short.
+std::size_t synced_requests(std::size_t per_client) { return std::max<std::size_t>(per_client / 50, 50); }
+
 long rss_kb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -311,13 +340,6 @@ int plot_point(std::string_view kind, std::size_t per_client, int in_flight) {
 int store_bench(std::size_t per_client, const std::string& base) {
   using zmqkit::queue::store_sync;
   const std::string dir = base + "/zmqkit-queue-bench-store-" + std::to_string(::getpid());
-  auto with_store = [&](store_sync sync) {
-    return [&, sync](zmqkit::queue::device_options& o) {
-      std::filesystem::remove_all(dir);
-      o.store = dir;
-      o.store_sync_policy = sync;
-    };
-  };
   // Recovery first, in a clean process: a child fills a store, is SIGKILLed; we time the restart.
   constexpr int stored = 100000;
   std::filesystem::remove_all(dir);
@@ -371,19 +393,41 @@ int store_bench(std::size_t per_client, const std::string& base) {
                 static_cast<double>(dev.stats().store_bytes) / 1e6);
   }
   double none = 0, always = 0, batch = 0, unsynced = 0;
-  // A sync per request is disk-bound (~10 ms per request here): a fiftieth of the requests keeps it short.
-  const std::size_t synced_per_client = std::max<std::size_t>(per_client / 50, 50);
+  const std::size_t synced_per_client = synced_requests(per_client);
   for (int round = 0; round < 3; ++round) {
     none = std::max(none, through_device(per_client, window, clients, 32).per_second);
-    always = std::max(always, through_device(synced_per_client, window, clients, 32, false, 0, with_store(store_sync::always)).per_second);
-    batch = std::max(batch, through_device(per_client, window, clients, 32, false, 0, with_store(store_sync::batch)).per_second);
-    unsynced = std::max(unsynced, through_device(per_client, window, clients, 32, false, 0, with_store(store_sync::none)).per_second);
+    always = std::max(always, through_device(synced_per_client, window, clients, 32, false, 0, fresh_store(dir, store_sync::always)).per_second);
+    batch = std::max(batch, through_device(per_client, window, clients, 32, false, 0, fresh_store(dir, store_sync::batch)).per_second);
+    unsynced = std::max(unsynced, through_device(per_client, window, clients, 32, false, 0, fresh_store(dir, store_sync::none)).per_second);
   }
   std::filesystem::remove_all(dir);
   std::printf("store on %s; baseline: the device without a store, same run\n", base.c_str());
   zmqkit::bench::report("--store --store-sync always", "req/s", always, none, 0.0005, true);
   zmqkit::bench::report("--store --store-sync batch", "req/s", batch, none, 0.3, true);
   zmqkit::bench::report("--store --store-sync none", "req/s", unsynced, none, 0.3, true);
+  return 0;
+}
+
+// The durable work bench/durable_vs_rabbitmq.py runs beside RabbitMQ's (durable queue,
+// persistent messages, publisher confirms): 4 producers each keeping 100 requests that ask for
+// stored-acknowledgements outstanding (a slot frees at the ack), 4 workers of capacity 32
+// replying, at each sync policy, and without a store (plain request/reply, window 100). One
+// run each, CSV rows "durable,<system>,<requests completed by workers per second>".
+int durable_point(std::size_t per_client, const std::string& base) {
+  using zmqkit::queue::store_sync;
+  if (per_client == 0) {
+    std::fprintf(stderr, "queue_bench: durable needs REQUESTS_PER_CLIENT >= 1\n");
+    return 2;
+  }
+  const std::string dir = base + "/zmqkit-queue-bench-durable-" + std::to_string(::getpid());
+  auto stored = [&](std::size_t n, store_sync sync) {
+    return through_device(n, window, clients, 32, false, 0, fresh_store(dir, sync), true).per_second;
+  };
+  std::printf("durable,device-no-store,%.0f\n", through_device(per_client, window, clients, 32).per_second);
+  std::printf("durable,device-always,%.0f\n", stored(synced_requests(per_client), store_sync::always));
+  std::printf("durable,device-batch,%.0f\n", stored(per_client, store_sync::batch));
+  std::printf("durable,device-none,%.0f\n", stored(per_client, store_sync::none));
+  std::filesystem::remove_all(dir);
   return 0;
 }
 
@@ -397,6 +441,8 @@ int main(int argc, char** argv) {
   }
   if (argc == 4 && (std::string_view(argv[1]) == "throughput" || std::string_view(argv[1]) == "latency"))
     return plot_point(argv[1], std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));
+  if (argc == 4 && std::string_view(argv[1]) == "durable")
+    return durable_point(std::strtoul(argv[2], nullptr, 10), argv[3]);
   if (argc > 1 && std::string_view(argv[1]) == "store")
     return store_bench(argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 5000, argc > 3 ? argv[3] : "/tmp");
   const std::size_t per_client = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 25000;

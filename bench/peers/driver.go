@@ -11,6 +11,9 @@
 //	GOPATH=/usr/share/gocode GO111MODULE=off go build -tags nats|rabbitmq -o OUT ./bench/peers
 //
 // usage: OUT URL throughput|latency REQUESTS_PER_CLIENT IN_FLIGHT
+//
+//	OUT URL durable MESSAGES_PER_PRODUCER   (RabbitMQ only; see durable in rabbitmq.go)
+//	durable,<system>,<messages/s>           one run
 package main
 
 import (
@@ -34,6 +37,10 @@ type system interface {
 	serve(count int) (stop func(), err error)
 	dial(id int) (requester, error)
 }
+
+// The durable work (4 producers x 100 unconfirmed persistent messages -> 4 consumers acking),
+// for the systems that have it: messages consumed and acked per second.
+var durable func(url string, perProducer int) (float64, error)
 
 type requester interface {
 	send(body []byte) error
@@ -115,6 +122,24 @@ func run(sys system, n, inFlight int, timed bool) (float64, [][]float64, error) 
 }
 
 func main() {
+	if len(os.Args) == 4 && os.Args[2] == "durable" {
+		n, err := strconv.Atoi(os.Args[3])
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "MESSAGES_PER_PRODUCER must be an integer >= 1")
+			os.Exit(2)
+		}
+		if durable == nil {
+			fmt.Fprintf(os.Stderr, "%s: no durable mode\n", name)
+			os.Exit(2)
+		}
+		rate, err := durable(os.Args[1], n)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			os.Exit(1)
+		}
+		fmt.Printf("durable,%s,%.0f\n", name, rate)
+		return
+	}
 	if len(os.Args) != 5 || (os.Args[2] != "throughput" && os.Args[2] != "latency") {
 		fmt.Fprintf(os.Stderr, "usage: %s URL throughput|latency REQUESTS_PER_CLIENT IN_FLIGHT\n", os.Args[0])
 		os.Exit(2)

@@ -90,11 +90,14 @@ int main(int argc, char** argv) {
 
   asio_driver driver(io, loop);
   int ticks = 0;
+  // Set when every request is answered. cancel() alone does not stop a timer whose
+  // handler is already queued to run: each handler looks at this before re-arming.
+  bool finished = false;
   asio::steady_timer ticker(io);
   std::function<void()> tick = [&] {  // Asio's own work, beside zmqkit's, on the same thread
     ticker.expires_after(1ms);
     ticker.async_wait([&](const asio::error_code& ec) {
-      if (ec) return;
+      if (ec || finished) return;
       ++ticks;
       tick();
     });
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   int right = 0, failed = 0;
   asio::steady_timer watchdog(io, 20s);
   watchdog.async_wait([&](const asio::error_code& ec) {
-    if (ec) return;
+    if (ec || finished) return;
     const auto& cs = client.stats();
     std::cerr << "asio_loop: not done after 20 s: " << right << " right, " << failed << " failed, in flight "
               << client.in_flight() << ", client sent " << cs.sent << " retries " << cs.retries << " replies "
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
             else ++failed;
           }
           if (++lanes_done < lanes) co_return;
+          finished = true;
           ticker.cancel();  // no work left: io.run() returns
           watchdog.cancel();
           driver.close();

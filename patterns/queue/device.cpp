@@ -928,22 +928,22 @@ struct device::impl {
           r.stored = s.seq;
           r.deliveries = static_cast<int>(s.deliveries);
           std::string body = std::move(s.body);
-          if (looks_like_envelope(body)) {
-            envelope_view env;
-            try {
-              env = decode_view(body, limits);  // it passed when stored: only lowered limits fail it
-            } catch (const zmqkit::error& e) {
-              throw zmqkit::error(errc::bad_config, "store",
-                                  "store " + opts.store + ": a stored request no longer decodes: " + e.what());
-            }
-            r.id = env.id;
-            r.key = scoped_key(env.id, s.owner);
-            r.type.assign(env.type);
-            r.priority = env.priority;
-            r.expires = env.expires_at();
-            r.wants_ack = env.header(header::ack) == "stored";
+          std::optional<envelope_view> env;
+          try {
+            env = decode_if_envelope(body, limits);  // it passed when stored: only lowered limits fail it
+          } catch (const zmqkit::error& e) {
+            throw zmqkit::error(errc::bad_config, "store",
+                                "store " + opts.store + ": a stored request no longer decodes: " + e.what());
+          }
+          if (env) {
+            r.id = env->id;
+            r.key = scoped_key(env->id, s.owner);
+            r.type.assign(env->type);
+            r.priority = env->priority;
+            r.expires = env->expires_at();
+            r.wants_ack = env->header(header::ack) == "stored";
             if (s.deliveries > 0) {
-              envelope marked = env.to_envelope();
+              envelope marked = env->to_envelope();
               marked.headers.insert_or_assign(std::string(header::redelivered), std::to_string(s.deliveries));
               const zmq::message_t frame = encode(marked);
               body.assign(static_cast<const char*>(frame.data()), frame.size());

@@ -2,6 +2,9 @@
 #include <zmqkit/loop.hpp>
 
 #include <doctest/doctest.h>
+
+#include <condition_variable>
+#include <mutex>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -107,8 +110,11 @@ TEST_CASE("many posts from several threads all run, in order per thread") {
         });
     });
   std::jthread watchdog([&](std::stop_token st) {  // the test fails instead of hanging
-    for (int i = 0; i < 100 && !st.stop_requested(); ++i) std::this_thread::sleep_for(50ms);
-    loop.stop();
+    std::mutex m;
+    std::condition_variable_any woken;
+    std::unique_lock lock(m);
+    woken.wait_for(lock, st, 5s, [] { return false; });  // 5 s, or until the test is done
+    if (!st.stop_requested()) loop.stop();
   });
   loop.run();
   for (auto& p : posters) p.join();

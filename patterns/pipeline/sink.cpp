@@ -5,6 +5,7 @@
 #include <zmqkit/pipeline/sink.hpp>
 
 #include "detail.hpp"
+#include <zmqkit/internal/loop_attachment.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -37,12 +38,15 @@ struct sink::impl {
   std::size_t results_since_control = 0;
   std::size_t results_since_timers = 0;
   sink_stats counters;
+  std::function<void(envelope)> on_result;  // attach(): where results go
+  internal::loop_attachment driven;         // after the sockets: its watches go first
 
   impl(zmq::context_t& ctx, const std::string& endpoint, sink_options o)
       : opts(std::move(o)),
         results(ctx, zmq::socket_type::pull),
         control(ctx, zmq::socket_type::dealer),
         has_control(!opts.ventilator_endpoint.empty()) {
+    if (!opts.clock) opts.clock = &clock::real();  // null: the real clock, as everywhere
     apply(results, opts.socket);
     apply(control, opts.control_socket);
     results.bind(endpoint);
@@ -234,7 +238,37 @@ struct sink::impl {
     return result;
   }
 
+  // --- on a loop: the same accept/handle_control/run_deadlines as receive() ---
+  void attach(zmqkit::loop& l, std::function<void(envelope)> deliver) {
+    if (!deliver) throw error(errc::bad_config, "on_result", "attach() needs a result callback");
+    driven.attach(l, "sink");
+    on_result = std::move(deliver);
+    driven.watch(results, [this] {
+      zmq::message_t frame;
+      for (int i = 0; i < 1024 && results.recv(frame, zmq::recv_flags::dontwait); ++i)
+        if (auto result = accept(frame)) on_result(std::move(*result));
+      rearm();
+    });
+    if (has_control)
+      driven.watch(control, [this] {
+        zmq::message_t frame;
+        for (int i = 0; i < 1024 && control.recv(frame, zmq::recv_flags::dontwait); ++i) handle_control(frame);
+        rearm();
+      });
+    rearm();
+  }
+
+  // The loop's timer follows the earliest batch deadline.
+  void rearm() {
+    driven.set_timer(next_deadline, *opts.clock, [this] {
+      run_deadlines();
+      rearm();
+    });
+  }
+
   std::optional<envelope> receive(std::chrono::milliseconds timeout) {
+    if (driven.attached())
+      throw error(errc::bad_config, "loop", "the sink is driven by the loop it is attached to");
     std::optional<std::chrono::steady_clock::time_point> end;  // read the clock only to wait
     for (;;) {
       if (results_since_timers >= 256) {  // deadlines are coarse: no clock read per result
@@ -293,6 +327,9 @@ sink::~sink() = default;
 std::string sink::endpoint() const { return impl_->results.get(zmq::sockopt::last_endpoint); }
 
 std::optional<envelope> sink::receive(std::chrono::milliseconds timeout) { return impl_->receive(timeout); }
+void sink::attach(zmqkit::loop& loop, std::function<void(envelope)> on_result) {
+  impl_->attach(loop, std::move(on_result));
+}
 
 std::optional<batch_report> sink::status(const message_id& batch) const {
   const auto it = impl_->batches.find(batch);

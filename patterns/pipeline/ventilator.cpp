@@ -1,9 +1,9 @@
 #include <algorithm>
-#include <zmqkit/poll.hpp>
 #include <zmqkit/pipeline/ventilator.hpp>
 
 #include "detail.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/loop_attachment.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -52,9 +52,12 @@ struct ventilator::impl {
   std::map<message_id, batch_state> batches;  // ids are time-ordered: begin() is the oldest
   std::optional<steady_time> next_expiry;      // earliest deadline of an open batch
   ventilator_stats counters;
+  std::vector<message_id> just_ended;  // batches that ended this step, for on_batch_end
+  internal::loop_attachment driven;    // after the socket: its watch goes first
 
   impl(zmq::context_t& ctx, const std::string& endpoint, ventilator_options o)
       : opts(std::move(o)), socket(ctx, zmq::socket_type::router) {
+    if (!opts.clock) opts.clock = &clock::real();  // null: the real clock, as everywhere
     apply(socket, opts.socket);
     socket.set(zmq::sockopt::router_mandatory, true);  // a vanished worker fails the send: we requeue
     socket.bind(endpoint);
@@ -156,7 +159,7 @@ struct ventilator::impl {
       }
       ++t->second.attempts;
       t->second.queued = true;
-      queued_task copy{.retained = true, .batch = batch, .task = id};
+      queued_task copy{.frame = {}, .retained = true, .batch = batch, .task = id};
       copy.frame.copy(t->second.frame);
       enqueue(t->second.priority, std::move(copy), true);
       ++counters.resent;
@@ -210,6 +213,7 @@ struct ventilator::impl {
           it->second.missing.clear();
           it->second.tasks.clear();  // nothing left to resend
           ++counters.batches_complete;
+          just_ended.push_back(*batch);
         }
       } else {
         const auto ids = detail::unpack_ids(env.body, opts.max_pending);
@@ -223,6 +227,7 @@ struct ventilator::impl {
             it->second.missing = std::move(*ids);
             it->second.tasks.clear();  // the sink no longer waits for them
             ++counters.batches_abandoned;
+            just_ended.push_back(*batch);
           }
           return;
         }
@@ -273,21 +278,66 @@ struct ventilator::impl {
       b.outcome = batch_outcome::expired;
       b.tasks.clear();
       ++counters.batches_expired;
+      just_ended.push_back(id);
     }
   }
 
-  void poll(std::chrono::milliseconds timeout) {
+  // After anything happened: expire, dispatch, tell on_batch_end, set the timer.
+  // Returns: whether a worker's full queue held tasks back (retry soon: it frees
+  // up without telling us).
+  bool step() {
     expire_batches();
     dispatch();
     bool blocked = false;
     for (auto& w : workers) blocked = std::exchange(w.blocked, false) || blocked;
-    // A worker blocked by the HWM frees up without telling us: look again soon.
-    if (blocked && !queue.empty()) timeout = std::min(timeout, std::chrono::milliseconds(1));
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmqkit::poll(&item, 1, std::chrono::milliseconds(to_zmq_ms(timeout)));
-    receive_all();
-    dispatch();
-    expire_batches();
+    blocked = blocked && !queue.empty();
+    std::optional<steady_time> next = next_expiry;
+    if (blocked) next = std::min(next.value_or(steady_time::max()), opts.clock->now() + std::chrono::milliseconds(1));
+    driven.set_timer(next, *opts.clock, [this] { step(); });
+    report_ended();
+    return blocked;
+  }
+
+  void report_ended() {
+    if (just_ended.empty()) return;
+    std::vector<message_id> ended = std::exchange(just_ended, {});
+    if (!opts.on_batch_end) return;
+    for (const auto& id : ended)
+      if (auto s = status_of(id)) opts.on_batch_end(*s);
+  }
+
+  std::optional<batch_status> status_of(const message_id& batch) const {
+    const auto it = batches.find(batch);
+    if (it == batches.end()) return std::nullopt;
+    return batch_status{.batch = batch,
+                        .outcome = it->second.outcome,
+                        .tasks = it->second.ids.size(),
+                        .missing = it->second.missing};
+  }
+
+  void watch() {
+    driven.watch(socket, [this] {
+      receive_all();
+      step();
+    });
+  }
+
+  void attach(zmqkit::loop& l) {
+    driven.attach(l, "ventilator");
+    watch();
+    step();
+  }
+
+  // After submit(): dispatch at once when a loop drives us; poll() does it otherwise.
+  void submitted() {
+    if (driven.on_callers_loop()) step();
+  }
+
+  void poll(std::chrono::milliseconds timeout) {
+    if (driven.attach_own(*opts.clock, "ventilator")) watch();
+    // A worker blocked by the HWM frees up without telling us: look again soon, in real time.
+    if (step()) timeout = std::min(timeout, std::chrono::milliseconds(1));
+    driven.loop().run_once(timeout);
   }
 };
 
@@ -306,6 +356,7 @@ bool ventilator::submit(const envelope& task) {
   }
   impl_->enqueue(task.priority, queued_task{.frame = encode(task)}, false);
   ++impl_->counters.submitted;
+  impl_->submitted();
   return true;
 }
 
@@ -346,6 +397,7 @@ std::optional<message_id> ventilator::submit_batch(std::vector<envelope> tasks) 
   }
   d.batches.emplace(id, std::move(b));
   d.forget_oldest_batches();
+  d.submitted();
   return id;
 }
 
@@ -371,14 +423,8 @@ bool ventilator::batch_done(const message_id& batch) const {
   return it != impl_->batches.end() && it->second.ended();
 }
 
-std::optional<batch_status> ventilator::status(const message_id& batch) const {
-  const auto it = impl_->batches.find(batch);
-  if (it == impl_->batches.end()) return std::nullopt;
-  return batch_status{.batch = batch,
-                      .outcome = it->second.outcome,
-                      .tasks = it->second.ids.size(),
-                      .missing = it->second.missing};
-}
+std::optional<batch_status> ventilator::status(const message_id& batch) const { return impl_->status_of(batch); }
+void ventilator::attach(zmqkit::loop& loop) { impl_->attach(loop); }
 
 std::size_t ventilator::pending() const noexcept { return impl_->queue.size(); }
 std::size_t ventilator::workers() const noexcept { return impl_->workers.size(); }

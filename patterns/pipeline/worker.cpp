@@ -5,6 +5,7 @@
 #include <zmqkit/pipeline/worker.hpp>
 
 #include "detail.hpp"
+#include <zmqkit/internal/loop_attachment.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -41,12 +42,15 @@ struct worker::impl {
   std::int64_t outstanding = 0;  // credit granted that no task has used yet
   steady_time last_heard{};      // last task arrival or credit message
   worker_stats counters;
+  task_handler on_task;              // attach(): runs each task
+  internal::loop_attachment driven;  // after the sockets: its watch goes first
 
   impl(zmq::context_t& ctx, const std::string& vent, const std::string& sink, worker_options o)
       : opts(std::move(o)),
         tasks(ctx, zmq::socket_type::dealer),
         results(ctx, zmq::socket_type::push),
         has_sink(!sink.empty()) {
+    if (!opts.clock) opts.clock = &clock::real();  // null: the real clock, as everywhere
     if (opts.credit == 0) throw error(errc::bad_config, "credit", "worker credit must be at least 1");
     pump_every = std::clamp<std::size_t>(opts.credit / 8, 1, 64);
     apply(tasks, opts.socket);
@@ -151,7 +155,7 @@ struct worker::impl {
     return std::nullopt;
   }
 
-  std::optional<envelope> receive(std::chrono::milliseconds timeout) {
+  std::optional<envelope> receive_next(std::chrono::milliseconds timeout) {
     current_holds_slot = false;                                // the previous task is done: its slot is free
     std::optional<std::chrono::steady_clock::time_point> end;  // read the clock only to wait
     for (;;) {
@@ -178,6 +182,51 @@ struct worker::impl {
         last_heard = opts.clock->now();
       }
     }
+  }
+
+  // --- on a loop: the same pump/take/grant as receive() ---
+  void attach(zmqkit::loop& l, task_handler handler) {
+    if (!handler) throw error(errc::bad_config, "on_task", "attach() needs a task handler");
+    driven.attach(l, "pipeline worker");
+    on_task = std::move(handler);
+    driven.watch(tasks, [this] { run_tasks(); });
+    rearm();
+  }
+
+  // Runs a bounded number of held tasks, so other roles on the loop get their
+  // turn; the timer comes back at once for the rest.
+  void run_tasks() {
+    pump();
+    for (int i = 0; i < 64; ++i) {
+      current_holds_slot = false;
+      std::optional<envelope> task = take();
+      if (!task) break;
+      std::optional<envelope> result = on_task(*task);
+      if (result) send_result(std::move(*result));
+      if (held_tasks.empty() || i % static_cast<int>(pump_every) == 0) pump();
+    }
+    current_holds_slot = false;
+    grant_if_due();
+    rearm();
+  }
+
+  void rearm() {
+    const steady_time now = opts.clock->now();
+    steady_time next = now;  // tasks still held: next round
+    if (held_tasks.empty()) {
+      next = last_heard + opts.credit_refresh;
+      if (next <= now) next = now + opts.credit_refresh;  // nothing to refresh now: never spin
+    }
+    driven.set_timer(next, *opts.clock, [this] {
+      refresh_if_due();
+      run_tasks();
+    });
+  }
+
+  std::optional<envelope> receive(std::chrono::milliseconds timeout) {
+    if (driven.attached())
+      throw error(errc::bad_config, "loop", "the pipeline worker is driven by the loop it is attached to");
+    return receive_next(timeout);
   }
 
   bool send_result(envelope result) {
@@ -212,6 +261,7 @@ worker::~worker() = default;
 
 std::optional<envelope> worker::receive(std::chrono::milliseconds timeout) { return impl_->receive(timeout); }
 bool worker::send_result(envelope result) { return impl_->send_result(std::move(result)); }
+void worker::attach(zmqkit::loop& loop, task_handler on_task) { impl_->attach(loop, std::move(on_task)); }
 std::size_t worker::buffered() const noexcept { return impl_->held_tasks.size(); }
 void worker::pump() { impl_->pump(); }
 const worker_stats& worker::stats() const noexcept { return impl_->counters; }

@@ -9,6 +9,7 @@
 #include <zmqkit/reqrep/handler.hpp>
 
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/loop_attachment.hpp>
 
 namespace zmqkit::reqrep {
 
@@ -77,10 +78,9 @@ struct client::impl {
   // and request() carry none), and those due, called by deliver() between steps.
   internal::keyed_map<message_id, on_result> async_done;
   std::deque<finished_call> callbacks;
-  // attach(): the loop driving the socket and the earliest retry deadline.
-  zmqkit::loop* attached = nullptr;
-  zmqkit::loop::id socket_watch = 0, timer = 0;
-  std::optional<steady_time> timer_at;
+  // attach(): the loop driving the socket, and its timer at the earliest retry deadline.
+  internal::loop_attachment driven;
+  zmqkit::loop::id socket_watch = 0;
 
   impl(zmq::context_t& c, std::vector<std::string> eps, client_options o)
       : ctx(&c), endpoints(std::move(eps)), opts(std::move(o)) {
@@ -104,28 +104,18 @@ struct client::impl {
 
   // --- on a loop ---
   void attach(zmqkit::loop& l) {
-    if (attached) throw error(errc::bad_config, "loop", "the client is attached to a loop already");
-    attached = &l;
+    driven.attach(l, "client");
     watch();
     rearm();
   }
 
   void detach() noexcept {
-    if (!attached) return;
-    unwatch();
-    if (timer) attached->cancel(timer);
-    timer = 0;
-    timer_at.reset();
-    attached = nullptr;
-  }
-
-  void watch() {
-    if (attached) socket_watch = attached->add(socket, [this] { on_readable(); });
-  }
-  void unwatch() noexcept {
-    if (attached && socket_watch) attached->cancel(socket_watch);
+    driven.detach();
     socket_watch = 0;
   }
+
+  void watch() { socket_watch = driven.watch(socket, [this] { on_readable(); }); }
+  void unwatch() noexcept { driven.unwatch(socket_watch); }
 
   void on_readable() {
     for (int n = 0; n < max_drain;) {
@@ -139,21 +129,13 @@ struct client::impl {
 
   // One loop timer, at the earliest retry deadline.
   void rearm() {
-    if (!attached) return;
     const std::optional<steady_time> next =
         deadlines.empty() ? std::nullopt : std::optional<steady_time>(deadlines.begin()->first);
-    if (next == timer_at) return;
-    if (timer) attached->cancel(timer);
-    timer = 0;
-    timer_at = next;
-    if (next)
-      timer = attached->after(*next - clk().now(), [this] {
-        timer = 0;
-        timer_at.reset();
-        run_timers();
-        rearm();
-        deliver();
-      });
+    driven.set_timer(next, clk(), [this] {
+      run_timers();
+      rearm();
+      deliver();
+    });
   }
 
   void deliver() {
@@ -365,7 +347,7 @@ struct client::impl {
   // After request()/poll() drove the client: the loop's timer follows the
   // deadlines they changed, and async_request() callbacks due meanwhile run.
   void settle() {
-    if (attached) rearm();
+    if (driven.attached()) rearm();
     if (!callbacks.empty()) deliver();
   }
 

@@ -11,27 +11,53 @@ executor::executor(zmq::context_t& ctx, int threads) : pull_(ctx, zmq::socket_ty
   pull_.set(zmq::sockopt::rcvhwm, 0);  // bounded by the job queue, never blocks a handler thread
   pull_.set(zmq::sockopt::linger, 0);
   pull_.bind(endpoint_);  // inproc: bind before the threads connect
-  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this, &ctx] { run(ctx); });
+  const std::size_t n = static_cast<std::size_t>(std::max(threads, 1));
+  idle_.assign(n, 1);
+  pushes_.resize(n);
+  threads_.reserve(n);
+  for (std::size_t t = 0; t < n; ++t)
+    threads_.emplace_back(ctx, [this, &ctx, t](zmqkit::loop&, zmq::socket_t&) {
+      auto push = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::push);
+      push->set(zmq::sockopt::sndhwm, 0);
+      push->set(zmq::sockopt::linger, 0);
+      push->connect(endpoint_);
+      pushes_[t] = std::move(push);
+    });
 }
 
-executor::~executor() { join(); }
+executor::~executor() {
+  join();
+  pushes_.clear();
+}
 
 void executor::join() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stopping_ = true;
+    jobs_.clear();
   }
-  wake_.notify_all();
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
+  for (auto& t : threads_) {
+    try {
+      t.stop();
+    } catch (...) {  // a job's exception already ended that thread; nothing to hand back
+    }
+  }
 }
 
 void executor::submit(job j) {
+  std::size_t chosen = idle_.size();
   {
     std::lock_guard lock(mutex_);
+    if (stopping_) return;
     jobs_.push_back(std::move(j));
+    for (std::size_t t = 0; t < idle_.size(); ++t)
+      if (idle_[t]) {
+        idle_[t] = 0;
+        chosen = t;
+        break;
+      }
   }
-  wake_.notify_one();
+  if (chosen < threads_.size()) threads_[chosen].post([this, chosen] { work(chosen); });
 }
 
 std::size_t executor::backlog() const {
@@ -39,22 +65,20 @@ std::size_t executor::backlog() const {
   return jobs_.size();
 }
 
-void executor::run(zmq::context_t& ctx) {
-  zmq::socket_t push(ctx, zmq::socket_type::push);
-  push.set(zmq::sockopt::sndhwm, 0);
-  push.set(zmq::sockopt::linger, 0);
-  push.connect(endpoint_);
+void executor::work(std::size_t t) {
   for (;;) {
     job j;
     {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (stop_) return;
+      std::lock_guard lock(mutex_);
+      if (stopping_ || jobs_.empty()) {
+        idle_[t] = 1;
+        return;
+      }
       j = std::move(jobs_.front());
       jobs_.pop_front();
     }
     std::vector<zmq::message_t> frames = j();
-    zmq::send_multipart(push, frames, zmq::send_flags::dontwait);
+    zmq::send_multipart(*pushes_[t], frames, zmq::send_flags::dontwait);
   }
 }
 

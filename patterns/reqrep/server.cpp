@@ -1,19 +1,19 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <vector>
 #include <zmq_addon.hpp>
-#include <zmqkit/poll.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
 #include "executor.hpp"
 #include "run_handler.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/loop_attachment.hpp>
 #include <zmqkit/internal/routed.hpp>
 
 namespace zmqkit::reqrep {
 
-using namespace std::chrono_literals;
 
 namespace {
 constexpr int max_drain = 256;
@@ -33,7 +33,9 @@ struct server::impl {
   // Requests running on a handler thread: id -> address stacks waiting for the reply.
   internal::keyed_map<message_id, std::vector<frames_t>> running;  // keyed: ids come from the network
   server_stats stats;
-  frames_t frames;  // reused by drain()
+  frames_t frames;  // reused by the readers
+  std::size_t handled = 0;  // messages handled, for poll()'s result
+  internal::loop_attachment driven;  // after the sockets: its watches go first
 
   impl(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options o)
       : user(std::move(h)), opts(std::move(o)), socket(ctx, zmq::socket_type::router), cache(opts.cache) {
@@ -166,32 +168,49 @@ struct server::impl {
     running.erase(it);
   }
 
-  std::size_t drain() {
-    std::size_t handled = 0;
-    if (exec) {
-      for (int i = 0; i < max_drain; ++i, ++handled) {
-        frames.clear();
-        if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait))
-          break;
-        handle_result(frames);
-      }
+  void read_results() {
+    for (int i = 0; i < max_drain; ++i, ++handled) {
+      frames.clear();
+      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      handle_result(frames);
     }
+  }
+
+  void read_requests() {
     for (int i = 0; i < max_drain; ++i, ++handled) {
       frames.clear();
       if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
       handle_request(frames);
     }
-    return handled;
   }
 
-  // Handles what is queued; waits (up to `timeout`) only when nothing is.
+  void watch() {
+    driven.watch(socket, [this] { read_requests(); });
+    if (exec) driven.watch(exec->results(), [this] { read_results(); });
+  }
+
+  void attach(zmqkit::loop& l) {
+    driven.attach(l, "server");
+    watch();
+  }
+
+  // Blocking use: the server's own loop, the same handlers.
+  zmqkit::loop& own_loop() {
+    if (driven.attach_own(clk(), "server")) watch();
+    return driven.loop();
+  }
+
   std::size_t poll(std::chrono::milliseconds timeout) {
-    if (const std::size_t handled = drain()) return handled;
-    std::array<zmq::pollitem_t, 2> items{
-        zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0},
-        zmq::pollitem_t{exec ? exec->results().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    zmqkit::poll(items.data(), exec ? 2 : 1, timeout);
-    return drain();
+    const std::size_t before = handled;
+    own_loop().run_once(timeout);
+    return handled - before;
+  }
+
+  void run(std::stop_token stop) {
+    zmqkit::loop& l = own_loop();
+    std::stop_callback wake(stop, [&l] { l.stop(); });
+    l.run();
+    l.restart();
   }
 };
 
@@ -203,9 +222,8 @@ server& server::operator=(server&&) noexcept = default;
 
 std::size_t server::poll(std::chrono::milliseconds timeout) { return impl_->poll(timeout); }
 
-void server::run(std::stop_token stop) {
-  while (!stop.stop_requested()) impl_->poll(100ms);
-}
+void server::run(std::stop_token stop) { impl_->run(stop); }
+void server::attach(zmqkit::loop& loop) { impl_->attach(loop); }
 
 std::string server::endpoint() const { return impl_->socket.get(zmq::sockopt::last_endpoint); }
 const server_stats& server::stats() const noexcept { return impl_->stats; }

@@ -1,14 +1,15 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string_view>
 #include <zmq_addon.hpp>
 #include <zmqkit/handshake_monitor.hpp>
-#include <zmqkit/poll.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
+#include <zmqkit/internal/loop_attachment.hpp>
 #include <zmqkit/internal/worker_protocol.hpp>
 #include <zmqkit/internal/routed.hpp>
 
@@ -25,7 +26,6 @@ static_assert(zmqkit::reqrep::control::ready == zmqkit::internal::worker_protoco
               zmqkit::reqrep::control::disconnect == zmqkit::internal::worker_protocol::disconnect);
 
 namespace {
-constexpr auto max_slice = 100ms;  // so a loop on a manual clock notices time moving
 constexpr int max_drain = 256;
 using frames_t = std::vector<zmq::message_t>;
 
@@ -46,8 +46,8 @@ struct worker::impl {
   std::string ready_services;  // READY's second frame: empty (bare READY), prefix array or capacity map
   worker_stats stats;
   // attach(): the loop, its watches (device socket, handler results) and the one timer.
-  zmqkit::loop* attached = nullptr;
-  zmqkit::loop::id socket_watch = 0, results_watch = 0, timer = 0;
+  internal::loop_attachment driven;
+  zmqkit::loop::id socket_watch = 0;
   std::unique_ptr<detail::executor> exec;  // last: joined before the rest is destroyed
 
   impl(zmq::context_t& c, std::string ep, handler h, worker_options o)
@@ -201,10 +201,13 @@ struct worker::impl {
 
   // --- on a loop ---
   void attach(zmqkit::loop& l) {
-    if (attached) throw error(errc::bad_config, "loop", "the worker is attached to a loop already");
     if (stopped) throw error(errc::bad_config, "loop", "the worker is stopped");
-    attached = &l;
-    results_watch = l.add(exec->results(), [this] {
+    driven.attach(l, "worker");
+    watch();
+  }
+
+  void watch() {
+    driven.watch(exec->results(), [this] {
       read_results();
       rearm();
     });
@@ -213,33 +216,22 @@ struct worker::impl {
   }
 
   void detach() noexcept {
-    if (!attached) return;
-    unwatch_socket();
-    attached->cancel(results_watch);
-    attached->cancel(timer);
-    results_watch = timer = 0;
-    attached = nullptr;
+    driven.detach();
+    socket_watch = 0;
   }
 
   void watch_socket() {
-    if (!attached || !socket) return;
-    socket_watch = attached->add(*socket, [this] {
+    if (!socket) return;
+    socket_watch = driven.watch(*socket, [this] {
       read_device();
       rearm();
     });
   }
-  void unwatch_socket() noexcept {
-    if (attached && socket_watch) attached->cancel(socket_watch);
-    socket_watch = 0;
-  }
+  void unwatch_socket() noexcept { driven.unwatch(socket_watch); }
 
   // The timer follows the next heartbeat, liveness or reconnect moment.
   void rearm() {
-    if (!attached) return;
-    attached->cancel(timer);
-    const steady_time next = socket ? liveness.next_event() : reconnect_at;
-    timer = attached->after(next - clk().now(), [this] {
-      timer = 0;
+    driven.set_timer(socket ? liveness.next_event() : reconnect_at, clk(), [this] {
       run_timers();
       rearm();
     });
@@ -263,27 +255,25 @@ struct worker::impl {
     }
   }
 
-  void poll_once(std::chrono::nanoseconds wait) {
-    run_timers();
-    const steady_time next = socket ? liveness.next_event() : reconnect_at;
-    auto slice = std::clamp<std::chrono::nanoseconds>(next - clk().now(), 0ns,
-                                                      std::min<std::chrono::nanoseconds>(wait, max_slice));
-    std::array<zmq::pollitem_t, 2> items{
-        zmq::pollitem_t{exec->results().handle(), 0, ZMQ_POLLIN, 0},
-        zmq::pollitem_t{socket ? socket->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    zmqkit::poll(items.data(), socket ? 2 : 1,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(slice + 999us));
-    read_results();
-    read_device();
-    run_timers();
+  // Blocking use: the worker's own loop, the same handlers and timer as attach().
+  zmqkit::loop& own_loop() {
+    if (driven.attach_own(clk(), "worker")) watch();
+    return driven.loop();
   }
 
   void poll(std::chrono::milliseconds timeout) {
     if (stopped) return;
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    do {
-      poll_once(std::max<std::chrono::nanoseconds>(end - std::chrono::steady_clock::now(), 0ns));
-    } while (std::chrono::steady_clock::now() < end);
+    own_loop().run_for(timeout);
+  }
+
+  void run(std::stop_token stop) {
+    if (!stopped) {
+      zmqkit::loop& l = own_loop();
+      std::stop_callback wake(stop, [&l] { l.stop(); });
+      l.run();
+      l.restart();
+    }
+    this->stop();
   }
 
   void stop() {
@@ -324,10 +314,7 @@ worker& worker::operator=(worker&& other) noexcept {
 
 void worker::poll(std::chrono::milliseconds timeout) { impl_->poll(timeout); }
 
-void worker::run(std::stop_token stop) {
-  while (!stop.stop_requested() && !impl_->stopped) impl_->poll(100ms);
-  impl_->stop();
-}
+void worker::run(std::stop_token stop) { impl_->run(stop); }
 
 void worker::stop() { impl_->stop(); }
 void worker::attach(zmqkit::loop& loop) { impl_->attach(loop); }

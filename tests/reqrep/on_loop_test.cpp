@@ -8,6 +8,7 @@
 #include <optional>
 #include <zmqkit/loop.hpp>
 #include <zmqkit/reqrep/client.hpp>
+#include <zmqkit/reqrep/server.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
 #include "helpers.hpp"
@@ -218,4 +219,41 @@ TEST_CASE("worker on a loop: a silent device is declared dead and the worker rec
   clock.advance(1000ms);
   REQUIRE(run_until(l, [&] { return readies == 2; }));
   CHECK(w.connected());
+}
+
+TEST_CASE("server on a loop beside a client on the same loop: requests inline and on handler threads, a retry answered from the cache") {
+  for (const int threads : {0, 2}) {
+    CAPTURE(threads);
+    zmq::context_t ctx;
+    loop l;
+    int executed = 0;
+    std::atomic<int> executed_on_threads{0};
+    server srv(ctx, "tcp://127.0.0.1:*",
+               [&](const envelope& req) {
+                 if (threads == 0) ++executed; else ++executed_on_threads;
+                 return make_reply(req, "echo.reply", req.body_as<std::string>());
+               },
+               {.threads = threads});
+    srv.attach(l);
+    CHECK_THROWS_AS(srv.poll(0ms), zmqkit::error);  // the loop drives it now
+    client c(ctx, srv.endpoint());
+    c.attach(l);
+    std::map<std::string, std::string> answers;
+    for (const char* word : {"alpha", "beta", "gamma", "delta"})
+      c.async_request(make_envelope("echo", std::string(word)), [&answers, word](result r) {
+        answers[word] = r ? r.reply().body_as<std::string>() : "failed";
+      });
+    REQUIRE(run_until(l, [&] { return answers.size() == 4; }));
+    for (const auto& [word, answer] : answers) CHECK(answer == word);
+
+    envelope again = make_envelope("echo", std::string("once"));
+    std::optional<std::string> first, second;
+    c.async_request(again, [&](result r) { first = r ? r.reply().body_as<std::string>() : "failed"; });
+    REQUIRE(run_until(l, [&] { return first.has_value(); }));
+    c.async_request(again, [&](result r) { second = r ? r.reply().body_as<std::string>() : "failed"; });  // same id
+    REQUIRE(run_until(l, [&] { return second.has_value(); }));
+    CHECK(*second == "once");
+    CHECK(srv.stats().cache_hits == 1);
+    CHECK(executed + executed_on_threads.load() == 5);  // the retry did not run again
+  }
 }

@@ -8,6 +8,7 @@
 #include <thread>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/keys.hpp>
+#include <zmqkit/poll.hpp>
 
 namespace zmqkit::tool {
 
@@ -51,11 +52,7 @@ bool wait_readable(zmq::socket_t& socket, std::chrono::milliseconds timeout) {
                               deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) left = std::chrono::milliseconds(0);
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    try {
-      if (zmq::poll(&item, 1, std::min(left, slice)) > 0) return true;
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-    }
+    if (zmqkit::poll(&item, 1, std::min(left, slice)) > 0) return true;  // a signal: look at `interrupted`
     if (!forever && std::chrono::steady_clock::now() >= deadline) return false;
   }
 }

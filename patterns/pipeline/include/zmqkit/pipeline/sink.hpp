@@ -11,7 +11,10 @@
 //     if (auto result = sink.receive(250ms)) store(*result);   // duplicates never come out
 //   ```
 //
-// Threading: used from one thread; receive() runs its timers and callbacks.
+// Threading: used from one thread; receive() runs its timers and callbacks, or
+// attach(loop, on_result) and the loop's thread does (zmqkit/loop.hpp).
+// receive() waits with a blocking recv on the results socket (fewer system
+// calls per result than a poll on both sockets); both run the same handlers.
 #pragma once
 
 #include <chrono>
@@ -25,6 +28,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/message_id.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -85,7 +89,13 @@ class sink {
 
   // Returns: the next result not seen before, waiting up to `timeout`; nullopt on
   // timeout. Meanwhile handles the ventilator's messages, batch deadlines and reports.
-  std::optional<envelope> receive(std::chrono::milliseconds timeout);
+  // Throws: error{bad_config} once attached to a loop.
+  [[nodiscard]] std::optional<envelope> receive(std::chrono::milliseconds timeout);
+  // From now on `loop` drives the sink on its thread: every result not seen
+  // before goes to on_result, reports to options.on_report, batch deadlines run
+  // on the loop's timers. The loop must outlive the sink.
+  // Throws: error{bad_config} when attached already or on_result is empty.
+  void attach(zmqkit::loop& loop, std::function<void(envelope)> on_result);
 
   // Returns: where `batch` stands, or nullopt when the sink has not heard of it.
   std::optional<batch_report> status(const message_id& batch) const;

@@ -15,12 +15,14 @@
 // sink gave up; status().missing names the tasks), or expired (no outcome from
 // any sink within options.batch_deadline, 60 s by default).
 //
-// Threading: used from one thread; poll() runs its timers and I/O.
+// Threading: used from one thread; poll() runs its timers and I/O, or
+// attach(loop) and the loop does, with other roles (zmqkit/loop.hpp).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,6 +33,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/message_id.hpp>
 #include <zmqkit/pipeline/protocol.hpp>
 #include <zmqkit/socket_options.hpp>
@@ -70,6 +73,10 @@ struct ventilator_options {
   zmqkit::socket_options socket{};
   zmqkit::decode_limits limits{};
   const zmqkit::clock* clock = &zmqkit::clock::real();
+  // Called (on the thread driving the ventilator) when a batch ends: complete,
+  // abandoned or expired; again with complete when an abandoned batch's stragglers
+  // all arrive after all.
+  std::function<void(const batch_status&)> on_batch_end{};
 };
 
 struct ventilator_stats {
@@ -103,19 +110,25 @@ class ventilator {
 
   // Queues one task outside any batch. Returns: false when max_pending tasks are waiting.
   // Throws: zmqkit::error{bad_envelope} when the envelope cannot be encoded.
-  bool submit(const envelope& task);
+  [[nodiscard]] bool submit(const envelope& task);
 
   // Queues every task as one batch: stamps zmk.batch and zmk.batch.size, announces
   // the ids to connected sinks. Returns: the batch id, or nullopt when the queue
   // cannot take the whole batch (nothing is queued then).
-  std::optional<message_id> submit_batch(std::vector<envelope> tasks);
+  [[nodiscard]] std::optional<message_id> submit_batch(std::vector<envelope> tasks);
 
   // Waits up to `timeout` for worker credit and sink reports, and sends queued
   // tasks to workers with credit, most urgent first.
+  // Throws: error{bad_config} once attached to a loop (that loop drives the ventilator).
   void poll(std::chrono::milliseconds timeout);
 
+  // From now on `loop` drives the ventilator on its thread: credit, reports,
+  // dispatch (also right after submit), batch deadlines, on_batch_end. The loop
+  // must outlive the ventilator. Throws: error{bad_config} when attached already.
+  void attach(zmqkit::loop& loop);
+
   // Polls until no task waits for credit. Returns: whether the queue emptied in time.
-  bool flush(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
 
   // Queues again the given tasks of `batch` (at-least-once only; the sink does this
   // for you through zmk.batch.missing). Returns: how many were queued.

@@ -10,18 +10,21 @@
 //   }
 //   ```
 //
-// Threading: used from one thread.
+// Threading: used from one thread, or attach(loop, on_task) and the loop's
+// thread runs it (zmqkit/loop.hpp); receive() and the loop share the handlers.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pipeline {
@@ -50,6 +53,9 @@ struct worker_stats {
 };
 using worker_counters [[deprecated("renamed worker_stats")]] = worker_stats;
 
+// For attach(): runs one task; the result it returns (if any) goes to the sink.
+using task_handler = std::function<std::optional<envelope>(const envelope& task)>;
+
 class worker {
  public:
   // Connects a DEALER to the ventilator and a PUSH to the sink (an empty
@@ -64,14 +70,21 @@ class worker {
 
   // Finishes the previous task (its slot is granted back to the ventilator), then
   // returns the most urgent task held, waiting up to `timeout` for one.
-  // Returns: nullopt on timeout.
-  std::optional<envelope> receive(std::chrono::milliseconds timeout);
+  // Returns: nullopt on timeout. Throws: error{bad_config} once attached to a loop.
+  [[nodiscard]] std::optional<envelope> receive(std::chrono::milliseconds timeout);
 
   // Sends `result` for the task last returned by receive(): its correlation_id
   // (when unset) becomes the task's id and the task's batch headers are copied.
   // Returns: false when the sink could not take it within send_timeout.
   // Throws: zmqkit::error{protocol} when no task has been received yet.
   bool send_result(envelope result);
+
+  // From now on `loop` drives the worker on its thread: each task, most urgent
+  // first, goes to on_task; a result it returns is sent as send_result() would
+  // (waiting up to send_timeout for the sink); nullopt sends none. Credit and
+  // its refresh run on the loop. The loop must outlive the worker.
+  // Throws: error{bad_config} when attached already or on_task is empty.
+  void attach(zmqkit::loop& loop, task_handler on_task);
 
   std::size_t buffered() const noexcept;  // tasks received and not yet handed out
   // Reads every task already arrived into the local queue without handing one out.

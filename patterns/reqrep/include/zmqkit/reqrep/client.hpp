@@ -95,7 +95,8 @@ struct request_failure {
 };
 
 // A reply, or a failure. Cheap to move.
-class result {
+// [[nodiscard]]: a request whose result is ignored may have failed unseen.
+class [[nodiscard]] result {
  public:
   result(envelope reply) : value_(std::move(reply)) {}
   result(request_failure failure) : value_(std::move(failure)) {}

@@ -14,7 +14,8 @@
 // it gets the reply when that finishes. A bad frame is answered `bad-request`,
 // an expired request `expired`; neither reaches the handler.
 //
-// Threading: one thread at a time drives poll()/run(). With threads = 0 the
+// Threading: one thread at a time drives poll()/run(), or attach(loop) and the
+// loop's thread does (zmqkit/loop.hpp). With threads = 0 the
 // handler runs inline in that loop (lowest latency; a server has no heartbeat
 // to keep up, unlike reqrep::worker, which always uses one handler thread);
 // with threads = N it runs on N handler threads owned by the server (the
@@ -30,6 +31,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 #include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/socket_options.hpp>
@@ -65,9 +67,13 @@ class server {
   server& operator=(server&&) noexcept;
 
   // Handles what arrives within `timeout`. Returns: messages handled (requests and results).
+  // Throws: error{bad_config} once attached to a loop (that loop drives the server).
   std::size_t poll(std::chrono::milliseconds timeout);
-  // Polls until `stop` is requested (checked every 100 ms at most).
+  // Serves until `stop` is requested. Throws: as poll().
   void run(std::stop_token stop);
+  // From now on `loop` drives the server on its thread (with other roles); the
+  // loop must outlive the server. Throws: error{bad_config} when attached already.
+  void attach(zmqkit::loop& loop);
 
   // The bound endpoint (with the port chosen for tcp://...:*).
   std::string endpoint() const;

@@ -44,12 +44,12 @@ void executor::join() {
   }
 }
 
-void executor::submit(job j) {
+void executor::submit(job j, std::vector<zmq::message_t> tag) {
   std::size_t chosen = idle_.size();
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
-    jobs_.push_back(std::move(j));
+    jobs_.push_back(queued_job{std::move(j), std::move(tag)});
     for (std::size_t t = 0; t < idle_.size(); ++t)
       if (idle_[t]) {
         idle_[t] = 0;
@@ -65,9 +65,22 @@ std::size_t executor::backlog() const {
   return jobs_.size();
 }
 
+// On the wire between the threads: [outcome byte, reply, tag...].
+std::optional<finished_job> executor::take_result() {
+  std::vector<zmq::message_t> frames;
+  if (!zmq::recv_multipart(pull_, std::back_inserter(frames), zmq::recv_flags::dontwait) || frames.size() < 2)
+    return std::nullopt;
+  finished_job done{.outcome = static_cast<job_outcome>(*frames[0].data<unsigned char>()),
+                    .reply = std::move(frames[1]),
+                    .tag = {}};
+  done.tag.reserve(frames.size() - 2);
+  for (std::size_t i = 2; i < frames.size(); ++i) done.tag.push_back(std::move(frames[i]));
+  return done;
+}
+
 void executor::work(std::size_t t) {
   for (;;) {
-    job j;
+    queued_job j;
     {
       std::lock_guard lock(mutex_);
       if (stopping_ || jobs_.empty()) {
@@ -77,7 +90,13 @@ void executor::work(std::size_t t) {
       j = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    std::vector<zmq::message_t> frames = j();
+    job_result r = j.run();
+    std::vector<zmq::message_t> frames;
+    frames.reserve(2 + j.tag.size());
+    const auto outcome = static_cast<unsigned char>(r.outcome);
+    frames.emplace_back(&outcome, 1);
+    frames.push_back(std::move(r.reply));
+    for (auto& f : j.tag) frames.push_back(std::move(f));
     zmq::send_multipart(*pushes_[t], frames, zmq::send_flags::dontwait);
   }
 }

@@ -11,14 +11,33 @@
 #include <mutex>
 #include <string>
 #include <vector>
+#include <optional>
 #include <zmq.hpp>
 #include <zmqkit/actor.hpp>
 
 namespace zmqkit::reqrep::detail {
 
+enum class job_outcome : unsigned char {
+  ok,              // the handler's reply
+  handler_failed,  // an error reply made because the handler threw
+  expired,         // an `expired` error reply: the TTL passed while the job waited for a thread
+};
+
+struct job_result {
+  job_outcome outcome = job_outcome::ok;
+  zmq::message_t reply;
+};
+
+// A job that ran, with the tag it was submitted with (the caller's routing).
+struct finished_job {
+  job_outcome outcome = job_outcome::ok;
+  zmq::message_t reply;
+  std::vector<zmq::message_t> tag;
+};
+
 class executor {
  public:
-  using job = std::function<std::vector<zmq::message_t>()>;
+  using job = std::function<job_result()>;
 
   // Starts `threads` (>= 1) handler threads; the result socket is bound before they start.
   executor(zmq::context_t& ctx, int threads);
@@ -30,9 +49,12 @@ class executor {
   executor& operator=(const executor&) = delete;
 
   // Thread-safe. An idle thread takes the job at once; otherwise the first to finish does.
-  void submit(job j);
-  // Each job's frames arrive here as one multipart message.
+  // `tag` comes back with its result.
+  void submit(job j, std::vector<zmq::message_t> tag);
+  // Readable when a result is there; take_result() reads one.
   zmq::socket_t& results() noexcept { return pull_; }
+  // Returns: the next finished job, or nullopt when none is waiting.
+  std::optional<finished_job> take_result();
   std::size_t backlog() const;
 
  private:
@@ -42,7 +64,11 @@ class executor {
   std::string endpoint_;
   zmq::socket_t pull_;
   mutable std::mutex mutex_;
-  std::deque<job> jobs_;
+  struct queued_job {
+    job run;
+    std::vector<zmq::message_t> tag;
+  };
+  std::deque<queued_job> jobs_;
   std::vector<char> idle_;  // per thread, under mutex_: no work() queued or running there
   bool stopping_ = false;
   std::vector<std::unique_ptr<zmq::socket_t>> pushes_;  // per thread, made and used on it

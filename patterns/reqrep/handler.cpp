@@ -41,4 +41,19 @@ zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, 
   }
 }
 
+job_result run_request_job(const handler& h, const envelope& request, const clock& clk) {
+  if (request.ttl.count() > 0 && request.expired(clk.wall_now()))
+    return {job_outcome::expired,
+            encode(make_error_reply(request.id, reply_error::expired, "ttl elapsed before execution", clk))};
+  bool failed = false;
+  zmq::message_t reply = run_handler(h, request, clk, failed);
+  return {failed ? job_outcome::handler_failed : job_outcome::ok, std::move(reply)};
+}
+
+job_result run_plain_job(const plain_handler& h, std::string_view body) {
+  bool failed = false;
+  zmq::message_t reply = run_plain_handler(h, body, failed);
+  return {failed ? job_outcome::handler_failed : job_outcome::ok, std::move(reply)};
+}
+
 }  // namespace zmqkit::reqrep::detail

@@ -8,6 +8,8 @@
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 
+#include "executor.hpp"
+
 namespace zmqkit::reqrep {
 
 namespace detail {
@@ -19,6 +21,11 @@ zmq::message_t run_handler(const handler& h, const envelope& request, const cloc
 
 // Same for a plain body: the handler's bytes, or empty when it throws.
 zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, bool& failed);
+
+// On a handler thread: run_handler(), unless the request's TTL passed while it
+// waited for the thread (then an `expired` reply, the handler not run).
+job_result run_request_job(const handler& h, const envelope& request, const clock& clk);
+job_result run_plain_job(const plain_handler& h, std::string_view body);
 
 }  // namespace detail
 

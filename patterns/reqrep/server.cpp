@@ -102,20 +102,9 @@ struct server::impl {
       return send(frames, std::move(reply));
     }
     running[req.id].push_back(std::move(frames));
-    exec->submit([this, req = std::move(req)] {
-      frames_t out;
-      out.emplace_back(req.id.as_bytes().data(), req.id.as_bytes().size());
-      if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {  // expired while waiting for a thread
-        out.emplace_back("\2", 1);
-        out.push_back(encode(make_error_reply(req.id, reply_error::expired, "ttl elapsed before execution", clk())));
-        return out;
-      }
-      bool failed = false;
-      zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
-      out.emplace_back(failed ? "\1" : "\0", 1);
-      out.push_back(std::move(reply));
-      return out;
-    });
+    frames_t tag;
+    tag.emplace_back(req.id.as_bytes().data(), req.id.as_bytes().size());
+    exec->submit([this, req = std::move(req)] { return detail::run_request_job(user, req, clk()); }, std::move(tag));
   }
 
   void handle_plain(frames_t stack, std::string_view raw) {
@@ -130,39 +119,32 @@ struct server::impl {
       if (failed) ++stats.handler_errors;
       return send(stack, std::move(reply));
     }
-    exec->submit(
-        [this, body = std::string(raw), stack = std::make_shared<frames_t>(std::move(stack))]() mutable {
-          bool failed = false;
-          frames_t out;
-          out.emplace_back();  // no id: a plain request is answered, not cached
-          zmq::message_t reply = detail::run_plain_handler(opts.plain, body, failed);
-          out.emplace_back(failed ? "\1" : "\0", 1);
-          out.push_back(std::move(reply));
-          for (auto& f : *stack) out.push_back(std::move(f));
-          return out;
-        });
+    frames_t tag;
+    tag.emplace_back();  // no id: a plain request is answered, not cached; the route follows
+    for (auto& f : stack) tag.push_back(std::move(f));
+    exec->submit([this, body = std::string(raw)] { return detail::run_plain_job(opts.plain, body); }, std::move(tag));
   }
 
-  // [id or empty, flag (0 ok, 1 handler failed, 2 expired before it ran), reply, (plain only) address stack...]
-  void handle_result(frames_t& out) {
-    if (out.size() < 3) return;
-    if (out[1].size() == 1 && *out[1].data<char>() == 1) ++stats.handler_errors;
-    if (out[1].size() == 1 && *out[1].data<char>() == 2) {
+  // The tag is [id] for an envelope request, [empty, route...] for a plain one.
+  void handle_result(detail::finished_job& done) {
+    if (done.tag.empty()) return;
+    if (done.outcome == detail::job_outcome::handler_failed) ++stats.handler_errors;
+    if (done.outcome == detail::job_outcome::expired) {
       --stats.executed;  // counted when queued for a thread; it never ran
       ++stats.expired;
     }
-    if (out[0].size() == 0) {
-      frames_t stack(std::make_move_iterator(out.begin() + 3), std::make_move_iterator(out.end()));
-      return send(stack, std::move(out[2]));
+    if (done.tag[0].size() == 0) {
+      const frames_t route(std::make_move_iterator(done.tag.begin() + 1), std::make_move_iterator(done.tag.end()));
+      return send(route, std::move(done.reply));
     }
-    const auto id = message_id::from_bytes(as_string_view(out[0]));
+    const auto id = message_id::from_bytes(as_string_view(done.tag[0]));
     if (!id) return;
-    cache.insert(*id, out[2], clk().now());
+    cache.insert(*id, done.reply, clk().now());
     auto it = running.find(*id);
     if (it == running.end()) return;
     for (const auto& stack : it->second) {
       zmq::message_t copy;
-      copy.copy(out[2]);
+      copy.copy(done.reply);
       send(stack, std::move(copy));
     }
     running.erase(it);
@@ -170,9 +152,9 @@ struct server::impl {
 
   void read_results() {
     for (int i = 0; i < max_drain; ++i, ++handled) {
-      frames.clear();
-      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      handle_result(frames);
+      auto done = exec->take_result();
+      if (!done) break;
+      handle_result(*done);
     }
   }
 

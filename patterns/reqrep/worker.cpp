@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -148,16 +149,8 @@ struct worker::impl {
         return;
       }
       ++stats.requests;
-      exec->submit(
-          [this, text = std::string(raw), stack = std::make_shared<frames_t>(std::move(frames))]() mutable {
-            bool failed = false;
-            frames_t out;
-            zmq::message_t reply = detail::run_plain_handler(opts.plain, text, failed);
-            out.emplace_back(failed ? "\1" : "\0", 1);
-            out.push_back(std::move(reply));
-            for (auto& f : *stack) out.push_back(std::move(f));
-            return out;
-          });
+      exec->submit([this, text = std::string(raw)] { return detail::run_plain_job(opts.plain, text); },
+                   std::move(frames));
       return;
     }
     envelope req;
@@ -173,30 +166,14 @@ struct worker::impl {
                                                   "ttl elapsed before execution", clk())));
     }
     ++stats.requests;
-    exec->submit(
-        [this, req = std::move(req), stack = std::make_shared<frames_t>(std::move(frames))]() mutable {
-          frames_t out;
-          if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {  // expired while queued here
-            out.emplace_back("\2", 1);
-            out.push_back(encode(make_error_reply(req.id, reply_error::expired, "ttl elapsed before execution", clk())));
-          } else {
-            bool failed = false;
-            zmq::message_t reply = detail::run_handler(user, req, clk(), failed);
-            out.emplace_back(failed ? "\1" : "\0", 1);
-            out.push_back(std::move(reply));
-          }
-          for (auto& f : *stack) out.push_back(std::move(f));
-          return out;
-        });
+    exec->submit([this, req = std::move(req)] { return detail::run_request_job(user, req, clk()); }, std::move(frames));
   }
 
-  // [flag (0 ok, 1 handler failed, 2 expired before it ran), reply, address stack...]
-  void handle_result(frames_t& out) {
-    if (out.size() < 2) return;
-    if (out[0].size() == 1 && *out[0].data<char>() == 1) ++stats.handler_errors;
-    if (out[0].size() == 1 && *out[0].data<char>() == 2) ++stats.expired;
-    frames_t stack(std::make_move_iterator(out.begin() + 2), std::make_move_iterator(out.end()));
-    send(stack, std::move(out[1]));
+  // The tag is the request's route.
+  void handle_result(detail::finished_job& done) {
+    if (done.outcome == detail::job_outcome::handler_failed) ++stats.handler_errors;
+    if (done.outcome == detail::job_outcome::expired) ++stats.expired;
+    send(done.tag, std::move(done.reply));
   }
 
   // --- on a loop ---
@@ -237,12 +214,11 @@ struct worker::impl {
     });
   }
 
-  void read_results() {
-    frames_t frames;
-    for (int i = 0; i < max_drain; ++i) {
-      frames.clear();
-      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      handle_result(frames);
+  void read_results(int at_most = max_drain) {
+    for (int i = 0; i < at_most; ++i) {
+      auto done = exec->take_result();
+      if (!done) break;
+      handle_result(*done);
     }
   }
 
@@ -283,12 +259,7 @@ struct worker::impl {
     // Let the running handler finish (requests not started are dropped: the device
     // requeues them on DISCONNECT), and send the replies that are ready.
     exec->join();
-    frames_t frames;
-    for (;;) {
-      frames.clear();
-      if (!zmq::recv_multipart(exec->results(), std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      handle_result(frames);
-    }
+    read_results(std::numeric_limits<int>::max());
     if (!socket) return;
     socket->send(control_frame(control::disconnect), zmq::send_flags::dontwait);
     // Keep the default linger so DISCONNECT leaves before the socket closes.

@@ -17,7 +17,7 @@ endif()
 
 # Private to the library, but a static libzmqkit needs them at the consumer's link step:
 # Abseil's hash tables, libsodium's keyed hash (zmqkit/internal/keyed_hash.hpp) and
-# LMDB (the queue device's durable store, patterns/queue/store.cpp).
+# LMDB (the durable stores, zmqkit/internal/lmdb_env.hpp).
 find_dependency(absl CONFIG)
 find_dependency(PkgConfig)
 pkg_check_modules(libsodium REQUIRED IMPORTED_TARGET GLOBAL libsodium)

@@ -28,6 +28,20 @@
 // and drops live messages numbered <= S of that stream (counted as `stale`):
 // the snapshot already reflects them.
 //
+// Replay and gap repair (a storing forwarder, zmqkit-forwarder --store, and its
+// snapshot endpoint as replay_endpoint): a gap is not reported but repaired --
+// the subscriber asks the forwarder for the missing range and delivers it in
+// order (replayed = true) before the message that showed the gap; only what the
+// forwarder no longer holds is reported as a gap. With `start` a stream begins
+// at a sequence number or a time instead of its first live message, and with a
+// durable_name the forwarder keeps the last message acknowledged per stream and
+// a restarted subscriber resumes after it: at least once -- after a crash the
+// messages delivered but not yet acknowledged (the one being handled, and at
+// most ack_every before it) come again; (zmk.pub, zmk.seq) names a message, so
+// a handler that must not repeat an effect records the last it handled.
+// Replay and repair wait for the forwarder (up to replay_timeout a request)
+// inside receive(), or on the loop's thread when attached.
+//
 // Threading: used from one thread; callbacks run inside receive().
 //
 // On a zmqkit::loop (zmqkit/loop.hpp): attach(loop, on_message) and the loop's
@@ -81,6 +95,15 @@ enum class lag_action {
   resync,      // drop what is queued, re-request the snapshot, restart gap tracking from it
 };
 
+// Where a stream begins for a subscriber: live (its first message heard), or
+// replayed from the forwarder's store from a sequence number or from the first
+// message the forwarder received at or after a time.
+struct replay_from {
+  std::uint64_t sequence = 0;        // 1 = everything retained
+  std::optional<wall_time> time{};   // used when sequence is 0
+  bool live() const noexcept { return sequence == 0 && !time; }
+};
+
 struct subscriber_options {
   // ROUTER endpoints serving snapshots (a publisher's or a caching forwarder's), asked
   // by request_snapshot() and on resync.
@@ -95,13 +118,22 @@ struct subscriber_options {
   std::function<lag_action(const lag&)> on_lag{};
   // How long a resync waits for the snapshot.
   std::chrono::milliseconds resync_timeout{2000};
+  // A storing forwarder's snapshot endpoint: gaps are repaired from it, and
+  // `start` and durable_name replay from it (see above).
+  std::string replay_endpoint{};
+  replay_from start{};
+  // 1-255 bytes: the forwarder keeps this subscriber's cursors under it. A
+  // stream without a cursor begins at `start`.
+  std::string durable_name{};
+  std::chrono::milliseconds replay_timeout{2000};  // per replay request; past it, what it asked is a gap
+  std::size_t ack_every = 64;                      // durable: acknowledgements sent at least every so many
   // Streams (publisher, type) remembered for gap detection; beyond it the least
   // recently heard is forgotten (it then restarts without a baseline).
   std::size_t max_streams = 65536;
   decode_limits limits{};
   // HWM 100 000 messages (zmqkit/pubsub/defaults.hpp), as the publisher.
   zmqkit::socket_options socket = burst_socket_options();
-  const zmqkit::clock* clock = &zmqkit::clock::real();
+  const zmqkit::clock* clock = &zmqkit::clock::real();  // null = the real clock
 };
 
 struct subscriber_stats {
@@ -116,12 +148,17 @@ struct subscriber_stats {
   std::uint64_t lag_reports = 0;
   std::uint64_t resyncs = 0;
   std::uint64_t snapshots = 0;  // snapshot replies received
+  std::uint64_t replayed = 0;         // messages delivered from the forwarder's store (repair, replay)
+  std::uint64_t replay_requests = 0;
+  std::uint64_t replay_timeouts = 0;  // requests unanswered within replay_timeout
+  std::uint64_t acks_sent = 0;        // durable: acknowledgement messages sent
 };
 
 struct notification {
   envelope env;
   std::uint64_t sequence = 0;  // zmk.seq, 0 when untracked
   bool from_snapshot = false;
+  bool replayed = false;  // from the forwarder's store (gap repair or replay)
 };
 
 // The same without copies: env points into a frame the subscriber keeps until
@@ -130,10 +167,13 @@ struct notification_view {
   envelope_view env;
   std::uint64_t sequence = 0;
   bool from_snapshot = false;
+  bool replayed = false;
 };
 
 class subscriber {
  public:
+  // Throws: zmqkit::error{bad_config} for max_streams 0, a start or durable_name
+  // without a replay_endpoint, or a durable_name longer than 255 bytes.
   subscriber(zmq::context_t& ctx, subscriber_options options = {});
   ~subscriber();
   subscriber(subscriber&&) noexcept;

@@ -1,7 +1,9 @@
 // zmqkit-forwarder: an XSUB/XPUB proxy so that publishers and subscribers meet
 // at one address. Publishers connect to --frontend, subscribers to --backend.
-// Runs until SIGINT or SIGTERM, then exits 0.
+// Runs until SIGINT or SIGTERM, then exits 0; exits 2 on a bad configuration or
+// a --store that cannot be opened or fails its checks (the message names the path).
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -60,6 +62,28 @@ int main(int argc, char** argv) {
                  "total bytes of the prefixes forwarded upstream; more are dropped")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  long long retain_age_s = opts.retain.age.count();
+  app.add_option("--store", opts.store_dir,
+                 "directory (created when absent) to keep every stamped message in, per (publisher, type) stream, "
+                 "and the durable subscribers' cursors: replay, gap repair (needs --snapshot; docs/protocol.md 8.6)");
+  app.add_option("--retain-messages", opts.retain.messages, "messages kept per stream (with --store)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--retain-bytes", opts.retain.bytes, "bytes kept per stream (with --store)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--retain-seconds", retain_age_s, "age (since the forwarder received it) kept; 0 = no limit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--store-bytes", opts.retain.max_bytes, "bytes kept in all, the oldest message of any stream going first")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  std::string store_sync = "none";
+  app.add_option("--store-sync", store_sync,
+                 "none: commits stay in the page cache (a crash of the forwarder loses nothing, a power loss the "
+                 "last seconds); batch: fsync each commit (one per batch of up to 256 messages)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "batch"}));
   std::string curve_secret, curve_allow;
   app.add_option("--curve-secret", curve_secret,
                  "CURVE on all its sockets: the secret key file (zmqkit-keygen); peers need the .pub");
@@ -74,6 +98,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("zmqkit-forwarder ") + ZMQKIT_VERSION);
   CLI11_PARSE(app, argc, argv);
   opts.socket.max_message_bytes = max_frame_bytes;
+  opts.retain.age = std::chrono::seconds(retain_age_s);
+  opts.store_sync = store_sync == "batch";
   opts.socket.send_hwm = opts.socket.receive_hwm = hwm;
   if (!http.empty() && !metrics_http.empty() && http != metrics_http) {
     std::fprintf(stderr, "zmqkit-forwarder: --http and --metrics-http name one server: give one of them\n");
@@ -157,6 +183,16 @@ int main(int argc, char** argv) {
         n(st.messages), n(st.subscriptions), n(st.oversize_subscriptions), n(st.refused_subscriptions),
         n(st.bad_subscriptions), n(st.uncacheable), n(st.snapshots_served), n(st.snapshots_dropped),
         n(st.bad_snapshot_requests), n(st.evicted_values), n(st.cached_values), n(st.cached_bytes));
+    if (!opts.store_dir.empty())
+      std::printf("store stored=%llu messages=%llu bytes=%llu streams=%llu replays_served=%llu replayed_messages=%llu "
+                  "acks=%llu bad_replay_requests=%llu store_errors=%llu\n",
+                  n(st.stored), n(st.store_messages), n(st.store_bytes), n(st.store_streams), n(st.replays_served),
+                  n(st.replayed_messages), n(st.acks), n(st.bad_replay_requests), n(st.store_errors));
+  } catch (const zmqkit::error& e) {
+    // A bad configuration, or a store that cannot be opened or fails its checks:
+    // never started (silently empty or otherwise).
+    std::fprintf(stderr, "zmqkit-forwarder: %s\n", e.what());
+    return e.code() == zmqkit::errc::bad_config ? 2 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zmqkit-forwarder: %s\n", e.what());
     return 1;

@@ -160,6 +160,9 @@ command add_sub(CLI::App& root) {
     std::vector<std::string> prefixes;
     long long count = 0;
     long long timeout_ms = -1;
+    std::string replay, durable;
+    std::uint64_t from_seq = 0;
+    long long since_ms = -1;
   };
   auto s = std::make_shared<state>();
   auto* app = root.add_subcommand(
@@ -176,6 +179,17 @@ command add_sub(CLI::App& root) {
                   "Stop when nothing arrives for MS; an error unless --count (or one) envelopes arrived "
                   "(-1 = wait forever)")
       ->capture_default_str();
+  app->add_option("--replay", s->replay,
+                  "A storing forwarder's snapshot endpoint (zmqkit-forwarder --store): gaps are repaired from it");
+  app->add_option("--from-seq", s->from_seq, "Begin every stream at this zmk.seq, replayed (needs --replay)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--since-ms", s->since_ms,
+                  "Begin every stream at the first message the forwarder received at or after this Unix time in "
+                  "milliseconds (needs --replay)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--durable", s->durable,
+                  "Durable subscriber NAME: the forwarder keeps where it got to, and a restart resumes there "
+                  "(needs --replay; at least once)");
   return {
       app, [s] {
         if (!s->ep.bind.empty()) throw failure(exit_usage, "sub connects (--connect); it cannot --bind");
@@ -190,7 +204,12 @@ command add_sub(CLI::App& root) {
                   if (g.count > 1) std::cerr << ".." << g.first_missing + g.count - 1;
                   std::cerr << " (" << g.count << " envelope" << (g.count > 1 ? "s" : "") << ")\n";
                 },
-            .socket = make_socket_options(s->ep)};
+            .socket = make_socket_options(s->ep),
+            .replay_endpoint = s->replay,
+            .start = {.sequence = s->from_seq},
+            .durable_name = s->durable};
+        if (s->since_ms >= 0)
+          opts.start.time = wall_time(std::chrono::milliseconds(s->since_ms));
         zmq::context_t ctx;
         pubsub::subscriber sub(ctx, opts);
         if (s->prefixes.empty()) s->prefixes.emplace_back();

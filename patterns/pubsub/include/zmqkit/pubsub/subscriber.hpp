@@ -118,6 +118,13 @@ struct subscriber_options {
   std::function<lag_action(const lag&)> on_lag{};
   // How long a resync waits for the snapshot.
   std::chrono::milliseconds resync_timeout{2000};
+  // Streams (publisher, type) remembered for gap detection; beyond it the least
+  // recently heard is forgotten (it then restarts without a baseline).
+  std::size_t max_streams = 65536;
+  decode_limits limits{};
+  // HWM 100 000 messages (zmqkit/pubsub/defaults.hpp), as the publisher.
+  zmqkit::socket_options socket = burst_socket_options();
+  const zmqkit::clock* clock = &zmqkit::clock::real();  // null = the real clock
   // A storing forwarder's snapshot endpoint: gaps are repaired from it, and
   // `start` and durable_name replay from it (see above).
   std::string replay_endpoint{};
@@ -127,13 +134,6 @@ struct subscriber_options {
   std::string durable_name{};
   std::chrono::milliseconds replay_timeout{2000};  // per replay request; past it, what it asked is a gap
   std::size_t ack_every = 64;                      // durable: acknowledgements sent at least every so many
-  // Streams (publisher, type) remembered for gap detection; beyond it the least
-  // recently heard is forgotten (it then restarts without a baseline).
-  std::size_t max_streams = 65536;
-  decode_limits limits{};
-  // HWM 100 000 messages (zmqkit/pubsub/defaults.hpp), as the publisher.
-  zmqkit::socket_options socket = burst_socket_options();
-  const zmqkit::clock* clock = &zmqkit::clock::real();  // null = the real clock
 };
 
 struct subscriber_stats {

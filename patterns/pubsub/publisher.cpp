@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <list>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -13,7 +13,7 @@
 #include <zmqkit/pubsub/publisher.hpp>
 
 #include "snapshot_protocol.hpp"
-#include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/lru_map.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -31,11 +31,9 @@ std::string random_id() {
 }  // namespace
 
 struct publisher::impl {
-  // Per type: its sequence counter and (with a snapshot endpoint) its last value.
-  // The recency list owns the states (list nodes never move, so pointers to
-  // them and the index's views of their types stay valid).
+  // Per type: its sequence counter and (with a snapshot endpoint) its last value,
+  // in an LRU keyed by type (a state stays put until its type is forgotten).
   struct type_state {
-    std::string type;
     std::uint64_t seq = 0;
     zmq::message_t last;  // shares the sent frame's buffer (zmq_msg_copy), no byte copy
     std::optional<wall_time> expires_at;
@@ -52,10 +50,9 @@ struct publisher::impl {
 
   // Shared with the snapshot thread (under `mutex` when it runs).
   mutable std::mutex mutex;
-  std::list<type_state> lru;  // most recently published type first
-  internal::keyed_map<std::string_view, std::list<type_state>::iterator> types;
+  internal::lru_map<type_state> types;  // most recently published first, at most max_types
 
-  std::uint64_t published = 0, evicted = 0;  // owner thread only
+  std::uint64_t published = 0;  // owner thread only
   std::uint64_t subscriptions = 0;            // owner thread only
   unsigned publishes_since_read = 0;
   std::atomic<std::uint64_t> snapshots_served{0}, bad_requests{0};
@@ -74,9 +71,12 @@ struct publisher::impl {
   std::uint64_t reported = 0;  // the count on_subscriptions last saw
 
   impl(zmq::context_t& ctx, publisher_options o)
-      : opts(std::move(o)), id(opts.id.empty() ? random_id() : opts.id), pub(ctx, zmq::socket_type::xpub) {
+      : opts(std::move(o)),
+        id(opts.id.empty() ? random_id() : opts.id),
+        pub(ctx, zmq::socket_type::xpub),
+        types(opts.max_types, std::numeric_limits<std::size_t>::max()) {
     if (id.size() > 255) throw error(errc::bad_config, "id", "publisher id longer than 255 bytes");
-    if (opts.clock == nullptr) throw error(errc::bad_config, "clock", "publisher clock is null");
+    if (opts.clock == nullptr) opts.clock = &zmqkit::clock::real();
     if (opts.max_types == 0) throw error(errc::bad_config, "max_types", "must be at least 1");
     if (opts.snapshot_queue <= 0) throw error(errc::bad_config, "snapshot_queue", "must be at least 1");
     stamp.emplace(header::publisher, id);
@@ -152,13 +152,13 @@ struct publisher::impl {
       const wall_time now = opts.clock->wall_now();
       std::lock_guard lock(mutex);
       auto& seqs = table[id];
-      for (const auto& state : lru) {
-        if (!detail::matches_any(state.type, *prefixes)) continue;
-        seqs.emplace(state.type, state.seq);
+      types.for_each([&](const std::string& type, const type_state& state) {
+        if (!detail::matches_any(type, *prefixes)) return;
+        seqs.emplace(type, state.seq);
         // An expired value is withheld, but its sequence number still counts.
-        if (state.expires_at && now >= *state.expires_at) continue;
+        if (state.expires_at && now >= *state.expires_at) return;
         values.emplace_back().copy(const_cast<zmq::message_t&>(state.last));
-      }
+      });
       if (seqs.empty()) table.clear();
     }
     auto reply = detail::snapshot_reply_head(std::move(request[0]), table);
@@ -212,33 +212,14 @@ std::uint64_t publisher::publish(envelope env) {
   const bool caching = s.snapshot_server.has_value();
   std::unique_lock lock(s.mutex, std::defer_lock);
   if (caching) lock.lock();
-  impl::type_state* state = (s.last_state != nullptr && s.last_type == env.type) ? s.last_state : nullptr;
-  auto found = s.lru.end();
-  if (state == nullptr) {
-    if (const auto it = s.types.find(env.type); it != s.types.end()) {
-      found = it->second;
-      state = &*found;
-    }
-  }
-  const std::uint64_t seq = (state == nullptr ? 0 : state->seq) + 1;
+  const bool repeat = s.last_state != nullptr && s.last_type == env.type;  // the most recent already
+  const impl::type_state* known = repeat ? s.last_state : s.types.find(env.type);
+  const std::uint64_t seq = (known == nullptr ? 0 : known->seq) + 1;
   const auto [end, ec] = std::to_chars(std::begin(s.seq_text), std::end(s.seq_text), seq);
   seq_value->assign(s.seq_text, end);
   zmq::message_t frame = encode(env);  // throws before anything is committed
 
-  if (state == nullptr) {
-    if (s.types.size() >= s.opts.max_types) {  // forget the least recently published type
-      s.types.erase(std::string_view(s.lru.back().type));
-      s.lru.pop_back();
-      ++s.evicted;
-      s.last_state = nullptr;
-    }
-    s.lru.emplace_front().type = env.type;
-    s.types.emplace(std::string_view(s.lru.front().type), s.lru.begin());
-    state = &s.lru.front();
-  } else if (state != &s.lru.front()) {
-    if (found == s.lru.end()) found = s.types.find(env.type)->second;
-    s.lru.splice(s.lru.begin(), s.lru, found);
-  }
+  impl::type_state* state = repeat ? s.last_state : &s.types.update(env.type, 0);
   state->seq = seq;
   if (state != s.last_state) {
     s.last_state = state;
@@ -295,7 +276,7 @@ publisher_stats publisher::stats() const {
   return {.published = impl_->published,
           .snapshots_served = impl_->snapshots_served.load(),
           .bad_snapshot_requests = impl_->bad_requests.load(),
-          .evicted_types = impl_->evicted};
+          .evicted_types = impl_->types.evicted()};
 }
 
 }  // namespace zmqkit::pubsub

@@ -71,7 +71,7 @@ struct publisher_options {
   int snapshot_queue = 2;
   // HWM 100 000 messages per subscriber (zmqkit/pubsub/defaults.hpp), not the generic 1000.
   zmqkit::socket_options socket = burst_socket_options();
-  const zmqkit::clock* clock = &zmqkit::clock::real();
+  const zmqkit::clock* clock = &zmqkit::clock::real();  // null = the real clock
 };
 
 struct publisher_stats {

@@ -20,11 +20,13 @@
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/handshake_monitor.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/queue/device.hpp>
 
 #include "device_access.hpp"
 #include "pending_queue.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/loop_attachment.hpp>
 #include <zmqkit/internal/routed.hpp>
 #include <zmqkit/internal/worker_protocol.hpp>
 #include "reply_cache.hpp"
@@ -86,7 +88,9 @@ std::size_t route_hash(std::span<const zmq::message_t> frames) {
   return internal::keyed_hash_bytes(stack);
 }
 
-// Self-pipe: stop() writes a byte (async-signal-safe), run()'s poll wakes.
+// Self-pipe: stop() writes a byte (async-signal-safe: zmqkit::loop::stop() would
+// stop a loop the device may share, and post() takes a mutex); the loop watches
+// the read end.
 struct wake_pipe {
   int fds[2] = {-1, -1};
   wake_pipe() {
@@ -134,7 +138,7 @@ struct device::impl {
 
   impl(zmq::context_t& ctx, device_options o)
       : opts(std::move(o)),
-        clk(*opts.clock),
+        clk(opts.clock ? *opts.clock : zmqkit::clock::real()),
         frontend(ctx, zmq::socket_type::router),
         backend(ctx, zmq::socket_type::router),
         cache(opts.reply_cache, opts.reply_cache_bytes),
@@ -207,6 +211,10 @@ struct device::impl {
   decode_limits limits;
   wake_pipe wake;
   std::atomic<bool> stop_requested{false};
+  // The loop driving the device: its own for run(), or the caller's (attach).
+  // After the sockets and the pipe, so its watches are cancelled before they close.
+  internal::loop_attachment driven;
+  bool finished = false;  // drained: run() returns, the device left its loop
   bool frontend_curve = false;  // clients authenticate: dedup and cache are per client key
 
   // A worker removed for silence may only be slow (a ZeroMQ guide worker sends
@@ -507,8 +515,43 @@ struct device::impl {
   // Gives a request (not pending) to the LRU ready worker serving its type, or
   // queues it. A new request (`arriving`) that would wait past a backlog bound
   // is answered overloaded; the bounds are checked only when it must wait, so
-  // a full queue never refuses work an idle worker could take.
+  // a full queue never refuses work an idle worker could take. Then places
+  // whatever a worker found gone on the way held (see place_taken_back).
   void place(handle h, bool at_head, bool arriving = false) {
+    place_one(h, at_head, arriving);
+    place_taken_back();
+  }
+
+  // Requests taken back from removed workers, waiting to be placed again at
+  // the head of their priority. A work list, not recursion: placing one may
+  // find its worker gone too, whose requests join the list, so a chain of
+  // dead workers costs no stack (place -> hand_over -> remove_worker -> place
+  // once nested as deep as the chain was long).
+  std::vector<handle> taken_back;
+  bool placing_taken_back = false;
+
+  void place_taken_back() {
+    if (placing_taken_back) return;  // an outer call is working through the list
+    placing_taken_back = true;
+    std::size_t done = 0;
+    struct reset {  // even if placing one throws: the rest stay listed
+      impl& self;
+      std::size_t& done;
+      ~reset() {
+        self.taken_back.erase(self.taken_back.begin(),
+                              self.taken_back.begin() + static_cast<std::ptrdiff_t>(done));
+        self.placing_taken_back = false;
+      }
+    } guard{*this, done};
+    while (done < taken_back.size()) {  // the list grows while it is worked through
+      const handle h = taken_back[done++];
+      const auto it = requests.find(h);
+      if (it == requests.end() || it->second.pending || it->second.delivery) continue;  // answered meanwhile
+      place_one(h, true);
+    }
+  }
+
+  void place_one(handle h, bool at_head, bool arriving = false) {
     for (;;) {
       request& r = requests.at(h);
       if (draining) return fail(h, reply_error::unavailable, "shutting down");
@@ -543,8 +586,15 @@ struct device::impl {
     }
   }
 
-  // Removes a worker; every request it held is requeued at the head of its
-  // priority, or answered dead-letter when it has used up its deliveries.
+  // Removes a worker and places what it held again (remove_worker).
+  void drop_worker(detail::worker& w, bool may_return = false) {
+    remove_worker(w, may_return);
+    place_taken_back();
+  }
+
+  // Removes a worker; every request it held is listed to be requeued at the
+  // head of its priority (taken_back: the caller places them), or answered
+  // dead-letter when it has used up its deliveries.
   // `may_return`: it was only silent, so remember it (see evicted_worker).
   void remove_worker(detail::worker& w, bool may_return = false) {
     const std::vector<detail::held_request> held = std::move(w.holding);
@@ -569,7 +619,7 @@ struct device::impl {
         continue;
       }
       ++counters.requeued;
-      place(h, true);
+      taken_back.push_back(h);
     }
   }
 
@@ -716,7 +766,7 @@ struct device::impl {
       w->last_seen = clk.now();
       if (first[0] == wp::disconnect) {
         log(log_level::info, "worker disconnected");
-        remove_worker(*w);
+        drop_worker(*w);
       }
       return;
     }
@@ -785,7 +835,7 @@ struct device::impl {
     forget_evicted(identity);  // READY again: whatever it held before is lost
     if (w && !w->holding.empty()) {
       log(log_level::info, "worker sent READY while holding requests: it restarted");
-      remove_worker(*w);
+      drop_worker(*w);
       w = nullptr;
     }
     if (!w && workers.size() >= opts.max_workers)
@@ -1013,7 +1063,7 @@ struct device::impl {
     for (const std::string& id : workers.silent_since(now - silence))
       if (detail::worker* w = workers.find(id)) {
         log(log_level::info, "worker silent for " + std::to_string(silence.count()) + " ms, removed");
-        remove_worker(*w, true);
+        drop_worker(*w, true);
       }
     // Evicted workers whose late replies are no longer waited for.
     const auto retention = opts.delivery_timeout.count() > 0
@@ -1052,7 +1102,7 @@ struct device::impl {
     for (const std::string& id : gone)
       if (detail::worker* w = workers.find(id)) {
         log(log_level::info, "worker " + printable_identity(id) + " unreachable, removed");
-        remove_worker(*w);
+        drop_worker(*w);
       }
   }
 
@@ -1119,43 +1169,91 @@ struct device::impl {
     }
   }
 
-  void run() {
-    for (;;) {
-      const steady_time now = clk.now();
-      auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
-      timeout = std::clamp(timeout, std::chrono::milliseconds(0), opts.tick);
-      zmq::pollitem_t items[] = {{frontend.handle(), 0, ZMQ_POLLIN, 0},
-                                 {backend.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, wake.fds[0], ZMQ_POLLIN, 0},
-                                 {admin ? admin->handle() : nullptr, admin ? 0 : -1, ZMQ_POLLIN, 0}};
-      try {
-        zmq::poll(items, admin ? 4 : 3, timeout);
-      } catch (const zmq::error_t& e) {
-        if (e.num() != EINTR) throw;  // a signal (stop()) interrupted the wait
-      }
-
+  // --- the loop ---------------------------------------------------------------
+  // Handlers: each takes the lock once for its batch (stats() reads under it).
+  // Backend first: replies free workers for the requests that follow.
+  void watch() {
+    driven.watch(backend, [this] { serve(backend, &impl::on_backend); });
+    driven.watch(frontend, [this] { serve(frontend, &impl::on_frontend); });
+    if (admin) driven.watch(*admin, [this] { serve(*admin, &impl::on_admin); });
+    driven.watch_fd(wake.fds[0], [this] {
       std::lock_guard lock(mu);
-      if (items[2].revents & ZMQ_POLLIN) wake.drain();
-      if (stop_requested.load() && !draining) begin_drain();
-      // Backend first: replies free workers for the requests that follow.
-      if (items[1].revents & ZMQ_POLLIN) drain_socket(backend, [this] { on_backend(); });
-      if (items[0].revents & ZMQ_POLLIN) drain_socket(frontend, [this] { on_frontend(); });
-      if (admin && (items[3].revents & ZMQ_POLLIN)) drain_socket(*admin, [this] { on_admin(); });
-      on_timers();
-      if (store) flush_store();
-      if (const steady_time t = clk.now(); status.due(t)) status.publish(t, snapshot(), workers, draining);
-      if (draining && (requests.empty() || clk.now() >= drain_deadline)) {
-        if (!requests.empty()) {
-          log(log_level::warn, "stopping: " + std::to_string(requests.size()) +
-                                   " requests still at workers answered 'unavailable'");
-          std::vector<handle> left;
-          for (const auto& [h, r] : requests) left.push_back(h);
-          for (handle h : left) fail(h, reply_error::unavailable, "shutting down; its worker did not answer in time");
-        }
-        if (store) flush_store();
-        return;
-      }
+      wake.drain();
+      end_batch();
+    });
+    arm_timer();
+  }
+
+  void attach(zmqkit::loop& l) {
+    driven.attach(l, "queue device");
+    watch();
+  }
+
+  void run() {
+    {
+      std::lock_guard lock(mu);
+      if (finished) return;
     }
+    if (driven.attach_own(clk, "queue device")) watch();
+    zmqkit::loop& l = driven.loop();
+    l.run();
+    l.restart();
+  }
+
+  void serve(zmq::socket_t& s, void (impl::*handler)()) {
+    std::lock_guard lock(mu);
+    drain_socket(s, [this, handler] { (this->*handler)(); });
+    end_batch();
+  }
+
+  // After each batch: stop() noticed, the store's group commit (nothing it
+  // covers leaves before it), and the end of a drain.
+  void end_batch() {
+    if (stop_requested.load(std::memory_order_relaxed) && !draining) begin_drain();
+    if (store) flush_store();
+    if (draining) finish_if_drained();
+  }
+
+  // The device's one timer, on its clock: the next sweep (every tick: TTL,
+  // no-service, silent workers), heartbeat, delivery deadline or drain deadline.
+  void arm_timer() {
+    if (finished) return;
+    steady_time at = std::min(next_sweep, next_heartbeat);
+    if (!delivery_deadlines.empty()) at = std::min(at, delivery_deadlines.front().deadline);
+    if (draining) at = std::min(at, drain_deadline);
+    driven.set_timer(at, clk, [this] { on_timer(); });
+  }
+
+  void on_timer() {
+    std::lock_guard lock(mu);
+    try {
+      on_timers();
+    } catch (const std::exception& e) {  // never let one timer stop the device
+      drop("internal-error", e.what());
+    }
+    if (const steady_time t = clk.now(); status.due(t)) status.publish(t, snapshot(), workers, draining);
+    end_batch();
+    arm_timer();
+  }
+
+  // Drained (nothing left, or the drain deadline passed): answers what is
+  // left 'unavailable' and leaves the loop; run() returns.
+  void finish_if_drained() {
+    if (finished || (!requests.empty() && clk.now() < drain_deadline)) return;
+    if (!requests.empty()) {
+      log(log_level::warn, "stopping: " + std::to_string(requests.size()) +
+                               " requests still at workers answered 'unavailable'");
+      std::vector<handle> left;
+      for (const auto& [h, r] : requests) left.push_back(h);
+      for (handle h : left) fail(h, reply_error::unavailable, "shutting down; its worker did not answer in time");
+    }
+    if (store) flush_store();
+    finished = true;
+    status.publish(clk.now(), snapshot(), workers, draining);
+    if (driven.on_callers_loop())
+      driven.detach();  // the caller's loop goes on with its other roles
+    else
+      driven.loop().stop();
   }
 };
 
@@ -1188,6 +1286,11 @@ device::device(device&&) noexcept = default;
 device& device::operator=(device&&) noexcept = default;
 
 void device::run() { impl_->run(); }
+
+void device::attach(zmqkit::loop& loop) {
+  std::lock_guard lock(impl_->mu);
+  impl_->attach(loop);
+}
 
 void device::stop() noexcept {
   impl_->stop_requested.store(true);

@@ -15,6 +15,7 @@
 #include <absl/container/inlined_vector.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -86,14 +87,27 @@ inline zmq::message_t copy_of(const zmq::message_t& m) {
 // Hashes the address stack frames[first, last) (a request's route, or a reply's
 // echo of it) with the keyed hash: the frames are length-prefixed, so no two
 // different stacks hash the same bytes, and peers cannot craft collisions.
+// Laid out on the stack when it fits (a direct client's stack is one 5-byte
+// frame): this runs for every delivery to, and reply from, a multi-slot worker.
 inline std::size_t route_hash(std::span<const zmq::message_t> frames) {
-  std::string stack;
+  std::array<char, 256> small;
+  std::size_t used = 0;
+  for (const zmq::message_t& frame : frames) used += sizeof(std::uint32_t) + frame.size();
+  std::string large;
+  char* out = small.data();
+  if (used > small.size()) {
+    large.resize(used);
+    out = large.data();
+  }
+  char* at = out;
   for (const zmq::message_t& frame : frames) {
     const auto size = static_cast<std::uint32_t>(frame.size());
-    stack.append(reinterpret_cast<const char*>(&size), sizeof size);
-    stack.append(view(frame));
+    std::memcpy(at, &size, sizeof size);
+    at += sizeof size;
+    if (size) std::memcpy(at, frame.data(), size);
+    at += size;
   }
-  return internal::keyed_hash_bytes(stack);
+  return internal::keyed_hash_bytes(std::string_view(out, used));
 }
 
 // Self-pipe: stop() writes a byte (async-signal-safe: zmqkit::loop::stop() would
@@ -341,14 +355,14 @@ struct device::impl {
 
   void remember_evicted(const detail::worker& w, const std::vector<detail::held_request>& held);
 
-  void forget_evicted(const std::string& identity);
+  void forget_evicted(std::string_view identity);
 
   void expire_oldest_evicted();
 
   // A reply from a worker evicted for silence: registers it again as it was
   // (prefixes, capacity), holding what it held, so the reply is matched as
   // from any worker. Returns: nullptr when it is not remembered.
-  detail::worker* revive(const std::string& identity);
+  detail::worker* revive(std::string_view identity);
 
   // The client's identity as CURVE authenticated it: the ZAP handler's
   // User-Id (zmqkit::zap_authenticator: the key's Z85 text). Empty without one.
@@ -382,7 +396,7 @@ struct device::impl {
   // READY: [0x01] (capacity 1, every type), [0x01, prefix array] or
   // [0x01, {"prefixes": [...], "capacity": n}]. A malformed announcement is
   // counted and dropped: the worker is not registered (nor changed).
-  void on_ready(const std::string& identity, detail::worker* w);
+  void on_ready(std::string_view identity, detail::worker* w);
 
   // A READY the device does not accept: the worker is not registered (nor
   // changed); counted, and logged at most once a second (a flood of them must

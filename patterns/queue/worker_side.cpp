@@ -54,7 +54,7 @@ void device::impl::remember_evicted(const detail::worker& w, const std::vector<d
     expire_oldest_evicted();
 }
 
-void device::impl::forget_evicted(const std::string& identity) {
+void device::impl::forget_evicted(std::string_view identity) {
   const auto it = evicted.find(identity);
   if (it == evicted.end()) return;
   evicted_bytes -= it->second.bytes;
@@ -68,12 +68,12 @@ void device::impl::expire_oldest_evicted() {
     forget_evicted(identity);
 }
 
-detail::worker* device::impl::revive(const std::string& identity) {
+detail::worker* device::impl::revive(std::string_view identity) {
   const auto it = evicted.find(identity);
   if (it == evicted.end()) return nullptr;
   evicted_worker e = std::move(it->second);
   forget_evicted(identity);
-  detail::worker& w = workers.add(identity, std::move(e.prefixes), e.capacity, clk.now());
+  detail::worker& w = workers.add(std::string(identity), std::move(e.prefixes), e.capacity, clk.now());
   for (auto& held : e.held) workers.use(w, std::move(held));
   ++counters.workers_returned;
   log(log_level::info, "worker evicted for silence replied: registered again, capacity " +
@@ -83,20 +83,18 @@ detail::worker* device::impl::revive(const std::string& identity) {
 
 void device::impl::on_backend() {
   if (frames.size() < 2) return drop("backend-frames", "1 frame");
-  const std::string identity(view(frames[0]));
+  const std::string_view identity = view(frames[0]);  // a view: a reply needs no copy of it
   detail::worker* w = workers.find(identity);
-  const std::string_view first = view(frames[1]);
-  const bool control = (frames.size() == 2 || frames.size() == 3) && first.size() == 1 &&
-                       first[0] >= wp::ready && first[0] <= wp::disconnect;
+  const char control = (frames.size() == 2 || frames.size() == 3) ? wp::control_of(view(frames[1])) : 0;
   if (control) {
-    if (first[0] == wp::ready) return on_ready(identity, w);
+    if (control == wp::ready) return on_ready(identity, w);
     if (frames.size() != 2) return drop("backend-frames", "control frame with extra frames");
     if (!w) {
-      if (first[0] == wp::disconnect) forget_evicted(identity);
-      return drop("unknown-worker", first[0] == wp::heartbeat ? "heartbeat" : "disconnect");
+      if (control == wp::disconnect) forget_evicted(identity);
+      return drop("unknown-worker", control == wp::heartbeat ? "heartbeat" : "disconnect");
     }
     w->last_seen = clk.now();
-    if (first[0] == wp::disconnect) {
+    if (control == wp::disconnect) {
       log(log_level::info, "worker disconnected");
       drop_worker(*w);
     }
@@ -136,7 +134,7 @@ std::optional<std::size_t> device::impl::match_reply(const detail::worker& w) {
   return std::nullopt;
 }
 
-void device::impl::on_ready(const std::string& identity, detail::worker* w) {
+void device::impl::on_ready(std::string_view identity, detail::worker* w) {
   wp::announcement announced;
   if (frames.size() == 3) {
     auto parsed = wp::parse_ready(view(frames[2]), opts.max_prefixes_per_worker, opts.max_worker_capacity);
@@ -152,7 +150,7 @@ void device::impl::on_ready(const std::string& identity, detail::worker* w) {
   if (!w && workers.size() >= opts.max_workers)
     return refuse_ready("worker-refused", "already " + std::to_string(opts.max_workers) + " workers (max-workers)");
   if (!w) {
-    w = &workers.add(identity, std::move(announced.prefixes), announced.capacity, clk.now());
+    w = &workers.add(std::string(identity), std::move(announced.prefixes), announced.capacity, clk.now());
     workers_peak = std::max(workers_peak, workers.size());
     log(log_level::info, "worker " + printable_identity(identity) + " connected, capacity " +
                              std::to_string(announced.capacity) + " (" +

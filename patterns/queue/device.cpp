@@ -150,18 +150,26 @@ void device::impl::begin_drain() {
 }
 
 std::optional<bool> device::impl::receive_bounded(zmq::socket_t& s) {
-  zmq::message_t part;
-  if (!s.recv(part, zmq::recv_flags::dontwait)) return std::nullopt;
+  // Each part is received straight into its place in `frames` (no move, no
+  // rebuild per part); past max_frames() into one scratch message, freed each time.
+  if (!s.recv(frames.emplace_back(), zmq::recv_flags::dontwait)) {
+    frames.pop_back();
+    return std::nullopt;
+  }
+  bool more = frames.back().more();
+  if (!more) return true;
+  zmq::message_t scratch;
   bool fits = true;
-  for (;;) {
-    const bool more = part.more();
-    if (fits && frames.size() < max_frames())
-      frames.push_back(std::move(part));
-    else
+  while (more) {
+    zmq::message_t* part = &scratch;
+    if (fits && frames.size() < max_frames()) {
+      part = &frames.emplace_back();
+    } else {
       fits = false;
-    if (!more) break;
-    part.rebuild();
-    (void)s.recv(part, zmq::recv_flags::none);  // a message's parts arrive together
+      scratch.rebuild();
+    }
+    (void)s.recv(*part, zmq::recv_flags::none);  // a message's parts arrive together
+    more = part->more();
   }
   if (!fits) frames.clear();
   return fits;

@@ -423,7 +423,7 @@ struct device::impl {
 
   // The stored-acknowledgement (docs/protocol.md 7.9): sent, under batch and none, only
   // after the commit that covers the request (send_durable holds it till then).
-  void send_ack(const route_frames& route, const request& r);
+  void send_ack(const route_frames& route, const std::optional<message_id>& id, std::uint8_t priority);
 
   // Sends what announces a store write (a stored-ack, a reply, a cached reply);
   // under batch and none it waits for the turn's commit. Errors are sent at once.

@@ -238,51 +238,79 @@ void device::impl::on_frontend() {
   // The route is kept with the request and copied to the worker: bounded.
   if (delimiter > opts.max_route_frames || route_bytes > opts.max_route_bytes)
     return drop("address-stack", std::to_string(delimiter) + " frames, " + std::to_string(route_bytes) + " bytes");
-  route_frames route;
-  for (std::size_t i = 0; i < delimiter; ++i) route.push_back(std::move(frames[i]));
+  // Moves the route out of `frames`, for an answer or for the request.
+  auto take_route = [&](route_frames& into) {
+    for (std::size_t i = 0; i < delimiter; ++i) into.push_back(std::move(frames[i]));
+  };
+  auto answer_now = [&](auto&& send) {
+    route_frames route;
+    take_route(route);
+    send(route);
+  };
   zmq::message_t& body = frames.back();
 
-  request r;
+  // Everything that answers at once (a bad body, a cached reply, a retry,
+  // refusals) is decided on the decoded view, before a request is built.
   std::optional<envelope_view> env;
   try {
     env = decode_if_envelope(view(body), limits);
   } catch (const zmqkit::error& e) {
     log(log_level::debug, std::string("bad request: ") + e.what());
-    return send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
+    return answer_now([&](route_frames& route) {
+      send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
+    });
   }
+  std::optional<message_id> id;
+  std::optional<internal::hashed_id> key;
+  std::optional<wall_time> expires;
+  bool wants_ack = false;
   if (env) {
-    r.id = env->id;
-    r.key = frontend_curve ? scoped_key(env->id, client_key(body)) : env->id;
-    r.type.assign(env->type);
-    r.priority = env->priority;
-    r.expires = env->expires_at();
-    if (store) r.wants_ack = env->header(header::ack) == "stored";
-    if (const zmq::message_t* cached = cache.find(*r.key)) {
+    id = env->id;
+    key = frontend_curve ? scoped_key(env->id, client_key(body)) : env->id;
+    expires = env->expires_at();
+    if (store) wants_ack = env->header(header::ack) == "stored";
+    if (const zmq::message_t* cached = cache.find(*key)) {
       ++counters.answered_from_cache;
-      send_durable(route, copy_of(*cached));
-      return;
+      return answer_now([&](route_frames& route) { send_durable(route, copy_of(*cached)); });
     }
-    if (const auto it = active_ids.find(*r.key); it != active_ids.end()) {
+    if (const auto it = active_ids.find(*key); it != active_ids.end()) {
       // A retry: the reply goes to whoever asked last.
       ++counters.duplicates_suppressed;
-      if (r.wants_ack) send_ack(route, r);  // it is stored already
-      requests.at(it->second).route = std::move(route);
+      request& earlier = requests.at(it->second);
+      earlier.route.clear();
+      take_route(earlier.route);
+      if (wants_ack) send_ack(earlier.route, id, env->priority);  // it is stored already
       return;
     }
   }
-  if (draining) return send_error(route, r.id, reply_error::unavailable, "shutting down");
-  if (expired_now(r)) {
+  if (draining)
+    return answer_now([&](route_frames& route) { send_error(route, id, reply_error::unavailable, "shutting down"); });
+  if (expires && *expires <= clk.wall_now()) {
     ++counters.expired;
-    return send_error(route, r.id, reply_error::expired, "ttl passed before it reached the device");
+    return answer_now([&](route_frames& route) {
+      send_error(route, id, reply_error::expired, "ttl passed before it reached the device");
+    });
   }
-  r.bytes = body.size() + route_bytes;
-  r.route = std::move(route);
-  r.body = std::move(body);
-  if (store && !accept_stored(r)) return;
+  // Built in its place in the table (a request is large: no move of it).
   const handle h = next_handle++;
+  request& r = requests.try_emplace(h).first->second;
+  take_route(r.route);
+  r.body = std::move(body);
+  r.bytes = r.body.size() + route_bytes;
+  r.id = id;
+  r.key = key;
+  r.expires = expires;
+  r.wants_ack = wants_ack;
+  if (env) {
+    r.type.assign(env->type);
+    r.priority = env->priority;
+  }
+  if (store && !accept_stored(r)) {
+    requests.erase(h);
+    return;
+  }
   if (r.key) active_ids.emplace(*r.key, h);
   if (r.expires) ttl_index.emplace(*r.expires, h);
-  requests.emplace(h, std::move(r));
   place(h, false, true);
 }
 

@@ -26,14 +26,14 @@ bool device::impl::accept_stored(request& r) {
     return false;
   }
   ++counters.stored;
-  if (r.wants_ack) send_ack(r.route, r);
+  if (r.wants_ack) send_ack(r.route, r.id, r.priority);
   return true;
 }
 
-void device::impl::send_ack(const route_frames& route, const request& r) {
+void device::impl::send_ack(const route_frames& route, const std::optional<message_id>& id, std::uint8_t priority) {
   envelope ack = make_envelope(std::string(stored_type), clk);
-  ack.priority = r.priority;
-  ack.correlation_id = r.id;
+  ack.priority = priority;
+  ack.correlation_id = id;
   ack.headers.emplace(header::ack, "stored");
   ++counters.acked;
   route_frames copy;  // the request keeps its route, for the reply

@@ -210,7 +210,8 @@ struct device::impl {
   mutable std::mutex mu;
   // Handles are the device's own numbers, not network data: Abseil's default hash.
   // No insertion happens while a request& is held (only on_frontend inserts).
-  absl::flat_hash_map<handle, request> requests;
+  using request_table = absl::flat_hash_map<handle, request>;
+  request_table requests;
   internal::keyed_map<internal::hashed_id, handle> active_ids;  // pending or in flight; keyed: ids come from the network
   // Requests with a TTL, pending or at a worker: a timer, not a scan per message.
   std::set<std::pair<wall_time, handle>> ttl_index;
@@ -285,6 +286,7 @@ struct device::impl {
   // slot (it is still busy with it) until it replies, late, or dies: a held
   // request whose handle is gone is one that was already answered.
   void forget(handle h);
+  void forget(request_table::iterator it);
 
   void unqueue(request& r);
 
@@ -382,7 +384,7 @@ struct device::impl {
   // Forwards a worker's reply and ends the request. The first reply wins: a
   // request taken back from a worker (delivery timeout) and queued again, or
   // held by another worker, is answered by whichever worker replies first.
-  void answer(handle h, zmq::message_t& reply);
+  void answer(request_table::iterator it, zmq::message_t& reply);
 
   // Returns: the index in w.holding of the request the reply in `frames`
   // answers; nullopt when it answers nothing the worker holds (a duplicate, or

@@ -43,8 +43,11 @@ bool device::impl::send_to_worker(const detail::worker& w, const request& r) {
 }
 
 void device::impl::forget(handle h) {
-  const auto it = requests.find(h);
-  if (it == requests.end()) return;
+  if (const auto it = requests.find(h); it != requests.end()) forget(it);
+}
+
+void device::impl::forget(request_table::iterator it) {
+  const handle h = it->first;
   request& r = it->second;
   if (r.pending) unqueue(r);
   if (r.delivery) withdraw(r);
@@ -314,12 +317,12 @@ void device::impl::on_frontend() {
   place(h, false, true);
 }
 
-void device::impl::answer(handle h, zmq::message_t& reply) {
-  request& r = requests.at(h);
+void device::impl::answer(request_table::iterator it, zmq::message_t& reply) {
+  request& r = it->second;
   keep_reply(r, reply);
   ++counters.replied;
   send_durable(r.route, std::move(reply));
-  forget(h);
+  forget(it);
 }
 
 }  // namespace zmqkit::queue

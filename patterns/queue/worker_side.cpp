@@ -112,8 +112,8 @@ void device::impl::on_backend() {
   if (!index) return drop("unknown-reply", "reply matches no request the worker holds");
   const handle h = w->holding[*index].request;
   workers.release(*w, *index);  // a reply counts as READY for its slot
-  if (requests.contains(h))
-    answer(h, frames.back());
+  if (const auto it = requests.find(h); it != requests.end())
+    answer(it, frames.back());
   else
     drop("late-reply", "its request was already answered (expired, or another worker's reply won)");
   worker_ready(*w);

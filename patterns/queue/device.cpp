@@ -206,12 +206,16 @@ void device::impl::run() {
 void device::impl::serve(zmq::socket_t& s, void (impl::*handler)()) {
   std::lock_guard lock(mu);
   drain_socket(s, [this, handler] { (this->*handler)(); });
-  end_batch();
+  // One store commit per loop round, as with the poll loop before: the loop
+  // calls the frontend's handler right after the backend's in the same round
+  // when it is readable, so the backend's writes wait for that commit.
+  const bool frontend_next = store && &s == &backend && (frontend.get(zmq::sockopt::events) & ZMQ_POLLIN);
+  end_batch(!frontend_next);
 }
 
-void device::impl::end_batch() {
+void device::impl::end_batch(bool commit) {
   if (stop_requested.load(std::memory_order_relaxed) && !draining) begin_drain();
-  if (store) flush_store();
+  if (store && commit) flush_store();
   if (draining) finish_if_drained();
 }
 

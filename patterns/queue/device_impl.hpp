@@ -497,7 +497,7 @@ struct device::impl {
 
   // After each batch: stop() noticed, the store's group commit (nothing it
   // covers leaves before it), and the end of a drain.
-  void end_batch();
+  void end_batch(bool commit = true);
 
   // The device's one timer, on its clock: the next sweep (every tick: TTL,
   // no-service, silent workers), heartbeat, delivery deadline or drain deadline.

@@ -1,13 +1,27 @@
 #include "pending_queue.hpp"
 
+#include <iterator>
+
 namespace zmqkit::queue::detail {
 namespace {
 
 // Changes the value of one element of an ordered set, reusing its node: the
-// indexes below change on every insert and take, and must not allocate each time.
+// indexes below change on every insert and take, and must not allocate each
+// time. When the new value keeps the element's place (a group's head moving
+// back while it stays the oldest: every FIFO pop with one type waiting), it is
+// written in place: no unlinking and rebalancing.
 template <class Set>
 void rekey(Set& set, const typename Set::value_type& from, typename Set::value_type to) {
-  auto node = set.extract(from);
+  const auto it = set.find(from);
+  if (it == set.end()) return;
+  const bool after_previous = it == set.begin() || *std::prev(it) < to;
+  const auto next = std::next(it);
+  if (after_previous && (next == set.end() || to < *next)) {
+    // Safe: the element's order among its neighbours is unchanged.
+    const_cast<typename Set::value_type&>(*it) = std::move(to);
+    return;
+  }
+  auto node = set.extract(it);
   node.value() = std::move(to);
   set.insert(std::move(node));
 }
@@ -79,27 +93,45 @@ std::optional<pending_queue::handle> pending_queue::pop_best(std::span<const std
 
 void pending_queue::count_up(std::string_view type) {
   auto it = per_type_.find(type);
-  if (it == per_type_.end()) {
-    it = per_type_.emplace(std::string(type), 1).first;
-    by_backlog_.emplace(1, it->first);
-  } else {
-    rekey(by_backlog_, {it->second, it->first}, {it->second + 1, it->first});
-    ++it->second;
-  }
+  if (it == per_type_.end()) it = per_type_.emplace(std::string(type), type_count_entry{}).first;
+  ++it->second.count;
+  mark_stale(it);
 }
 
 void pending_queue::count_down(std::string_view type) {
   const auto it = per_type_.find(type);
-  if (it->second == 1) {
-    by_backlog_.erase({1, it->first});
-    per_type_.erase(it);
-  } else {
-    rekey(by_backlog_, {it->second, it->first}, {it->second - 1, it->first});
-    --it->second;
+  --it->second.count;  // kept at 0 until reindex(): by_backlog_ may point at its key
+  mark_stale(it);
+}
+
+void pending_queue::mark_stale(type_counts::iterator it) const {
+  if (it->second.stale) return;
+  it->second.stale = true;
+  stale_.push_back(it);
+  if (stale_.size() > 2 * (by_backlog_.size() + 64)) reindex();
+}
+
+void pending_queue::reindex() const {
+  for (const auto it : stale_) {
+    type_count_entry& e = it->second;
+    const std::string_view name = it->first;
+    if (e.indexed && e.count)
+      rekey(by_backlog_, {e.indexed, name}, {e.count, name});
+    else if (e.indexed)
+      by_backlog_.erase({e.indexed, name});
+    else if (e.count)
+      by_backlog_.emplace(e.count, name);
+    e.indexed = e.count;
+    e.stale = false;
   }
+  // Entries at 0 go once nothing points at them (each is listed once in stale_).
+  for (const auto it : stale_)
+    if (it->second.count == 0) per_type_.erase(it);
+  stale_.clear();
 }
 
 std::map<std::string, std::size_t> pending_queue::size_by_type(std::size_t top) const {
+  reindex();
   std::map<std::string, std::size_t> out;
   std::size_t listed = 0;
   for (auto it = by_backlog_.rbegin(); it != by_backlog_.rend() && out.size() < top; ++it) {

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace zmqkit::queue::detail {
 
@@ -53,25 +54,42 @@ class pending_queue {
   // Returns: how many requests of `type` wait, at every priority.
   std::size_t count(std::string_view type) const {
     const auto it = per_type_.find(type);
-    return it == per_type_.end() ? 0 : it->second;
+    return it == per_type_.end() ? 0 : it->second.count;
   }
-  std::size_t type_count() const noexcept { return per_type_.size(); }
   // Returns: the `top` types with the longest backlogs, plain bodies as
   // "(plain)", and the rest summed as "(other)": bounded, whatever peers send.
+  // Brings the backlog index up to date first (see type_count_entry).
   std::map<std::string, std::size_t> size_by_type(std::size_t top) const;
 
  private:
+  // A type's backlog, and what by_backlog_ holds for it. Every request moves
+  // a count, and only stats read the index: so a count that moved is only
+  // marked (in stale_), and the index catches up when stats ask, or once the
+  // marks outnumber the types (a bound on the marks and on the entries kept
+  // at 0 for them). Not once per request.
+  struct type_count_entry {
+    std::size_t count = 0;
+    std::size_t indexed = 0;  // its key in by_backlog_ (0: not in it)
+    bool stale = false;       // listed in stale_
+  };
+  using type_counts = std::map<std::string, type_count_entry, std::less<>>;
+
   void take(std::size_t priority, level::iterator g, group::iterator entry);
   void count_up(std::string_view type);
   void count_down(std::string_view type);
+  void mark_stale(type_counts::iterator it) const;
+  void reindex() const;
 
   std::array<level, 10> levels_;
   // Per priority, (head order key, type) of every group: the oldest group first.
   // The views point into the level's keys.
   std::array<std::set<std::pair<std::int64_t, std::string_view>>, 10> heads_;
-  std::map<std::string, std::size_t, std::less<>> per_type_;  // requests waiting, by type
-  // (backlog, type) for every type, the views pointing into per_type_'s keys.
-  std::set<std::pair<std::size_t, std::string_view>> by_backlog_;
+  // Mutable: the backlog index is a cache that a read (size_by_type) brings up to date.
+  mutable type_counts per_type_;  // requests waiting, by type (and types at 0 not yet reindexed)
+  // (backlog, type) for every waiting type as of the last reindex(), the views
+  // pointing into per_type_'s keys.
+  mutable std::set<std::pair<std::size_t, std::string_view>> by_backlog_;
+  mutable std::vector<type_counts::iterator> stale_;
   std::array<std::size_t, 10> per_priority_{};
   std::size_t size_ = 0;
   std::int64_t back_ = 0;

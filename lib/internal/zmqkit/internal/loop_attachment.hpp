@@ -66,6 +66,13 @@ class loop_attachment {
     watches_.push_back(w);
     return w;
   }
+  // Calls on_readable while the plain descriptor `fd` is readable (a self-pipe).
+  zmqkit::loop::id watch_fd(int fd, zmqkit::loop::handler on_readable) {
+    if (!loop_) return 0;
+    const zmqkit::loop::id w = loop_->add_fd(fd, std::move(on_readable));
+    watches_.push_back(w);
+    return w;
+  }
   void unwatch(zmqkit::loop::id& w) noexcept {
     if (!w) return;
     if (loop_) loop_->cancel(w);

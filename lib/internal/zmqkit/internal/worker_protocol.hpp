@@ -18,6 +18,13 @@ inline constexpr char ready = 0x01;
 inline constexpr char heartbeat = 0x02;
 inline constexpr char disconnect = 0x03;
 
+// Returns: which control message a worker's message is, given the frame after
+// its identity (READY, HEARTBEAT or DISCONNECT: one byte), or 0 when it is none
+// (a reply). The caller checks the frame count (READY may carry a second frame).
+inline char control_of(std::string_view frame) noexcept {
+  return frame.size() == 1 && frame[0] >= ready && frame[0] <= disconnect ? frame[0] : 0;
+}
+
 inline constexpr std::uint64_t max_capacity = 1024;  // zmqkit's bound on READY's "capacity"
 
 // What a worker announces in READY: the type prefixes it serves (empty: every

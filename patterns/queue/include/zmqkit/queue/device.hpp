@@ -17,8 +17,10 @@
 // recent-reply cache. Plain (non-envelope) bodies are routed too, so ZeroMQ
 // guide Lazy Pirate clients and Paranoid Pirate workers work unchanged.
 //
-// Threading: run() owns the sockets and runs on one thread; stop() and stats()
-// may be called from any thread (stop() also from a signal handler).
+// Threading: run() owns the sockets and runs on one thread (on the device's own
+// zmqkit::loop), or attach(loop) and that loop's thread drives it beside other
+// roles; stop() and stats() may be called from any thread (stop() also from a
+// signal handler).
 #pragma once
 
 #include <array>
@@ -34,6 +36,7 @@
 #include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
+#include <zmqkit/loop.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::queue {
@@ -96,7 +99,7 @@ struct device_options {
   // on the same context (zmqkit-queue starts one for --frontend-allow/--backend-allow).
   std::optional<zmqkit::security> frontend_security{};
   std::optional<zmqkit::security> backend_security{};
-  const zmqkit::clock* clock = &zmqkit::clock::real();
+  const zmqkit::clock* clock = &zmqkit::clock::real();  // nullptr: the real clock
   // Durability: a directory for the device's LMDB store (created if absent).
   // Empty (the default): no store, nothing written, nothing survives a restart.
   // With one, a request is accepted only once stored; a restart queues the
@@ -194,9 +197,18 @@ class device {
   // Serves until stop(), then drains: answers everything queued (and anything
   // arriving) `unavailable`, forwards replies still coming from workers for up
   // to liveness x heartbeat, and returns.
+  // Runs the device's own zmqkit::loop (the handlers attach() installs).
+  // Throws: zmqkit::error{bad_config} when attached to a caller's loop (that loop drives it).
   void run();
 
-  // Asks run() to drain and return. Thread-safe and async-signal-safe.
+  // From now on `loop` drives the device on its thread (with other roles): the
+  // sockets, the stop pipe and one timer on the device's clock. After stop()
+  // has drained it, the device leaves the loop (the loop goes on). The loop
+  // must outlive the device. Throws: error{bad_config} when attached already.
+  void attach(zmqkit::loop& loop);
+
+  // Asks run() (or the attached device) to drain and return. Thread-safe and
+  // async-signal-safe (a byte on a self-pipe the loop watches).
   void stop() noexcept;
 
   // Returns: a snapshot of the counters. Thread-safe.

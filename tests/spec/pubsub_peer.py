@@ -23,29 +23,17 @@ check = checks.check
 ctx = zmq.Context()
 
 
-def read_line(proc, prefix, timeout=10):
-    """The next stdout line of proc starting with prefix (the programs print their endpoints)."""
-    end = time.time() + timeout
-    while time.time() < end:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("%s exited" % proc.args[0])
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise RuntimeError("no %r line" % prefix)
-
-
 class Publisher:
     def __init__(self, binary, frontend, snapshot):
         self.proc = subprocess.Popen([binary, frontend, snapshot], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.id = read_line(self.proc, "id ")
-        self.snapshot = read_line(self.proc, "snapshot ")
+        self.id = zmk1.read_line(self.proc, "id ")
+        self.snapshot = zmk1.read_line(self.proc, "snapshot ")
 
     def publish(self, type_, count, ttl_ms=0):
         self.proc.stdin.write("pub %s %d %d\n" % (type_, count, ttl_ms))
         self.proc.stdin.flush()
-        return int(read_line(self.proc, "ok "))
+        return int(zmk1.read_line(self.proc, "ok "))
 
     def stop(self):
         self.proc.stdin.close()
@@ -143,7 +131,7 @@ def main(forwarder_bin, publisher_bin):
                            stdout=subprocess.PIPE, text=True, bufsize=1)
     pub = None
     try:
-        frontend, backend, fwd_snap = (read_line(fwd, p) for p in ("frontend ", "backend ", "snapshot "))
+        frontend, backend, fwd_snap = (zmk1.read_line(fwd, p) for p in ("frontend ", "backend ", "snapshot "))
         # An upstream peer that sees the subscriptions the forwarder sends (8.1): an XPUB connected
         # to the forwarder's XSUB frontend, as a publisher would be.
         spy = ctx.socket(zmq.XPUB)

@@ -25,22 +25,11 @@ ctx = zmq.Context()
 PUB_ID = "spec-replay-publisher"
 
 
-def read_line(proc, prefix, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("%s exited" % proc.args[0])
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise RuntimeError("no %r line" % prefix)
-
-
 def start_forwarder(binary, tmp, store, *extra):
     proc = subprocess.Popen([binary, "--frontend", "ipc://%s/front" % tmp, "--backend", "ipc://%s/back" % tmp,
                              "--snapshot", "ipc://%s/snap" % tmp, "--store", store, *extra],
                             stdout=subprocess.PIPE, text=True, bufsize=1)
-    frontend, backend, snap = (read_line(proc, p) for p in ("frontend ", "backend ", "snapshot "))
+    frontend, backend, snap = (zmk1.read_line(proc, p) for p in ("frontend ", "backend ", "snapshot "))
     return proc, frontend, backend, snap
 
 

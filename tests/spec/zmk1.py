@@ -195,3 +195,15 @@ class Checks:
     def finish(self):
         print("%d failed, %d known deviations" % (len(self.failures), len(self.xfails)))
         return 1 if self.failures else 0
+
+
+def read_line(proc, prefix, timeout=10):
+    """The next stdout line of proc starting with prefix (the programs print their endpoints)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("%s exited" % proc.args[0])
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    raise RuntimeError("no %r line" % prefix)

@@ -29,17 +29,6 @@ MESSAGES = 20000 if FULL else 3000
 ACK_EVERY = 64
 
 
-def read_line(proc, prefix, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("%s exited" % proc.args[0])
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise RuntimeError("no %r line" % prefix)
-
-
 class Run:
     """One incarnation of the durable subscriber; its stdout read on a thread."""
 
@@ -76,7 +65,7 @@ def main(forwarder_bin, tool_bin):
                            stdout=subprocess.PIPE, text=True, bufsize=1)
     failures = []
     try:
-        frontend, backend, snap = (read_line(fwd, p) for p in ("frontend ", "backend ", "snapshot "))
+        frontend, backend, snap = (zmk1.read_line(fwd, p) for p in ("frontend ", "backend ", "snapshot "))
         ctx = zmq.Context()
         pub = ctx.socket(zmq.PUB)
         pub.linger = 1000

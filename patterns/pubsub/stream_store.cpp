@@ -307,7 +307,8 @@ replay_batch stream_store::read(std::string_view pub, std::string_view type, std
 
 std::vector<stream_store::stream_range> stream_store::streams(const std::vector<std::string_view>& prefixes) const {
   std::vector<stream_range> out;
-  for (const auto& [key, s] : streams_) {
+  for (const auto& entry : streams_) {
+    const auto& s = entry.second;
     if (std::none_of(prefixes.begin(), prefixes.end(), [&](std::string_view p) { return s.type.starts_with(p); }))
       continue;
     out.push_back({s.pub, s.type, s.count > 0 ? s.first : 0, s.last});

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 #include <span>
 #include <vector>
@@ -431,20 +432,25 @@ void require_fields(const msgpack::object& shape, const msgpack::object& input, 
   }
 }
 
+namespace {
+// Returns: a copy of `n` elements in `zone`, for a candidate record to edit.
+template <class Element>
+Element* copy_into(msgpack::zone& zone, const Element* from, std::uint32_t n) {
+  auto* to = static_cast<Element*>(zone.allocate_align(sizeof(Element) * n, MSGPACK_ZONE_ALIGNOF(Element)));
+  std::copy_n(from, n, to);
+  return to;
+}
+}  // namespace
+
 std::string find_mistyped_field(const msgpack::object& shape, const msgpack::object& input,
                                 bool (*converts)(const msgpack::object&)) {
   // Try the default record with one field at a time taken from the input: the
   // first that no longer converts is the culprit.
   msgpack::zone zone;
+  msgpack::object candidate = shape;
   if (shape.type == msgpack::type::MAP && input.type == msgpack::type::MAP) {
     const std::uint32_t n = shape.via.map.size;
-    auto* kv = static_cast<msgpack::object_kv*>(
-        zone.allocate_align(sizeof(msgpack::object_kv) * n, MSGPACK_ZONE_ALIGNOF(msgpack::object_kv)));
-    msgpack::object candidate;
-    candidate.type = msgpack::type::MAP;
-    candidate.via.map.size = n;
-    candidate.via.map.ptr = kv;
-    for (std::uint32_t i = 0; i < n; ++i) kv[i] = shape.via.map.ptr[i];
+    msgpack::object_kv* kv = candidate.via.map.ptr = copy_into(zone, shape.via.map.ptr, n);
     for (std::uint32_t i = 0; i < n; ++i) {
       const msgpack::object* value = find_key(input, key_of(shape.via.map.ptr[i].key));
       if (!value) continue;
@@ -454,13 +460,7 @@ std::string find_mistyped_field(const msgpack::object& shape, const msgpack::obj
     }
   } else if (shape.type == msgpack::type::ARRAY && input.type == msgpack::type::ARRAY) {
     const std::uint32_t n = shape.via.array.size;
-    auto* items = static_cast<msgpack::object*>(
-        zone.allocate_align(sizeof(msgpack::object) * n, MSGPACK_ZONE_ALIGNOF(msgpack::object)));
-    msgpack::object candidate;
-    candidate.type = msgpack::type::ARRAY;
-    candidate.via.array.size = n;
-    candidate.via.array.ptr = items;
-    for (std::uint32_t i = 0; i < n; ++i) items[i] = shape.via.array.ptr[i];
+    msgpack::object* items = candidate.via.array.ptr = copy_into(zone, shape.via.array.ptr, n);
     for (std::uint32_t i = 0; i < n && i < input.via.array.size; ++i) {
       items[i] = input.via.array.ptr[i];
       if (!converts(candidate)) return "body[" + std::to_string(i) + "]";

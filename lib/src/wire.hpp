@@ -37,6 +37,9 @@ class wire_reader {
   void skip(std::string_view field, int depth);
 
  private:
+  std::uint32_t read_container_header(std::string_view field, std::uint8_t fix, std::uint8_t code16,
+                                      std::string_view not_it);
+  std::size_t read_length(std::string_view field, std::uint8_t b, std::uint8_t code8, std::string_view not_it);
   std::uint8_t take_byte(std::string_view field);
   template <class T>
   T take_be(std::string_view field);
@@ -67,6 +70,8 @@ class wire_writer {
 
  private:
   void put_byte(std::uint8_t b) noexcept { *p_++ = b; }
+  void put_length(std::size_t n, std::uint8_t code8) noexcept;
+  void put_container_header(std::uint32_t n, std::uint8_t fix, std::uint8_t code16) noexcept;
   template <class T>
   void put_be(T v) noexcept;
   void put_raw(std::string_view s) noexcept {
@@ -111,20 +116,21 @@ inline const char* wire_reader::take(std::string_view field, std::size_t n) {
   return start;
 }
 
-inline std::uint32_t wire_reader::read_array_header(std::string_view field) {
+// Arrays and maps share one layout: fix form, then 16- and 32-bit counts.
+inline std::uint32_t wire_reader::read_container_header(std::string_view field, std::uint8_t fix, std::uint8_t code16,
+                                                        std::string_view not_it) {
   const std::uint8_t b = take_byte(field);
-  if ((b & 0xf0) == 0x90) return b & 0x0f;
-  if (b == 0xdc) return take_be<std::uint16_t>(field);
-  if (b == 0xdd) return take_be<std::uint32_t>(field);
-  throw_bad_envelope(field, "not a msgpack array");
+  if ((b & 0xf0) == fix) return b & 0x0f;
+  if (b == code16) return take_be<std::uint16_t>(field);
+  if (b == code16 + 1) return take_be<std::uint32_t>(field);
+  throw_bad_envelope(field, not_it);
 }
 
+inline std::uint32_t wire_reader::read_array_header(std::string_view field) {
+  return read_container_header(field, 0x90, 0xdc, "not a msgpack array");
+}
 inline std::uint32_t wire_reader::read_map_header(std::string_view field) {
-  const std::uint8_t b = take_byte(field);
-  if ((b & 0xf0) == 0x80) return b & 0x0f;
-  if (b == 0xde) return take_be<std::uint16_t>(field);
-  if (b == 0xdf) return take_be<std::uint32_t>(field);
-  throw_bad_envelope(field, "not a msgpack map");
+  return read_container_header(field, 0x80, 0xde, "not a msgpack map");
 }
 
 inline std::uint64_t wire_reader::read_uint(std::string_view field) {
@@ -148,33 +154,23 @@ inline std::uint64_t wire_reader::read_uint(std::string_view field) {
   return static_cast<std::uint64_t>(s);
 }
 
+// str and bin share one layout: codes for 8-, 16- and 32-bit lengths in a row.
+inline std::size_t wire_reader::read_length(std::string_view field, std::uint8_t b, std::uint8_t code8,
+                                            std::string_view not_it) {
+  if (b == code8) return take_be<std::uint8_t>(field);
+  if (b == code8 + 1) return take_be<std::uint16_t>(field);
+  if (b == code8 + 2) return take_be<std::uint32_t>(field);
+  throw_bad_envelope(field, not_it);
+}
+
 inline std::string_view wire_reader::read_str(std::string_view field) {
   const std::uint8_t b = take_byte(field);
-  std::size_t n;
-  if ((b & 0xe0) == 0xa0)
-    n = b & 0x1f;
-  else if (b == 0xd9)
-    n = take_be<std::uint8_t>(field);
-  else if (b == 0xda)
-    n = take_be<std::uint16_t>(field);
-  else if (b == 0xdb)
-    n = take_be<std::uint32_t>(field);
-  else
-    throw_bad_envelope(field, "not a msgpack str");
+  const std::size_t n = (b & 0xe0) == 0xa0 ? b & 0x1f : read_length(field, b, 0xd9, "not a msgpack str");
   return {take(field, n), n};
 }
 
 inline std::string_view wire_reader::read_bin(std::string_view field) {
-  const std::uint8_t b = take_byte(field);
-  std::size_t n;
-  if (b == 0xc4)
-    n = take_be<std::uint8_t>(field);
-  else if (b == 0xc5)
-    n = take_be<std::uint16_t>(field);
-  else if (b == 0xc6)
-    n = take_be<std::uint32_t>(field);
-  else
-    throw_bad_envelope(field, "not a msgpack bin");
+  const std::size_t n = read_length(field, take_byte(field), 0xc4, "not a msgpack bin");
   return {take(field, n), n};
 }
 
@@ -189,29 +185,21 @@ inline void wire_writer::put_be(T v) noexcept {
   p_ += sizeof(T);
 }
 
-inline void wire_writer::put_array_header(std::uint32_t n) noexcept {
+// Arrays and maps share one layout: fix form, then 16- and 32-bit counts.
+inline void wire_writer::put_container_header(std::uint32_t n, std::uint8_t fix, std::uint8_t code16) noexcept {
   if (n < 16)
-    put_byte(static_cast<std::uint8_t>(0x90 | n));
+    put_byte(static_cast<std::uint8_t>(fix | n));
   else if (n <= 0xffff) {
-    put_byte(0xdc);
+    put_byte(code16);
     put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
   } else {
-    put_byte(0xdd);
+    put_byte(static_cast<std::uint8_t>(code16 + 1));  // the 32-bit form's code follows
     put_be<std::uint32_t>(n);
   }
 }
 
-inline void wire_writer::put_map_header(std::uint32_t n) noexcept {
-  if (n < 16)
-    put_byte(static_cast<std::uint8_t>(0x80 | n));
-  else if (n <= 0xffff) {
-    put_byte(0xde);
-    put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
-  } else {
-    put_byte(0xdf);
-    put_be<std::uint32_t>(n);
-  }
-}
+inline void wire_writer::put_array_header(std::uint32_t n) noexcept { put_container_header(n, 0x90, 0xdc); }
+inline void wire_writer::put_map_header(std::uint32_t n) noexcept { put_container_header(n, 0x80, 0xde); }
 
 inline void wire_writer::put_uint(std::uint64_t v) noexcept {
   if (v <= 0x7f)
@@ -231,35 +219,30 @@ inline void wire_writer::put_uint(std::uint64_t v) noexcept {
   }
 }
 
-inline void wire_writer::put_str(std::string_view s) noexcept {
-  const std::size_t n = s.size();
-  if (n < 32)
-    put_byte(static_cast<std::uint8_t>(0xa0 | n));
-  else if (n <= 0xff) {
-    put_byte(0xd9);
+// str and bin share one layout: codes for 8-, 16- and 32-bit lengths in a row.
+inline void wire_writer::put_length(std::size_t n, std::uint8_t code8) noexcept {
+  if (n <= 0xff) {
+    put_byte(code8);
     put_byte(static_cast<std::uint8_t>(n));
   } else if (n <= 0xffff) {
-    put_byte(0xda);
+    put_byte(static_cast<std::uint8_t>(code8 + 1));
     put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
   } else {
-    put_byte(0xdb);
+    put_byte(static_cast<std::uint8_t>(code8 + 2));
     put_be<std::uint32_t>(static_cast<std::uint32_t>(n));
   }
+}
+
+inline void wire_writer::put_str(std::string_view s) noexcept {
+  if (s.size() < 32)
+    put_byte(static_cast<std::uint8_t>(0xa0 | s.size()));
+  else
+    put_length(s.size(), 0xd9);
   put_raw(s);
 }
 
 inline void wire_writer::put_bin(std::string_view s) noexcept {
-  const std::size_t n = s.size();
-  if (n <= 0xff) {
-    put_byte(0xc4);
-    put_byte(static_cast<std::uint8_t>(n));
-  } else if (n <= 0xffff) {
-    put_byte(0xc5);
-    put_be<std::uint16_t>(static_cast<std::uint16_t>(n));
-  } else {
-    put_byte(0xc6);
-    put_be<std::uint32_t>(static_cast<std::uint32_t>(n));
-  }
+  put_length(s.size(), 0xc4);
   put_raw(s);
 }
 

@@ -150,13 +150,12 @@ struct sink::impl {
   }
 
   void handle_control(const zmq::message_t& frame) {
-    envelope_view env;
-    try {
-      env = decode_view(frame, opts.limits);
-    } catch (const zmqkit::error&) {
+    const std::optional<envelope_view> decoded = try_decode_view(frame, opts.limits);
+    if (!decoded) {
       ++counters.bad_frames;
       return;
     }
+    const envelope_view& env = *decoded;
     const auto batch_text = env.header(header::batch);
     const auto batch = batch_text ? message_id::parse(*batch_text) : std::nullopt;
     const auto size = detail::parse_count(env.header(header::batch_size));

@@ -169,13 +169,12 @@ struct ventilator::impl {
   }
 
   void handle(const std::string& identity, const zmq::message_t& frame) {
-    envelope_view env;
-    try {
-      env = decode_view(frame, opts.limits);
-    } catch (const zmqkit::error&) {
+    const std::optional<envelope_view> decoded = try_decode_view(frame, opts.limits);
+    if (!decoded) {
       ++counters.bad_frames;
       return;
     }
+    const envelope_view& env = *decoded;
     if (env.type == type::credit) {
       const auto grant = detail::parse_count(env.header(header::credit));
       const auto reset = detail::parse_count(env.header(header::credit_reset));

@@ -101,13 +101,12 @@ struct worker::impl {
       return false;
     }
     outstanding = std::max<std::int64_t>(0, outstanding - 1);
-    envelope_view view;
-    try {
-      view = decode_view(frame, opts.limits);
-    } catch (const zmqkit::error&) {
+    const std::optional<envelope_view> decoded = try_decode_view(frame, opts.limits);
+    if (!decoded) {
       ++counters.bad_frames;
       return false;
     }
+    const envelope_view& view = *decoded;
     const std::uint8_t priority = view.priority;
     held_tasks.push_back(priority, held_task{std::move(frame), view});
     ++counters.received;

@@ -682,13 +682,12 @@ struct subscriber::impl {
       // The view points into `current` from here on (a small frame keeps its
       // bytes inside the message object, so decode only after the swap).
       current.swap(body);
-      envelope_view v;
-      try {
-        v = decode_view(current, opts.limits);
-      } catch (const zmqkit::error&) {
+      const std::optional<envelope_view> decoded = try_decode_view(current, opts.limits);
+      if (!decoded) {
         ++st.bad_frames;
         continue;
       }
+      const envelope_view& v = *decoded;
       if (v.type != view(topic)) {  // the topic must be the type, or prefix filtering lies
         ++st.bad_frames;
         continue;

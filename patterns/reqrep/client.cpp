@@ -8,6 +8,7 @@
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 
+#include <zmqkit/internal/dealer.hpp>
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
 
@@ -93,12 +94,7 @@ struct client::impl {
   const clock& clk() const { return *opts.clock; }
 
   void open() {
-    monitor.reset();
-    zmq::socket_t s(*ctx, zmq::socket_type::dealer);
-    apply(s, opts.socket);
-    if (std::holds_alternative<curve_client>(opts.socket.security)) monitor.emplace(*ctx, s);  // before connect
-    s.connect(endpoints[current]);
-    socket = std::move(s);
+    socket = internal::connect_dealer(*ctx, opts.socket, endpoints[current], monitor);
     watch();
   }
 

@@ -55,15 +55,12 @@ struct server::impl {
 
   void handle_request(frames_t& frames) {
     ++stats.received;
-    const std::optional<std::size_t> route = internal::route_length(frames);
-    if (!route) {
+    std::optional<zmq::message_t> body = internal::take_body(frames);  // frames keep the route
+    if (!body) {
       ++stats.dropped;
       return;
     }
-    const std::size_t d = *route;
-    zmq::message_t body = std::move(frames[d + 1]);
-    frames.resize(d);  // what is left is the address stack
-    const std::string_view raw = as_string_view(body);
+    const std::string_view raw = as_string_view(*body);
     if (!looks_like_envelope(raw)) return handle_plain(std::move(frames), raw);
 
     envelope req;

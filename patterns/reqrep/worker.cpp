@@ -10,6 +10,7 @@
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 
+#include <zmqkit/internal/dealer.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
 #include <zmqkit/internal/worker_protocol.hpp>
 #include <zmqkit/internal/routed.hpp>
@@ -69,12 +70,7 @@ struct worker::impl {
   const clock& clk() const { return *opts.clock; }
 
   void connect() {
-    monitor.reset();
-    zmq::socket_t s(*ctx, zmq::socket_type::dealer);
-    apply(s, opts.socket);
-    if (std::holds_alternative<curve_client>(opts.socket.security)) monitor.emplace(*ctx, s);  // before connect
-    s.connect(endpoint);
-    socket = std::move(s);
+    socket = internal::connect_dealer(*ctx, opts.socket, endpoint, monitor);
     watch_socket();
     if (ready_services.empty()) {
       socket->send(control_frame(control::ready), zmq::send_flags::dontwait);
@@ -134,15 +130,12 @@ struct worker::impl {
         ++stats.dropped;
       return;
     }
-    const std::optional<std::size_t> route = internal::route_length(frames);
-    if (!route) {
+    std::optional<zmq::message_t> body = internal::take_body(frames);  // frames keep the route
+    if (!body) {
       ++stats.dropped;
       return;
     }
-    const std::size_t d = *route;
-    zmq::message_t body = std::move(frames[d + 1]);
-    frames.resize(d);
-    const std::string_view raw = as_string_view(body);
+    const std::string_view raw = as_string_view(*body);
     if (!looks_like_envelope(raw)) {
       if (!opts.plain) {
         ++stats.dropped;

@@ -210,6 +210,16 @@ inline envelope decode(const zmq::message_t& frame, const decode_limits& limits 
 inline envelope_view decode_view(const zmq::message_t& frame, const decode_limits& limits = {}) {
   return decode_view(as_string_view(frame), limits);
 }
+// Returns: the view, or nullopt when `frame` breaks a ZMK/1 rule: for receivers
+// that count a bad frame and go on (decode_view says which rule).
+inline std::optional<envelope_view> try_decode_view(const zmq::message_t& frame,
+                                                    const decode_limits& limits = {}) {
+  try {
+    return decode_view(as_string_view(frame), limits);
+  } catch (const error&) {
+    return std::nullopt;
+  }
+}
 
 // Returns: whether `text` is well-formed UTF-8 (no overlong forms, surrogates or
 // code points past U+10FFFF), the rule for an envelope's type.

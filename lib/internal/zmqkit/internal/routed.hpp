@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <optional>
 #include <span>
+#include <vector>
 #include <zmq.hpp>
 
 namespace zmqkit::internal {
@@ -19,6 +20,16 @@ inline std::optional<std::size_t> route_length(std::span<const zmq::message_t> f
   while (delimiter < frames.size() && frames[delimiter].size() != 0) ++delimiter;
   if (delimiter == 0 || delimiter + 2 != frames.size()) return std::nullopt;
   return delimiter;
+}
+
+// Splits a routed message in place: returns its body and leaves only the route
+// in `frames`; nullopt (frames untouched) when the shape is wrong.
+inline std::optional<zmq::message_t> take_body(std::vector<zmq::message_t>& frames) {
+  const std::optional<std::size_t> route = route_length(frames);
+  if (!route) return std::nullopt;
+  zmq::message_t body = std::move(frames[*route + 1]);
+  frames.resize(*route);
+  return body;
 }
 
 }  // namespace zmqkit::internal

@@ -22,13 +22,26 @@
 namespace zmqkit {
 
 namespace embedded {
-extern const std::string_view dashboard_css;  // metrics_http/dashboard/, see lib/CMakeLists.txt
+extern const std::string_view dashboard_frame;  // metrics_http/dashboard/, see lib/CMakeLists.txt
+extern const std::string_view dashboard_css;
 extern const std::string_view dashboard_js;
 }  // namespace embedded
 
-std::vector<http_route> dashboard_routes(std::string_view page, std::function<std::string()> stats_json) {
+namespace {
+// Returns: `text` with every `{{name}}` replaced by `value`.
+std::string fill_in(std::string text, std::string_view name, std::string_view value) {
+  const std::string mark = "{{" + std::string(name) + "}}";
+  for (auto at = text.find(mark); at != std::string::npos; at = text.find(mark, at + value.size()))
+    text.replace(at, mark.size(), value);
+  return text;
+}
+}  // namespace
+
+std::vector<http_route> dashboard_routes(std::string_view program, std::string_view main,
+                                         std::function<std::string()> stats_json) {
   auto constant = [](std::string_view text) { return [text] { return std::string(text); }; };
-  return {{"/", "text/html; charset=utf-8", constant(page)},
+  auto page = fill_in(fill_in(std::string(embedded::dashboard_frame), "program", program), "main", main);
+  return {{"/", "text/html; charset=utf-8", [page = std::move(page)] { return page; }},
           {"/api/stats", "application/json", std::move(stats_json)},
           {"/dashboard.css", "text/css; charset=utf-8", constant(embedded::dashboard_css)},
           {"/dashboard.js", "text/javascript; charset=utf-8", constant(embedded::dashboard_js)}};

@@ -383,18 +383,7 @@ struct forwarder::impl {
     std::map<std::string, std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>> table;
     for (auto& r : store->streams(prefixes)) table[std::move(r.pub)][std::move(r.type)] = {r.first, r.last};
     msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_map(static_cast<std::uint32_t>(table.size()));
-    for (const auto& [pub, types] : table) {
-      pk.pack(pub);
-      pk.pack_map(static_cast<std::uint32_t>(types.size()));
-      for (const auto& [type, range] : types) {
-        pk.pack(type);
-        pk.pack_array(2);
-        pk.pack(range.first);
-        pk.pack(range.second);
-      }
-    }
+    msgpack::pack(buf, table);  // maps stay maps, each range a [first, last] array
     std::vector<zmq::message_t> reply;
     reply.push_back(std::move(request[0]));
     reply.emplace_back(detail::streams_command.data(), detail::streams_command.size());

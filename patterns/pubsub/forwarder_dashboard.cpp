@@ -7,7 +7,7 @@
 #include <zmqkit/metrics.hpp>
 
 namespace zmqkit::embedded {
-extern const std::string_view forwarder_dashboard_html;  // dashboard/index.html, see CMakeLists.txt
+extern const std::string_view forwarder_dashboard_html;  // dashboard/main.html, see CMakeLists.txt
 }
 
 namespace zmqkit::pubsub {

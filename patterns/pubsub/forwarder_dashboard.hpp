@@ -14,7 +14,7 @@ std::string status_json(const forwarder_status& status, std::string_view version
 // Returns: `status` in the Prometheus text format, metrics named zmqkit_forwarder_*.
 std::string status_prometheus(const forwarder_status& status);
 
-// Returns: the dashboard page (HTML with its CSS and JS, embedded in the binary).
+// Returns: the dashboard's <main> and script (embedded; dashboard_routes() frames it).
 std::string_view dashboard_html();
 
 }  // namespace zmqkit::pubsub

@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
             now.stats = fwd.stats();  // counters fresh, not as of the last status refresh
             return zmqkit::pubsub::status_prometheus(now);
           },
-          zmqkit::dashboard_routes(zmqkit::pubsub::dashboard_html(), [&fwd] {
+          zmqkit::dashboard_routes("zmqkit-forwarder", zmqkit::pubsub::dashboard_html(), [&fwd] {
             return zmqkit::pubsub::status_json(*fwd.status(), ZMQKIT_VERSION);
           }));
     std::printf("frontend %s\nbackend %s\n", fwd.frontend_endpoint().c_str(), fwd.backend_endpoint().c_str());

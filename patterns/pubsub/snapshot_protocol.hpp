@@ -72,16 +72,7 @@ using sequence_table = std::map<std::string, std::map<std::string, std::uint64_t
 // the caller appends the envelopes.
 inline std::vector<zmq::message_t> snapshot_reply_head(zmq::message_t identity, const sequence_table& table) {
   msgpack::sbuffer packed;
-  msgpack::packer<msgpack::sbuffer> pk(packed);
-  pk.pack_map(static_cast<std::uint32_t>(table.size()));
-  for (const auto& [publisher, types] : table) {
-    pk.pack(publisher);
-    pk.pack_map(static_cast<std::uint32_t>(types.size()));
-    for (const auto& [type, seq] : types) {
-      pk.pack(type);
-      pk.pack(seq);
-    }
-  }
+  msgpack::pack(packed, table);
   std::vector<zmq::message_t> reply;
   reply.push_back(std::move(identity));
   reply.emplace_back(snapshot_command.data(), snapshot_command.size());

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 namespace zmqkit::embedded {
-extern const std::string_view queue_dashboard_html;  // dashboard/index.html, see CMakeLists.txt
+extern const std::string_view queue_dashboard_html;  // dashboard/main.html, see CMakeLists.txt
 }
 
 namespace zmqkit::queue {

@@ -11,7 +11,7 @@ namespace zmqkit::queue {
 // Returns: `status` as the /api/stats JSON document.
 std::string status_json(const device_status& status, std::string_view version);
 
-// Returns: the dashboard page (HTML with its CSS and JS, embedded in the binary).
+// Returns: the dashboard's <main> and script (embedded; dashboard_routes() frames it).
 std::string_view dashboard_html();
 
 }  // namespace zmqkit::queue

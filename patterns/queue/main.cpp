@@ -330,7 +330,7 @@ int main(int argc, char** argv) {
     if (http_address) {
       // The dashboard reads the status the device thread publishes: a page load never
       // takes the device's lock.
-      auto routes = zmqkit::dashboard_routes(zmqkit::queue::dashboard_html(), [&dev] {
+      auto routes = zmqkit::dashboard_routes("zmqkit-queue", zmqkit::queue::dashboard_html(), [&dev] {
         return zmqkit::queue::status_json(*dev.status(), ZMQKIT_VERSION);
       });
       http_server.emplace(

@@ -3,6 +3,20 @@
 
 namespace zmqkit::reqrep::detail {
 
+std::variant<envelope, zmq::message_t> decode_request(std::string_view body, const decode_limits& limits,
+                                                      const clock& clk) {
+  try {
+    return decode(body, limits);
+  } catch (const error& e) {
+    return encode(make_error_reply(request_id_of(body), reply_error::bad_request, e.what(), clk));
+  }
+}
+
+std::optional<zmq::message_t> expired_reply(const envelope& request, const clock& clk) {
+  if (request.ttl.count() == 0 || !request.expired(clk.wall_now())) return std::nullopt;
+  return encode(make_error_reply(request.id, reply_error::expired, "ttl elapsed before execution", clk));
+}
+
 zmq::message_t run_handler(const handler& h, const envelope& request, const clock& clk, bool& failed) {
   failed = false;
   std::string code;
@@ -42,9 +56,8 @@ zmq::message_t run_plain_handler(const plain_handler& h, std::string_view body, 
 }
 
 job_result run_request_job(const handler& h, const envelope& request, const clock& clk) {
-  if (request.ttl.count() > 0 && request.expired(clk.wall_now()))
-    return {job_outcome::expired,
-            encode(make_error_reply(request.id, reply_error::expired, "ttl elapsed before execution", clk))};
+  if (std::optional<zmq::message_t> refusal = expired_reply(request, clk))
+    return {job_outcome::expired, std::move(*refusal)};
   bool failed = false;
   zmq::message_t reply = run_handler(h, request, clk, failed);
   return {failed ? job_outcome::handler_failed : job_outcome::ok, std::move(reply)};

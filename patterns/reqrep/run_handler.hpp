@@ -2,7 +2,9 @@
 // (the public handler.hpp says what a handler is, not how it is run).
 #pragma once
 
+#include <optional>
 #include <string_view>
+#include <variant>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
@@ -13,6 +15,14 @@
 namespace zmqkit::reqrep {
 
 namespace detail {
+
+// Returns: the decoded request, or the bad_request reply that answers a malformed one.
+std::variant<envelope, zmq::message_t> decode_request(std::string_view body, const decode_limits& limits,
+                                                      const clock& clk);
+
+// Returns: the `expired` reply when the request's TTL has passed, else nullopt
+// (without a TTL, no clock read).
+std::optional<zmq::message_t> expired_reply(const envelope& request, const clock& clk);
 
 // Runs `h` on `request` and returns the encoded reply frame: the handler's
 // reply, or an error reply when it throws or returns an unencodable envelope.

@@ -63,13 +63,12 @@ struct server::impl {
     const std::string_view raw = as_string_view(*body);
     if (!looks_like_envelope(raw)) return handle_plain(std::move(frames), raw);
 
-    envelope req;
-    try {
-      req = decode(raw, opts.limits);
-    } catch (const error& e) {
+    auto decoded = detail::decode_request(raw, opts.limits, clk());
+    if (auto* refusal = std::get_if<zmq::message_t>(&decoded)) {
       ++stats.bad_requests;
-      return send(frames, encode(make_error_reply(request_id_of(raw), reply_error::bad_request, e.what(), clk())));
+      return send(frames, std::move(*refusal));
     }
+    envelope& req = std::get<envelope>(decoded);
     const steady_time now = clk().now();
     if (const zmq::message_t* hit = cache.find(req.id, now)) {
       ++stats.cache_hits;
@@ -85,10 +84,9 @@ struct server::impl {
         waiters.push_back(std::move(frames));
       return;
     }
-    if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {  // no clock read for the common no-TTL case
+    if (std::optional<zmq::message_t> refusal = detail::expired_reply(req, clk())) {
       ++stats.expired;
-      return send(frames, encode(make_error_reply(req.id, reply_error::expired,
-                                                  "ttl elapsed before execution", clk())));
+      return send(frames, std::move(*refusal));
     }
     ++stats.executed;
     if (!exec) {

@@ -146,17 +146,15 @@ struct worker::impl {
                    std::move(frames));
       return;
     }
-    envelope req;
-    try {
-      req = decode(raw, opts.limits);
-    } catch (const error& e) {
+    auto decoded = detail::decode_request(raw, opts.limits, clk());
+    if (auto* refusal = std::get_if<zmq::message_t>(&decoded)) {
       ++stats.bad_requests;
-      return send(frames, encode(make_error_reply(request_id_of(raw), reply_error::bad_request, e.what(), clk())));
+      return send(frames, std::move(*refusal));
     }
-    if (req.ttl.count() > 0 && req.expired(clk().wall_now())) {
+    envelope& req = std::get<envelope>(decoded);
+    if (std::optional<zmq::message_t> refusal = detail::expired_reply(req, clk())) {
       ++stats.expired;
-      return send(frames, encode(make_error_reply(req.id, reply_error::expired,
-                                                  "ttl elapsed before execution", clk())));
+      return send(frames, std::move(*refusal));
     }
     ++stats.requests;
     exec->submit([this, req = std::move(req)] { return detail::run_request_job(user, req, clk()); }, std::move(frames));

@@ -59,9 +59,12 @@ struct http_route {
   std::function<std::string()> render;
 };
 
-// Returns: the routes of a live dashboard: `page` at "/", `stats_json()` at "/api/stats",
-// and the style sheet and script every dashboard page links (dashboard.css, dashboard.js).
-std::vector<http_route> dashboard_routes(std::string_view page, std::function<std::string()> stats_json);
+// Returns: the routes of a live dashboard: at "/" the page, the shared frame (title,
+// header with version, uptime and state) around `main` (the program's <main> and
+// script); `stats_json()` at "/api/stats"; the style sheet and script every
+// dashboard links (dashboard.css, dashboard.js).
+std::vector<http_route> dashboard_routes(std::string_view program, std::string_view main,
+                                         std::function<std::string()> stats_json);
 
 // Returns: HOST:PORT split into options ("[::1]:9102" for IPv6).
 // Throws: zmqkit::error{bad_config} when it is not HOST:PORT with a port 0-65535.

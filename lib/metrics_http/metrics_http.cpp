@@ -47,6 +47,14 @@ std::vector<http_route> dashboard_routes(std::string_view program, std::string_v
           {"/dashboard.js", "text/javascript; charset=utf-8", constant(embedded::dashboard_js)}};
 }
 
+nlohmann::json dashboard_stats(std::string_view program, std::string_view version, std::chrono::milliseconds uptime) {
+  return {{"program", program}, {"version", version}, {"uptime_ms", uptime.count()}};
+}
+
+std::string dump_dashboard_stats(const nlohmann::json& stats) {
+  return stats.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 metrics_http_options parse_http_address(std::string_view host_port) {
   const auto colon = host_port.rfind(':');
   if (colon == std::string_view::npos || colon == 0)

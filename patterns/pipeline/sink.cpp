@@ -266,8 +266,7 @@ struct sink::impl {
   }
 
   std::optional<envelope> receive(std::chrono::milliseconds timeout) {
-    if (driven.attached())
-      throw error(errc::bad_config, "loop", "the sink is driven by the loop it is attached to");
+    driven.refuse_if_attached("sink");
     std::optional<std::chrono::steady_clock::time_point> end;  // read the clock only to wait
     for (;;) {
       if (results_since_timers >= 256) {  // deadlines are coarse: no clock read per result

@@ -223,8 +223,7 @@ struct worker::impl {
   }
 
   std::optional<envelope> receive(std::chrono::milliseconds timeout) {
-    if (driven.attached())
-      throw error(errc::bad_config, "loop", "the pipeline worker is driven by the loop it is attached to");
+    driven.refuse_if_attached("pipeline worker");
     return receive_next(timeout);
   }
 

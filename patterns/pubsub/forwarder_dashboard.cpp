@@ -3,6 +3,7 @@
 #include <map>
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
+#include <zmqkit/metrics_http.hpp>
 #include <vector>
 #include <zmqkit/metrics.hpp>
 
@@ -14,10 +15,7 @@ namespace zmqkit::pubsub {
 
 std::string status_json(const forwarder_status& status, std::string_view version) {
   const forwarder_stats& s = status.stats;
-  nlohmann::json j;
-  j["program"] = "zmqkit-forwarder";
-  j["version"] = version;
-  j["uptime_ms"] = status.uptime.count();
+  nlohmann::json j = dashboard_stats("zmqkit-forwarder", version, status.uptime);
   j["rates"] = {{"messages_per_second", status.messages_per_second}};
   j["counters"] = {{"messages", s.messages},
                    {"subscriptions", s.subscriptions},
@@ -28,8 +26,7 @@ std::string status_json(const forwarder_status& status, std::string_view version
   j["streams"] = status.streams;
   j["types_cached"] = status.types_cached;
   j["topics"] = {{"total", status.topics_total}, {"list", status.topics}};
-  // Topics come from subscribers: replace what is not UTF-8 rather than throw.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return dump_dashboard_stats(j);
 }
 
 namespace {

@@ -60,9 +60,7 @@ class stream_store {
   // Opens and checks the store (internal/lmdb_env.hpp), reads back every stream and cursor.
   // Throws: zmqkit::error{bad_config} naming the path and the problem.
   explicit stream_store(stream_store_options opts);
-  ~stream_store();
-  stream_store(const stream_store&) = delete;
-  stream_store& operator=(const stream_store&) = delete;
+  ~stream_store();  // commits the open write transaction; not copyable (it owns the environment)
 
   // Stores one message of stream (pub, type), received at `now`. A sequence at
   // or below the stream's last means its numbering restarted: the stream's old

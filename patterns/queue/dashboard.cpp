@@ -1,6 +1,7 @@
 #include "dashboard.hpp"
 
 #include <nlohmann/json.hpp>
+#include <zmqkit/metrics_http.hpp>
 
 namespace zmqkit::embedded {
 extern const std::string_view queue_dashboard_html;  // dashboard/main.html, see CMakeLists.txt
@@ -25,17 +26,11 @@ std::string printable(std::string_view bytes) {
   return out;
 }
 
-// Type names and codes come from the network: replace what is not UTF-8 rather than throw.
-std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
-
 }  // namespace
 
 std::string status_json(const device_status& status, std::string_view version) {
   const device_stats& s = status.stats;
-  nlohmann::json j;
-  j["program"] = "zmqkit-queue";
-  j["version"] = version;
-  j["uptime_ms"] = status.uptime.count();
+  nlohmann::json j = dashboard_stats("zmqkit-queue", version, status.uptime);
   j["draining"] = status.draining;
   j["rates"] = {{"received_per_second", status.received_per_second},
                 {"replied_per_second", status.replied_per_second}};
@@ -81,7 +76,7 @@ std::string status_json(const device_status& status, std::string_view version) {
                   {"errors", s.store_errors}};
   else
     j["store"] = nullptr;
-  return dump(j);
+  return dump_dashboard_stats(j);
 }
 
 std::string_view dashboard_html() { return embedded::queue_dashboard_html; }

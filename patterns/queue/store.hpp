@@ -59,9 +59,7 @@ class request_store {
   // record, the data file's length, no other process using it.
   // Throws: zmqkit::error{bad_config} naming the path and the problem.
   explicit request_store(store_options opts);
-  ~request_store();
-  request_store(const request_store&) = delete;
-  request_store& operator=(const request_store&) = delete;
+  ~request_store();  // flushes; not copyable (it owns the environment)
 
   // Reads everything back, in the order it was stored (once, before serving).
   // Throws: zmqkit::error{bad_config} when a record does not decode.

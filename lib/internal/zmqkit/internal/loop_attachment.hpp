@@ -42,12 +42,17 @@ class loop_attachment {
   // Returns: true when it attached just now, so the role adds its watches.
   // Throws: error{bad_config} when the role is on a caller's loop: that loop drives it.
   bool attach_own(const zmqkit::clock& clock, const char* role) {
-    if (on_callers_loop())
-      throw error(errc::bad_config, "loop", std::string("the ") + role + " is driven by the loop it is attached to");
+    if (on_callers_loop()) throw driven_elsewhere(role);
     if (loop_) return false;
     if (!own_) own_ = std::make_unique<zmqkit::loop>(clock);
     loop_ = own_.get();
     return true;
+  }
+
+  // For a blocking receive(), which has no loop of its own to share.
+  // Throws: error{bad_config} when attached to any loop: that loop drives the role.
+  void refuse_if_attached(const char* role) const {
+    if (attached()) throw driven_elsewhere(role);
   }
 
   // Cancels every watch and the timer; the role is then driven by nothing.
@@ -101,6 +106,10 @@ class loop_attachment {
   }
 
  private:
+  static error driven_elsewhere(const char* role) {
+    return error(errc::bad_config, "loop", std::string("the ") + role + " is driven by the loop it is attached to");
+  }
+
   zmqkit::loop* loop_ = nullptr;
   std::unique_ptr<zmqkit::loop> own_;
   std::vector<zmqkit::loop::id> watches_;

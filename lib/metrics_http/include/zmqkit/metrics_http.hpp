@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,14 @@ struct http_route {
 // dashboard links (dashboard.css, dashboard.js).
 std::vector<http_route> dashboard_routes(std::string_view program, std::string_view main,
                                          std::function<std::string()> stats_json);
+
+// Returns: the start of a dashboard's /api/stats object: the fields its frame
+// shows (program, version, uptime_ms); the program adds its own.
+nlohmann::json dashboard_stats(std::string_view program, std::string_view version, std::chrono::milliseconds uptime);
+
+// Returns: `stats` as /api/stats sends it. Names in it (types, topics, codes)
+// come from the network: what is not UTF-8 is replaced rather than thrown on.
+std::string dump_dashboard_stats(const nlohmann::json& stats);
 
 // Returns: HOST:PORT split into options ("[::1]:9102" for IPv6).
 // Throws: zmqkit::error{bad_config} when it is not HOST:PORT with a port 0-65535.

@@ -27,10 +27,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+#include <zmqkit/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -73,11 +73,6 @@ class metrics_http_server {
   // address cannot be bound.
   metrics_http_server(metrics_http_options options, std::function<std::string()> render,
                       std::vector<http_route> routes = {});
-  ~metrics_http_server();
-  metrics_http_server(metrics_http_server&&) noexcept;
-  metrics_http_server& operator=(metrics_http_server&&) noexcept;
-  metrics_http_server(const metrics_http_server&) = delete;
-  metrics_http_server& operator=(const metrics_http_server&) = delete;
 
   int port() const noexcept;
   // Safe from any thread.
@@ -87,7 +82,7 @@ class metrics_http_server {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit

@@ -55,3 +55,5 @@ class actor {
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::actor::impl>;

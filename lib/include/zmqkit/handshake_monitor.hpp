@@ -83,3 +83,5 @@ class handshake_monitor {
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::handshake_monitor::impl>;

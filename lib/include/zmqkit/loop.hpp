@@ -119,3 +119,5 @@ class loop {
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::loop::impl>;

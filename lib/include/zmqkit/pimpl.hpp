@@ -7,13 +7,16 @@
 //     struct impl;
 //     pimpl<impl> impl_;  // no destructor or moves to declare: the implicit ones are right
 //   };
+//   extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;
 //   ```
 //
-// A std::unique_ptr whose deleter is only declared here: it is defined in
-// zmqkit/internal/pimpl.hpp and instantiated in the class's .cpp, where impl is
-// complete. So the class's implicit destructor and moves may be inline in the
-// caller's code although impl is incomplete there; the class is move-only and its
-// moves are noexcept. Work to do on destruction belongs in impl's destructor.
+// A std::unique_ptr whose deleter is only declared here. Its definition
+// (zmqkit/internal/pimpl.hpp) is instantiated once, in the .cpp that defines
+// impl; the `extern template` after the class says so, and keeps other .cpp
+// files of the library from instantiating it where impl is incomplete. So the
+// class's implicit destructor and moves may be inline in the caller's code: the
+// class is move-only, its moves are noexcept, and a moved-from one holds nothing.
+// Work to do on destruction belongs in impl's destructor.
 #pragma once
 
 #include <memory>

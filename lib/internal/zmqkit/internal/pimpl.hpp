@@ -16,6 +16,8 @@ namespace zmqkit {
 
 template <class T>
 void pimpl_deleter<T>::operator()(T* p) const noexcept {
+  // Fails where a class's header lacks its `extern template` line: deleting an
+  // incomplete impl would skip its destructor.
   static_assert(sizeof(T) > 0, "pimpl_deleter instantiated where impl is incomplete");
   delete p;
 }

@@ -86,3 +86,5 @@ class metrics_http_server {
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::metrics_http_server::impl>;

@@ -106,3 +106,5 @@ class sink {
 };
 
 }  // namespace zmqkit::pipeline
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::sink::impl>;

@@ -148,3 +148,5 @@ class ventilator {
 };
 
 }  // namespace zmqkit::pipeline
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::ventilator::impl>;

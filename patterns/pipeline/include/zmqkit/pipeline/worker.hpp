@@ -95,3 +95,5 @@ class worker {
 };
 
 }  // namespace zmqkit::pipeline
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::worker::impl>;

@@ -165,3 +165,5 @@ class forwarder {
 };
 
 }  // namespace zmqkit::pubsub
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::forwarder::impl>;

@@ -135,3 +135,5 @@ class publisher {
 };
 
 }  // namespace zmqkit::pubsub
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;

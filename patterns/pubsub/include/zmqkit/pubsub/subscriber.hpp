@@ -217,3 +217,5 @@ class subscriber {
 };
 
 }  // namespace zmqkit::pubsub
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::subscriber::impl>;

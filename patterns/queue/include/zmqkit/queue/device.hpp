@@ -226,3 +226,5 @@ class device {
 };
 
 }  // namespace zmqkit::queue
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::queue::device::impl>;

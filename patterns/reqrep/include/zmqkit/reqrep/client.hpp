@@ -203,3 +203,5 @@ class client {
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::client::impl>;

@@ -55,3 +55,5 @@ class reply_cache {
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::reply_cache::impl>;

@@ -83,3 +83,5 @@ class server {
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::server::impl>;

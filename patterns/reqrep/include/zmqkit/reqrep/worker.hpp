@@ -131,3 +131,5 @@ class worker {
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::worker::impl>;

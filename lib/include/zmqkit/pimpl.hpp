@@ -1,14 +1,7 @@
 // zmqkit/pimpl.hpp — the pointer a public class keeps to its hidden state.
-//
-//   ```cpp
-//   class publisher {
-//     ...
-//    private:
-//     struct impl;
-//     pimpl<impl> impl_;  // no destructor or moves to declare: the implicit ones are right
-//   };
+// A class declares `struct impl;` and `pimpl<impl> impl_;` (no destructor or
+// moves: the implicit ones are right), and after it, at global namespace scope,
 //   extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;
-//   ```
 //
 // A std::unique_ptr whose deleter is only declared here. Its definition
 // (zmqkit/internal/pimpl.hpp) is instantiated once, in the .cpp that defines

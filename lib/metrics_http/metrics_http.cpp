@@ -18,6 +18,7 @@
 #include <vector>
 #include <zmqkit/error.hpp>
 #include <zmqkit/metrics_http.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -107,9 +108,20 @@ struct metrics_http_server::impl {
   std::atomic<std::uint64_t> served{0}, evicted{0}, timed_out{0}, bad_requests{0};
 
   ~impl() {
+    stop();
     for (auto& c : connections) ::close(c.fd);
     for (int fd : {listener, wake[0], wake[1]})
       if (fd >= 0) ::close(fd);
+  }
+
+  void stop() {
+    if (!thread.joinable()) return;
+    const char byte = 1;
+    (void)!::write(wake[1], &byte, 1);
+    thread.join();
+    // Nothing listens any more: later connections are refused.
+    ::close(listener);
+    listener = -1;
   }
 
   void listen_on(const std::string& where) {
@@ -279,7 +291,7 @@ struct metrics_http_server::impl {
 
 metrics_http_server::metrics_http_server(metrics_http_options options, std::function<std::string()> render,
                                          std::vector<http_route> routes)
-    : impl_(std::make_unique<impl>()) {
+    : impl_(make_pimpl<impl>()) {
   auto& m = *impl_;
   if (options.max_connections == 0)
     throw error(errc::bad_config, "metrics-http", "metrics-http: max_connections must be at least 1");
@@ -288,16 +300,6 @@ metrics_http_server::metrics_http_server(metrics_http_options options, std::func
   m.routes = std::move(routes);
   m.listen_on(m.options.host + ":" + std::to_string(m.options.port));
   m.thread = std::thread([&m] { m.run(); });  // listening already: start and stop are synchronous
-}
-
-metrics_http_server::~metrics_http_server() { stop(); }
-metrics_http_server::metrics_http_server(metrics_http_server&&) noexcept = default;
-metrics_http_server& metrics_http_server::operator=(metrics_http_server&& other) noexcept {
-  if (this != &other) {
-    stop();
-    impl_ = std::move(other.impl_);
-  }
-  return *this;
 }
 
 int metrics_http_server::port() const noexcept { return impl_ ? impl_->port : -1; }
@@ -309,13 +311,9 @@ metrics_http_stats metrics_http_server::stats() const noexcept {
 }
 
 void metrics_http_server::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  const char byte = 1;
-  (void)!::write(impl_->wake[1], &byte, 1);
-  impl_->thread.join();
-  // Nothing listens any more: later connections are refused.
-  ::close(impl_->listener);
-  impl_->listener = -1;
+  if (impl_) impl_->stop();
 }
 
 }  // namespace zmqkit
+
+template struct zmqkit::pimpl_deleter<zmqkit::metrics_http_server::impl>;

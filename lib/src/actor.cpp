@@ -1,4 +1,5 @@
 #include <zmqkit/actor.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 #include <atomic>
 #include <future>
@@ -16,10 +17,23 @@ struct actor::impl {
   std::thread thread;
 
   explicit impl(const zmqkit::clock& clock) : events(clock) {}
+  ~impl() {
+    try {
+      stop();
+    } catch (...) {  // a destructor cannot report it; stop() before destroying to see it
+    }
+  }
+
+  void stop() {
+    if (!thread.joinable()) return;
+    events.stop();
+    thread.join();
+    if (auto f = std::exchange(failure, nullptr)) std::rethrow_exception(f);
+  }
 };
 
 actor::actor(zmq::context_t& ctx, setup_fn setup, const zmqkit::clock& clock)
-    : impl_(std::make_unique<impl>(clock)) {
+    : impl_(make_pimpl<impl>(clock)) {
   static std::atomic<std::uint64_t> counter{0};
   const std::string endpoint = "inproc://zmqkit-actor-" + std::to_string(counter++);
   auto& s = *impl_;
@@ -55,33 +69,12 @@ actor::actor(zmq::context_t& ctx, setup_fn setup, const zmqkit::clock& clock)
   }
 }
 
-actor::~actor() {
-  if (!impl_) return;
-  try {
-    stop();
-  } catch (...) {  // a destructor cannot report it; stop() before destroying to see it
-  }
-}
-
-actor::actor(actor&&) noexcept = default;
-actor& actor::operator=(actor&& other) noexcept {
-  if (this != &other) {
-    actor dying(std::move(*this));
-    impl_ = std::move(other.impl_);
-  }
-  return *this;
-}
-
 zmq::socket_t& actor::pipe() noexcept { return impl_->ours; }
 
 void actor::post(loop::handler work) { impl_->events.post(std::move(work)); }
 
-void actor::stop() {
-  auto& s = *impl_;
-  if (!s.thread.joinable()) return;
-  s.events.stop();
-  s.thread.join();
-  if (auto f = std::exchange(s.failure, nullptr)) std::rethrow_exception(f);
-}
+void actor::stop() { impl_->stop(); }
 
 }  // namespace zmqkit
+
+template struct zmqkit::pimpl_deleter<zmqkit::actor::impl>;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <zmqkit/actor.hpp>
 #include <zmqkit/handshake_monitor.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -29,6 +30,12 @@ struct handshake_monitor::impl {
   std::optional<handshake_failure> pending;  // failed, waiting for its DISCONNECTED to learn the peer
   mutable std::mutex last_mutex;
   std::optional<handshake_failure> last;
+
+  ~impl() {
+    // Detach first, while the reader still drains: libzmq must not block sending to a reader that is gone.
+    if (monitored) zmq_socket_monitor(monitored, nullptr, 0);
+    reader.reset();  // stops and joins the thread before the state it reads goes
+  }
 
   static std::string peer_address(int fd) {
     sockaddr_storage addr{};
@@ -139,7 +146,7 @@ struct handshake_monitor::impl {
 };
 
 handshake_monitor::handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket)
-    : impl_(std::make_unique<impl>()) {
+    : impl_(make_pimpl<impl>()) {
   auto& m = *impl_;
   const std::string id = std::to_string(reinterpret_cast<std::uintptr_t>(&m));
   const std::string endpoint = "inproc://zmqkit-monitor-" + id;
@@ -156,22 +163,6 @@ handshake_monitor::handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket)
   m.events.set(zmq::sockopt::rcvhwm, 100000);
   m.events.connect(endpoint);
   m.reader.emplace(ctx, [&m](loop& l, zmq::socket_t&) { l.add(m.events, [&m] { m.read_events(); }); });
-}
-
-handshake_monitor::~handshake_monitor() {
-  if (!impl_) return;
-  // Detach first, while the reader still drains: libzmq must not block sending to a reader that is gone.
-  zmq_socket_monitor(impl_->monitored, nullptr, 0);
-  impl_->reader.reset();  // stops and joins the thread
-}
-
-handshake_monitor::handshake_monitor(handshake_monitor&&) noexcept = default;
-handshake_monitor& handshake_monitor::operator=(handshake_monitor&& other) noexcept {
-  if (this != &other) {
-    handshake_monitor dying(std::move(*this));
-    impl_ = std::move(other.impl_);
-  }
-  return *this;
 }
 
 handshake_stats handshake_monitor::stats() const {
@@ -196,3 +187,5 @@ std::string describe(const handshake_failure& f) {
 }
 
 }  // namespace zmqkit
+
+template struct zmqkit::pimpl_deleter<zmqkit::handshake_monitor::impl>;

@@ -1,4 +1,5 @@
 #include <zmqkit/loop.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 #include <poll.h>
 #include <sys/epoll.h>
@@ -261,8 +262,7 @@ struct loop::impl {
   }
 };
 
-loop::loop(const zmqkit::clock& clock) : impl_(std::make_unique<impl>(clock)) {}
-loop::~loop() = default;
+loop::loop(const zmqkit::clock& clock) : impl_(make_pimpl<impl>(clock)) {}
 
 loop::id loop::add(zmq::socket_ref socket, handler on_readable) {
   const int fd = socket.get(zmq::sockopt::fd);
@@ -330,3 +330,5 @@ std::optional<std::chrono::nanoseconds> loop::next_timeout() const { return impl
 const zmqkit::clock& loop::clock() const noexcept { return *impl_->clk; }
 
 }  // namespace zmqkit
+
+template struct zmqkit::pimpl_deleter<zmqkit::loop::impl>;

@@ -9,6 +9,7 @@
 #include <zmqkit/keys.hpp>
 #include <zmqkit/actor.hpp>
 #include <zmqkit/zap_authenticator.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -207,7 +208,7 @@ struct zap_authenticator::impl {
 };
 
 zap_authenticator::zap_authenticator(zmq::context_t& ctx, zap_options options)
-    : impl_(std::make_unique<impl>()) {
+    : impl_(make_pimpl<impl>()) {
   auto& m = *impl_;
   m.options = std::move(options);
   if (!m.options.allow_dir.empty()) m.lists.push_back({m.options.domain, m.options.allow_dir, {}, {}});
@@ -230,19 +231,6 @@ zap_authenticator::zap_authenticator(zmq::context_t& ctx, zap_options options)
   m.handler->pipe().set(zmq::sockopt::sndtimeo, 5000);
 }
 
-zap_authenticator::~zap_authenticator() {
-  if (impl_) impl_->handler.reset();  // stops and joins the handler thread
-}
-
-zap_authenticator::zap_authenticator(zap_authenticator&&) noexcept = default;
-zap_authenticator& zap_authenticator::operator=(zap_authenticator&& other) noexcept {
-  if (this != &other) {
-    zap_authenticator dying(std::move(*this));
-    impl_ = std::move(other.impl_);
-  }
-  return *this;
-}
-
 void zap_authenticator::reload() {
   auto& m = *impl_;
   if (!m.handler->pipe().send(zmq::str_buffer("reload"), zmq::send_flags::none))
@@ -262,3 +250,5 @@ zap_stats zap_authenticator::stats() const {
 }
 
 }  // namespace zmqkit
+
+template struct zmqkit::pimpl_deleter<zmqkit::zap_authenticator::impl>;

@@ -6,6 +6,7 @@
 
 #include "detail.hpp"
 #include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -317,10 +318,7 @@ struct sink::impl {
 };
 
 sink::sink(zmq::context_t& ctx, const std::string& endpoint, sink_options opts)
-    : impl_(std::make_unique<impl>(ctx, endpoint, std::move(opts))) {}
-sink::sink(sink&&) noexcept = default;
-sink& sink::operator=(sink&&) noexcept = default;
-sink::~sink() = default;
+    : impl_(make_pimpl<impl>(ctx, endpoint, std::move(opts))) {}
 
 std::string sink::endpoint() const { return impl_->results.get(zmq::sockopt::last_endpoint); }
 
@@ -338,3 +336,5 @@ std::optional<batch_report> sink::status(const message_id& batch) const {
 const sink_stats& sink::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline
+
+template struct zmqkit::pimpl_deleter<zmqkit::pipeline::sink::impl>;

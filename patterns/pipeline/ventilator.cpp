@@ -4,6 +4,7 @@
 #include "detail.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -341,10 +342,7 @@ struct ventilator::impl {
 };
 
 ventilator::ventilator(zmq::context_t& ctx, const std::string& endpoint, ventilator_options opts)
-    : impl_(std::make_unique<impl>(ctx, endpoint, std::move(opts))) {}
-ventilator::ventilator(ventilator&&) noexcept = default;
-ventilator& ventilator::operator=(ventilator&&) noexcept = default;
-ventilator::~ventilator() = default;
+    : impl_(make_pimpl<impl>(ctx, endpoint, std::move(opts))) {}
 
 std::string ventilator::endpoint() const { return impl_->socket.get(zmq::sockopt::last_endpoint); }
 
@@ -435,3 +433,5 @@ std::int64_t ventilator::credit() const noexcept {
 const ventilator_stats& ventilator::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline
+
+template struct zmqkit::pimpl_deleter<zmqkit::pipeline::ventilator::impl>;

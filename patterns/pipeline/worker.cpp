@@ -6,6 +6,7 @@
 
 #include "detail.hpp"
 #include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -252,10 +253,7 @@ struct worker::impl {
 
 worker::worker(zmq::context_t& ctx, const std::string& ventilator_endpoint, const std::string& sink_endpoint,
                worker_options opts)
-    : impl_(std::make_unique<impl>(ctx, ventilator_endpoint, sink_endpoint, std::move(opts))) {}
-worker::worker(worker&&) noexcept = default;
-worker& worker::operator=(worker&&) noexcept = default;
-worker::~worker() = default;
+    : impl_(make_pimpl<impl>(ctx, ventilator_endpoint, sink_endpoint, std::move(opts))) {}
 
 std::optional<envelope> worker::receive(std::chrono::milliseconds timeout) { return impl_->receive(timeout); }
 bool worker::send_result(envelope result) { return impl_->send_result(std::move(result)); }
@@ -265,3 +263,5 @@ void worker::pump() { impl_->pump(); }
 const worker_stats& worker::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline
+
+template struct zmqkit::pimpl_deleter<zmqkit::pipeline::worker::impl>;

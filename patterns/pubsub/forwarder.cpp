@@ -11,6 +11,7 @@
 #include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/lru_map.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "replay_protocol.hpp"
@@ -483,10 +484,7 @@ struct forwarder::impl {
 };
 
 forwarder::forwarder(zmq::context_t& ctx, forwarder_options options)
-    : impl_(std::make_unique<impl>(ctx, std::move(options))) {}
-forwarder::~forwarder() = default;
-forwarder::forwarder(forwarder&&) noexcept = default;
-forwarder& forwarder::operator=(forwarder&&) noexcept = default;
+    : impl_(make_pimpl<impl>(ctx, std::move(options))) {}
 
 const std::string& forwarder::frontend_endpoint() const noexcept { return impl_->frontend; }
 const std::string& forwarder::backend_endpoint() const noexcept { return impl_->backend; }
@@ -497,3 +495,5 @@ std::shared_ptr<const forwarder_status> forwarder::status() const { return impl_
 forwarder_stats forwarder::stats() const { return impl_->stats(); }
 
 }  // namespace zmqkit::pubsub
+
+template struct zmqkit::pimpl_deleter<zmqkit::pubsub::forwarder::impl>;

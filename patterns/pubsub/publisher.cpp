@@ -14,6 +14,7 @@
 
 #include "snapshot_protocol.hpp"
 #include <zmqkit/internal/lru_map.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -171,10 +172,7 @@ struct publisher::impl {
 };
 
 publisher::publisher(zmq::context_t& ctx, publisher_options options)
-    : impl_(std::make_unique<impl>(ctx, std::move(options))), clock_(impl_->opts.clock) {}
-publisher::~publisher() = default;
-publisher::publisher(publisher&&) noexcept = default;
-publisher& publisher::operator=(publisher&&) noexcept = default;
+    : impl_(make_pimpl<impl>(ctx, std::move(options))), clock_(impl_->opts.clock) {}
 
 std::string publisher::bind(const std::string& endpoint) {
   impl_->pub.bind(endpoint);
@@ -280,3 +278,5 @@ publisher_stats publisher::stats() const {
 }
 
 }  // namespace zmqkit::pubsub
+
+template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;

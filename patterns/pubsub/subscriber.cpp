@@ -9,6 +9,7 @@
 #include <zmqkit/pubsub/subscriber.hpp>
 
 #include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 #include "replay_protocol.hpp"
 
@@ -730,10 +731,7 @@ struct subscriber::impl {
 };
 
 subscriber::subscriber(zmq::context_t& ctx, subscriber_options options)
-    : impl_(std::make_unique<impl>(ctx, std::move(options))) {}
-subscriber::~subscriber() = default;
-subscriber::subscriber(subscriber&&) noexcept = default;
-subscriber& subscriber::operator=(subscriber&&) noexcept = default;
+    : impl_(make_pimpl<impl>(ctx, std::move(options))) {}
 
 void subscriber::connect(const std::string& endpoint) {
   impl_->sub.connect(endpoint);
@@ -777,3 +775,5 @@ void subscriber::detach() noexcept { impl_->detach(); }
 const subscriber_stats& subscriber::stats() const noexcept { return impl_->st; }
 
 }  // namespace zmqkit::pubsub
+
+template struct zmqkit::pimpl_deleter<zmqkit::pubsub::subscriber::impl>;

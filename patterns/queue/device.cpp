@@ -5,6 +5,7 @@
 
 #include "device_access.hpp"
 #include "device_impl.hpp"
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::queue {
 
@@ -280,10 +281,7 @@ void device_access::timers(device& d) {
 }
 
 device::device(zmq::context_t& ctx, device_options options)
-    : impl_(std::make_unique<impl>(ctx, std::move(options))) {}
-device::~device() = default;
-device::device(device&&) noexcept = default;
-device& device::operator=(device&&) noexcept = default;
+    : impl_(make_pimpl<impl>(ctx, std::move(options))) {}
 
 void device::run() { impl_->run(); }
 
@@ -312,3 +310,5 @@ std::string device::admin_endpoint() const {
 }
 
 }  // namespace zmqkit::queue
+
+template struct zmqkit::pimpl_deleter<zmqkit::queue::device::impl>;

@@ -11,6 +11,7 @@
 #include <zmqkit/internal/dealer.hpp>
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::reqrep {
 
@@ -361,11 +362,8 @@ client::client(zmq::context_t& ctx, std::string endpoint, client_options opts)
     : client(ctx, std::vector<std::string>{std::move(endpoint)}, std::move(opts)) {}
 
 client::client(zmq::context_t& ctx, std::vector<std::string> endpoints, client_options opts)
-    : impl_(std::make_unique<impl>(ctx, std::move(endpoints), std::move(opts))) {}
+    : impl_(make_pimpl<impl>(ctx, std::move(endpoints), std::move(opts))) {}
 
-client::~client() = default;
-client::client(client&&) noexcept = default;
-client& client::operator=(client&&) noexcept = default;
 
 result client::request(envelope request) { return this->request(std::move(request), impl_->opts.retry); }
 
@@ -457,3 +455,5 @@ std::optional<std::string> client::handshake_failure() const { return impl_->han
 const client_stats& client::stats() const noexcept { return impl_->stats; }
 
 }  // namespace zmqkit::reqrep
+
+template struct zmqkit::pimpl_deleter<zmqkit::reqrep::client::impl>;

@@ -1,5 +1,6 @@
 #include <zmqkit/reqrep/reply_cache.hpp>
 
+#include <zmqkit/internal/pimpl.hpp>
 #include <zmqkit/internal/reply_store.hpp>
 
 namespace zmqkit::reqrep {
@@ -9,12 +10,9 @@ struct reply_cache::impl {
 };
 
 reply_cache::reply_cache(reply_cache_options opts)
-    : impl_(std::make_unique<impl>(impl{internal::reply_store({.max_entries = opts.max_entries,
+    : impl_(make_pimpl<impl>(impl{internal::reply_store({.max_entries = opts.max_entries,
                                                                 .max_bytes = opts.max_bytes,
                                                                 .max_age = opts.max_age})})) {}
-reply_cache::~reply_cache() = default;
-reply_cache::reply_cache(reply_cache&&) noexcept = default;
-reply_cache& reply_cache::operator=(reply_cache&&) noexcept = default;
 
 void reply_cache::insert(const message_id& id, const zmq::message_t& reply, steady_time now) {
   impl_->store.insert(id, reply, now);
@@ -28,3 +26,5 @@ std::size_t reply_cache::bytes() const noexcept { return impl_->store.bytes(); }
 std::size_t reply_cache::evicted() const noexcept { return impl_->store.evicted(); }
 
 }  // namespace zmqkit::reqrep
+
+template struct zmqkit::pimpl_deleter<zmqkit::reqrep::reply_cache::impl>;

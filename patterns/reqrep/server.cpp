@@ -10,6 +10,7 @@
 #include "run_handler.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 #include <zmqkit/internal/routed.hpp>
 
 namespace zmqkit::reqrep {
@@ -192,10 +193,7 @@ struct server::impl {
 };
 
 server::server(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options opts)
-    : impl_(std::make_unique<impl>(ctx, endpoint, std::move(h), std::move(opts))) {}
-server::~server() = default;
-server::server(server&&) noexcept = default;
-server& server::operator=(server&&) noexcept = default;
+    : impl_(make_pimpl<impl>(ctx, endpoint, std::move(h), std::move(opts))) {}
 
 std::size_t server::poll(std::chrono::milliseconds timeout) { return impl_->poll(timeout); }
 
@@ -207,3 +205,5 @@ const server_stats& server::stats() const noexcept { return impl_->stats; }
 std::size_t server::cached() const noexcept { return impl_->cache.size(); }
 
 }  // namespace zmqkit::reqrep
+
+template struct zmqkit::pimpl_deleter<zmqkit::reqrep::server::impl>;

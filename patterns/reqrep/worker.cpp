@@ -12,6 +12,7 @@
 
 #include <zmqkit/internal/dealer.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/pimpl.hpp>
 #include <zmqkit/internal/worker_protocol.hpp>
 #include <zmqkit/internal/routed.hpp>
 
@@ -66,6 +67,7 @@ struct worker::impl {
     exec = std::make_unique<detail::executor>(c, 1);
     connect();
   }
+  ~impl() { stop(); }  // if not stopped yet: waits for the running handler, says DISCONNECT
 
   const clock& clk() const { return *opts.clock; }
 
@@ -260,19 +262,8 @@ struct worker::impl {
 };
 
 worker::worker(zmq::context_t& ctx, std::string endpoint, handler h, worker_options opts)
-    : impl_(std::make_unique<impl>(ctx, std::move(endpoint), std::move(h), std::move(opts))) {}
+    : impl_(make_pimpl<impl>(ctx, std::move(endpoint), std::move(h), std::move(opts))) {}
 
-worker::~worker() {
-  if (impl_) impl_->stop();
-}
-worker::worker(worker&&) noexcept = default;
-worker& worker::operator=(worker&& other) noexcept {
-  if (this != &other) {
-    if (impl_) impl_->stop();
-    impl_ = std::move(other.impl_);
-  }
-  return *this;
-}
 
 void worker::poll(std::chrono::milliseconds timeout) { impl_->poll(timeout); }
 
@@ -295,3 +286,5 @@ std::optional<std::string> worker::handshake_failure() const {
 const worker_stats& worker::stats() const noexcept { return impl_->stats; }
 
 }  // namespace zmqkit::reqrep
+
+template struct zmqkit::pimpl_deleter<zmqkit::reqrep::worker::impl>;

@@ -27,10 +27,10 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 
 #include <exception>
 #include <functional>
-#include <memory>
 
 namespace zmqkit {
 
@@ -38,11 +38,9 @@ class actor {
  public:
   using setup_fn = std::function<void(loop& loop, zmq::socket_t& pipe)>;
 
+  // Destroying it stop()s it, ignoring what stop() would rethrow.
   // Throws: what setup threw; zmq::error_t / std::system_error when the pipe or the loop cannot be made.
   actor(zmq::context_t& ctx, setup_fn setup, const zmqkit::clock& clock = zmqkit::clock::real());
-  ~actor();  // stop(), ignoring what it would rethrow
-  actor(actor&&) noexcept;
-  actor& operator=(actor&&) noexcept;
 
   zmq::socket_t& pipe() noexcept;
   // Thread-safe: runs `work` on the actor's thread.
@@ -53,7 +51,9 @@ class actor {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::actor::impl>;

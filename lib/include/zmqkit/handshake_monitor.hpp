@@ -28,10 +28,10 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
+#include <zmqkit/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -66,11 +66,6 @@ class handshake_monitor {
  public:
   // Throws: zmq::error_t when libzmq cannot attach the monitor.
   handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket);
-  ~handshake_monitor();
-  handshake_monitor(handshake_monitor&&) noexcept;
-  handshake_monitor& operator=(handshake_monitor&&) noexcept;
-  handshake_monitor(const handshake_monitor&) = delete;
-  handshake_monitor& operator=(const handshake_monitor&) = delete;
 
   // Safe from any thread.
   handshake_stats stats() const;
@@ -84,7 +79,9 @@ class handshake_monitor {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::handshake_monitor::impl>;

@@ -48,11 +48,11 @@
 
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
+#include <zmqkit/pimpl.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <optional>
 
 namespace zmqkit {
@@ -65,7 +65,7 @@ class loop {
 
   // Throws: std::system_error when the epoll/eventfd/timerfd descriptors cannot be made.
   explicit loop(const zmqkit::clock& clock = zmqkit::clock::real());
-  ~loop();
+  // Neither copied nor moved: what is attached to a loop keeps its address.
   loop(const loop&) = delete;
   loop& operator=(const loop&) = delete;
 
@@ -115,7 +115,9 @@ class loop {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::loop::impl>;

@@ -36,12 +36,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -81,11 +81,6 @@ class zap_authenticator {
   //         or another ZAP handler is already bound on `ctx`; errc::bad_config when no
   //         directory is given.
   zap_authenticator(zmq::context_t& ctx, zap_options options);
-  ~zap_authenticator();
-  zap_authenticator(zap_authenticator&&) noexcept;
-  zap_authenticator& operator=(zap_authenticator&&) noexcept;
-  zap_authenticator(const zap_authenticator&) = delete;
-  zap_authenticator& operator=(const zap_authenticator&) = delete;
 
   // Re-reads the allow-list now. Returns once the new list is in effect.
   // Throws: zmqkit::error{errc::security} when the directory cannot be read
@@ -98,7 +93,9 @@ class zap_authenticator {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::zap_authenticator::impl>;

@@ -27,11 +27,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
+#include <zmqkit/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -85,11 +85,6 @@ class metrics_http_server {
   // address cannot be bound.
   metrics_http_server(metrics_http_options options, std::function<std::string()> render,
                       std::vector<http_route> routes = {});
-  ~metrics_http_server();
-  metrics_http_server(metrics_http_server&&) noexcept;
-  metrics_http_server& operator=(metrics_http_server&&) noexcept;
-  metrics_http_server(const metrics_http_server&) = delete;
-  metrics_http_server& operator=(const metrics_http_server&) = delete;
 
   int port() const noexcept;
   // Safe from any thread.
@@ -99,7 +94,9 @@ class metrics_http_server {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::metrics_http_server::impl>;

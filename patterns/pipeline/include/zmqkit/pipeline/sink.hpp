@@ -21,7 +21,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +29,7 @@
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
 #include <zmqkit/message_id.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pipeline {
@@ -81,9 +81,6 @@ class sink {
  public:
   // Binds a PULL to `endpoint` for results; connects to the ventilator if configured.
   sink(zmq::context_t& ctx, const std::string& endpoint, sink_options opts = {});
-  sink(sink&&) noexcept;
-  sink& operator=(sink&&) noexcept;
-  ~sink();
 
   std::string endpoint() const;
 
@@ -105,7 +102,9 @@ class sink {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::pipeline
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::sink::impl>;

@@ -24,7 +24,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +34,7 @@
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
 #include <zmqkit/message_id.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/pipeline/protocol.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -101,9 +101,6 @@ class ventilator {
   // Binds a ROUTER to `endpoint` (workers and sinks connect to it).
   // Throws: zmq::error_t when the bind fails; zmqkit::error for bad security keys.
   ventilator(zmq::context_t& ctx, const std::string& endpoint, ventilator_options opts = {});
-  ventilator(ventilator&&) noexcept;
-  ventilator& operator=(ventilator&&) noexcept;
-  ~ventilator();
 
   // The bound endpoint (with the real port when bound to `*`).
   std::string endpoint() const;
@@ -147,7 +144,9 @@ class ventilator {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::pipeline
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::ventilator::impl>;

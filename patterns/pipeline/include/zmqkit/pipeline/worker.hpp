@@ -18,13 +18,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pipeline {
@@ -60,13 +60,10 @@ class worker {
  public:
   // Connects a DEALER to the ventilator and a PUSH to the sink (an empty
   // sink_endpoint means results are not sent anywhere), then grants `credit`.
+  // Destroying it says zmk.bye so the ventilator stops counting on this worker;
+  // tasks still queued here are dropped (at-least-once batches get them resent).
   worker(zmq::context_t& ctx, const std::string& ventilator_endpoint, const std::string& sink_endpoint,
          worker_options opts = {});
-  worker(worker&&) noexcept;
-  worker& operator=(worker&&) noexcept;
-  // Says zmk.bye so the ventilator stops counting on this worker; tasks still
-  // queued here are dropped (at-least-once batches get them resent).
-  ~worker();
 
   // Finishes the previous task (its slot is granted back to the ventilator), then
   // returns the most urgent task held, waiting up to `timeout` for one.
@@ -94,7 +91,9 @@ class worker {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::pipeline
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::worker::impl>;

@@ -45,6 +45,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::pubsub {
@@ -147,11 +148,6 @@ class forwarder {
   // snapshot_endpoint, or a store that cannot be opened or fails its checks (the
   // message names the path and the problem); zmq::error_t when binding fails.
   forwarder(zmq::context_t& ctx, forwarder_options options);
-  ~forwarder();
-  forwarder(forwarder&&) noexcept;
-  forwarder& operator=(forwarder&&) noexcept;
-  forwarder(const forwarder&) = delete;
-  forwarder& operator=(const forwarder&) = delete;
 
   // Returns: the bound endpoints, tcp ports resolved.
   const std::string& frontend_endpoint() const noexcept;
@@ -165,7 +161,9 @@ class forwarder {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::pubsub
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::forwarder::impl>;

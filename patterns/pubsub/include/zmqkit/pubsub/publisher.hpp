@@ -43,12 +43,12 @@
 #include <cstddef>
 #include <functional>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/pubsub/defaults.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -85,11 +85,6 @@ class publisher {
  public:
   // Throws: zmqkit::error (bad options), zmq::error_t (the snapshot bind fails).
   publisher(zmq::context_t& ctx, publisher_options options = {});
-  ~publisher();
-  publisher(publisher&&) noexcept;
-  publisher& operator=(publisher&&) noexcept;
-  publisher(const publisher&) = delete;
-  publisher& operator=(const publisher&) = delete;
 
   // Returns: the endpoint actually bound (resolves tcp ports given as *).
   std::string bind(const std::string& endpoint);
@@ -135,8 +130,10 @@ class publisher {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
   const zmqkit::clock* clock_;
 };
 
 }  // namespace zmqkit::pubsub
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;

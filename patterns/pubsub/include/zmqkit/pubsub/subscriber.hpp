@@ -62,7 +62,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +69,7 @@
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/pubsub/defaults.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -175,11 +175,6 @@ class subscriber {
   // Throws: zmqkit::error{bad_config} for max_streams 0, a start or durable_name
   // without a replay_endpoint, or a durable_name longer than 255 bytes.
   subscriber(zmq::context_t& ctx, subscriber_options options = {});
-  ~subscriber();
-  subscriber(subscriber&&) noexcept;
-  subscriber& operator=(subscriber&&) noexcept;
-  subscriber(const subscriber&) = delete;
-  subscriber& operator=(const subscriber&) = delete;
 
   void connect(const std::string& endpoint);
   // Type prefix; "" = everything. Subscribing before connecting avoids missing
@@ -218,7 +213,9 @@ class subscriber {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::pubsub
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::subscriber::impl>;

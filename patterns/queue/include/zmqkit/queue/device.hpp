@@ -37,6 +37,7 @@
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::queue {
@@ -188,11 +189,6 @@ class device {
   // Binds the frontend, backend and admin sockets.
   // Throws: zmqkit::error{bad_config} on bad options; zmq::error_t when a bind fails.
   device(zmq::context_t& ctx, device_options options);
-  ~device();
-  device(device&&) noexcept;
-  device& operator=(device&&) noexcept;
-  device(const device&) = delete;
-  device& operator=(const device&) = delete;
 
   // Serves until stop(), then drains: answers everything queued (and anything
   // arriving) `unavailable`, forwards replies still coming from workers for up
@@ -226,7 +222,9 @@ class device {
  private:
   friend struct device_access;
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::queue
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::queue::device::impl>;

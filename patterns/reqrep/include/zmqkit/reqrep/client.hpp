@@ -57,7 +57,6 @@
 #include <chrono>
 #include <functional>
 #include <initializer_list>
-#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -66,6 +65,7 @@
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -143,9 +143,6 @@ class client {
   // So that client(ctx, {"tcp://a:1", "tcp://b:1"}) picks the list, not std::string's iterator pair.
   client(zmq::context_t& ctx, std::initializer_list<std::string> endpoints, client_options opts = {})
       : client(ctx, std::vector<std::string>(endpoints), std::move(opts)) {}
-  ~client();
-  client(client&&) noexcept;
-  client& operator=(client&&) noexcept;
 
   // Sends and waits for the reply, retrying per the policy. Completions of
   // other requests in flight that finish meanwhile are kept for poll().
@@ -202,7 +199,9 @@ class client {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::client::impl>;

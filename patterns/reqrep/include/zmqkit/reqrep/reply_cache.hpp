@@ -16,10 +16,10 @@
 
 #include <chrono>
 #include <cstddef>
-#include <memory>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/message_id.hpp>
+#include <zmqkit/pimpl.hpp>
 
 namespace zmqkit::reqrep {
 
@@ -34,9 +34,6 @@ struct reply_cache_options {
 class reply_cache {
  public:
   explicit reply_cache(reply_cache_options opts = {});
-  ~reply_cache();
-  reply_cache(reply_cache&&) noexcept;
-  reply_cache& operator=(reply_cache&&) noexcept;
 
   // Stores a copy of `reply` (zmq shares large buffers, so this is cheap).
   // Replaces an existing entry for the same id.
@@ -54,7 +51,9 @@ class reply_cache {
   // Ids come from the network: the store behind this uses a keyed hash (no
   // crafted ids can pile into one bucket); it lives in the .cpp.
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::reply_cache::impl>;

@@ -25,13 +25,13 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <stop_token>
 #include <string>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 #include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/socket_options.hpp>
@@ -62,9 +62,6 @@ class server {
  public:
   // Binds `endpoint`. Throws: zmq::error_t when libzmq refuses it.
   server(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options opts = {});
-  ~server();
-  server(server&&) noexcept;
-  server& operator=(server&&) noexcept;
 
   // Handles what arrives within `timeout`. Returns: messages handled (requests and results).
   // Throws: error{bad_config} once attached to a loop (that loop drives the server).
@@ -82,7 +79,9 @@ class server {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::server::impl>;

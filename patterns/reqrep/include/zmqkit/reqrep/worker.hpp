@@ -45,7 +45,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -54,6 +53,7 @@
 #include <zmqkit/clock.hpp>
 #include <zmqkit/envelope.hpp>
 #include <zmqkit/loop.hpp>
+#include <zmqkit/pimpl.hpp>
 #include <zmqkit/reqrep/handler.hpp>
 #include <zmqkit/socket_options.hpp>
 
@@ -98,11 +98,8 @@ class worker {
  public:
   // Connects to `endpoint` and sends READY. Throws: zmq::error_t when libzmq refuses
   // it; zmqkit::error{bad_config} when capacity is not in 1..1024.
+  // Destroying it stop()s it, if not stopped yet.
   worker(zmq::context_t& ctx, std::string endpoint, handler h, worker_options opts = {});
-  // stop(), if not stopped yet.
-  ~worker();
-  worker(worker&&) noexcept;
-  worker& operator=(worker&&) noexcept;
 
   // Runs the protocol for up to `timeout` (real time): requests, heartbeats, reconnects.
   void poll(std::chrono::milliseconds timeout);
@@ -130,7 +127,9 @@ class worker {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  pimpl<impl> impl_;
 };
 
 }  // namespace zmqkit::reqrep
+
+extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::worker::impl>;

@@ -34,6 +34,10 @@ std::string read_all(const std::string& path, const char* what) {
 
 }  // namespace
 
+std::string timeout_message(const std::string& what, long long timeout_ms, const std::string& where) {
+  return "timeout: " + what + " within " + std::to_string(timeout_ms) + " ms (" + where + ")";
+}
+
 void install_signal_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -73,31 +77,45 @@ std::string endpoint_options::describe() const {
   return out;
 }
 
+void add_receive_limit_options(CLI::App& app, long long& count, long long& timeout_ms) {
+  add_checked_option(app, "-n,--count", count, "Stop after N envelopes (0 = no limit)",
+                     CLI::NonNegativeNumber);
+  app.add_option("--timeout", timeout_ms,
+                 "Stop when nothing arrives for MS; an error unless --count (or one) envelopes arrived "
+                 "(-1 = wait forever)")
+      ->capture_default_str();
+}
+
+void require_received(long long received, long long count, long long timeout_ms, const endpoint_options& ep) {
+  if (received >= std::max(count, 1LL)) return;
+  throw failure(exit_failure, timeout_message("received " + std::to_string(received) +
+                                                  (count > 0 ? " of " + std::to_string(count) : "") +
+                                                  " envelopes; nothing arrived",
+                                              timeout_ms, ep.describe()));
+}
+
 void add_endpoint_options(CLI::App& app, endpoint_options& opts) {
   app.add_option("-c,--connect", opts.connect,
                  "Endpoint to connect to (repeatable), e.g. tcp://127.0.0.1:5555")
       ->group("Endpoints");
   app.add_option("-b,--bind", opts.bind, "Endpoint to bind (repeatable), e.g. tcp://*:5555")
       ->group("Endpoints");
-  auto* server_key = app.add_option("--curve-server-key", opts.curve_server_key,
-                                    "CURVE: the server's public key (Z85); enables encryption")
-                         ->group("Security");
-  auto* server_key_file =
-      app.add_option("--curve-server-key-file", opts.curve_server_key_file,
-                     "CURVE: the server's public key file (FILE.pub from zmqkit-keygen); enables encryption")
-          ->group("Security");
-  server_key_file->excludes(server_key);
-  auto* public_key = app.add_option("--curve-public-key", opts.curve_public_key,
-                                    "CURVE: our public key, Z85 (default: ephemeral)")
-                         ->group("Security");
-  auto* secret_key =
-      app.add_option("--curve-secret-key", opts.curve_secret_key,
-                     "CURVE: our secret key, Z85 (visible to ps: prefer --curve-secret-key-file)")
-          ->group("Security");
-  app.add_option("--curve-secret-key-file", opts.curve_secret_key_file,
-                 "CURVE: our secret key file (FILE.key from zmqkit-keygen, mode 0600; the public key is "
-                 "derived from it)")
-      ->group("Security")
+  auto security = [&](const std::string& name, std::string& key, const std::string& help) {
+    return app.add_option(name, key, help)->group("Security");
+  };
+  auto* server_key = security("--curve-server-key", opts.curve_server_key,
+                              "CURVE: the server's public key (Z85); enables encryption");
+  security("--curve-server-key-file", opts.curve_server_key_file,
+           "CURVE: the server's public key file (FILE.pub from zmqkit-keygen); enables encryption")
+      ->excludes(server_key);
+  auto* public_key = security("--curve-public-key", opts.curve_public_key,
+                              "CURVE: our public key, Z85 (default: ephemeral)");
+  auto* secret_key = security("--curve-secret-key", opts.curve_secret_key,
+                              "CURVE: our secret key, Z85 (visible to ps: prefer --curve-secret-key-file)");
+  // The key file holds both halves, so it stands for both inline keys.
+  security("--curve-secret-key-file", opts.curve_secret_key_file,
+           "CURVE: our secret key file (FILE.key from zmqkit-keygen, mode 0600; the public key is "
+           "derived from it)")
       ->excludes(public_key)
       ->excludes(secret_key);
 }
@@ -146,13 +164,10 @@ void attach(zmq::socket_t& socket, const endpoint_options& opts) {
 
 void add_envelope_options(CLI::App& app, envelope_input& in, bool allow_jsonl) {
   app.add_option("-t,--type", in.type, "Envelope type, e.g. order.created")->group("Envelope");
-  app.add_option("-p,--priority", in.priority, "Priority 0-9 (9 most urgent)")
-      ->check(CLI::Range(0, 9))
-      ->capture_default_str()
+  add_checked_option(app, "-p,--priority", in.priority, "Priority 0-9 (9 most urgent)", CLI::Range(0, 9))
       ->group("Envelope");
-  app.add_option("--ttl", in.ttl_ms, "Time to live in ms (0 = never expires)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str()
+  add_checked_option(app, "--ttl", in.ttl_ms, "Time to live in ms (0 = never expires)",
+                     CLI::NonNegativeNumber)
       ->group("Envelope");
   app.add_option("-H,--header", in.headers, "Header KEY=VALUE (repeatable)")->group("Envelope");
   auto* json =
@@ -226,6 +241,25 @@ std::optional<envelope> envelope_source::next() {
     env.headers.insert_or_assign(h.substr(0, eq), h.substr(eq + 1));
   }
   return env;
+}
+
+void send_each(envelope_source& source, const send_options& opts, const std::string& not_taken,
+               const std::function<bool(envelope&)>& send) {
+  long long sent = 0;
+  while (auto env = source.next()) {
+    if (interrupted.load()) return;
+    bool taken;
+    try {
+      taken = send(*env);
+    } catch (const zmqkit::error& e) {
+      throw failure(exit_usage, e.what());
+    }
+    if (!taken)
+      throw failure(exit_failure, timeout_message(not_taken + " envelope " + std::to_string(sent + 1),
+                                                  opts.timeout_ms, opts.ep.describe()));
+    ++sent;
+    if (opts.interval_ms > 0) sleep_interruptibly(ms(opts.interval_ms));
+  }
 }
 
 void add_output_options(CLI::App& app, output_options& out) {

@@ -35,11 +35,23 @@ class failure : public std::runtime_error {
   int exit_code_;
 };
 
+// "timeout: WHAT within TIMEOUT_MS ms (WHERE)", the shape of the timeout messages.
+std::string timeout_message(const std::string& what, long long timeout_ms, const std::string& where);
+
 // A registered subcommand and what runs it once the command line is parsed.
 struct command {
   CLI::App* app = nullptr;
   std::function<int()> run;
 };
+
+// --- options ------------------------------------------------------------------
+
+// Adds an option whose value `validator` checks, its default shown in --help.
+template <class T>
+CLI::Option* add_checked_option(CLI::App& app, const std::string& name, T& value, const std::string& help,
+                                const CLI::Validator& validator) {
+  return app.add_option(name, value, help)->check(validator)->capture_default_str();
+}
 
 // --- interruption -------------------------------------------------------------
 
@@ -105,6 +117,34 @@ class envelope_source {
   long long remaining_ = 1;
   long long line_no_ = 0;
 };
+
+// --- sending --------------------------------------------------------------------
+
+// What the subcommands that send envelopes (send, pub) are given.
+struct send_options {
+  endpoint_options ep;
+  envelope_input in;
+  long long count = 1;
+  long long interval_ms = 0;
+  long long timeout_ms = 5000;  // for a peer to take each envelope
+};
+
+// Hands each envelope from `source` to `send`, --interval apart, until the input
+// ends or an interruption. `send` returns false when no peer took the envelope
+// within --timeout.
+// Throws: failure{exit_failure} "timeout: NOT_TAKEN envelope N within ..." then, and
+// failure{exit_usage} for an envelope the library refuses (zmqkit::error).
+void send_each(envelope_source& source, const send_options& opts, const std::string& not_taken,
+               const std::function<bool(envelope&)>& send);
+
+// --- receiving ------------------------------------------------------------------
+
+// -n/--count and --timeout of the subcommands that print what arrives (recv, sub):
+// stop after `count` envelopes (0 = no limit), or after `timeout_ms` of silence.
+void add_receive_limit_options(CLI::App& app, long long& count, long long& timeout_ms);
+// Throws: failure{exit_failure} when fewer than `count` envelopes (with no limit:
+// none) were `received` on `ep` before `timeout_ms` of silence ended the wait.
+void require_received(long long received, long long count, long long timeout_ms, const endpoint_options& ep);
 
 // --- output -----------------------------------------------------------------------
 

@@ -31,9 +31,9 @@ int run_ventilator(const State& s, envelope_source& source) {
   }
   install_signal_handlers();
   auto no_worker = [&] {
-    return failure(exit_failure, "timeout: no worker asked for the " + std::to_string(vent->pending()) +
-                                     " remaining task(s) within " + std::to_string(s.timeout_ms) + " ms (" +
-                                     vent->endpoint() + ")");
+    return failure(exit_failure, timeout_message("no worker asked for the " +
+                                                     std::to_string(vent->pending()) + " remaining task(s)",
+                                                 s.timeout_ms, vent->endpoint()));
   };
   auto progress_deadline = std::chrono::steady_clock::now() + ms(s.timeout_ms);
   std::uint64_t dispatched = 0;
@@ -70,12 +70,7 @@ int run_ventilator(const State& s, envelope_source& source) {
 }  // namespace
 
 command add_send(CLI::App& root) {
-  struct state {
-    endpoint_options ep;
-    envelope_input in;
-    long long count = 1;
-    long long interval_ms = 0;
-    long long timeout_ms = 5000;
+  struct state : send_options {
     bool ventilator = false;
   };
   auto s = std::make_shared<state>();
@@ -84,15 +79,11 @@ command add_send(CLI::App& root) {
               "pipeline workers by credit");
   add_endpoint_options(*app, s->ep);
   add_envelope_options(*app, s->in, true);
-  app->add_option("-n,--count", s->count, "Send the envelope N times (each with a fresh id)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app->add_option("--interval", s->interval_ms, "Wait MS between envelopes")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app->add_option("--timeout", s->timeout_ms, "Give up when no peer takes an envelope within MS")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_checked_option(*app, "-n,--count", s->count, "Send the envelope N times (each with a fresh id)",
+                     CLI::PositiveNumber);
+  add_checked_option(*app, "--interval", s->interval_ms, "Wait MS between envelopes", CLI::NonNegativeNumber);
+  add_checked_option(*app, "--timeout", s->timeout_ms, "Give up when no peer takes an envelope within MS",
+                     CLI::NonNegativeNumber);
   app->add_flag("--ventilator", s->ventilator,
                 "Be a pipeline ventilator (ROUTER, one --bind): workers connect and take tasks by credit");
   return {app, [s] {
@@ -108,22 +99,9 @@ command add_send(CLI::App& root) {
             socket.set(zmq::sockopt::sndtimeo, static_cast<int>(s->timeout_ms));
             socket.set(zmq::sockopt::linger, static_cast<int>(s->timeout_ms));
             attach(socket, s->ep);
-            long long sent = 0;
-            while (auto env = source.next()) {
-              if (interrupted.load()) break;
-              zmq::message_t frame;
-              try {
-                frame = encode(*env);
-              } catch (const zmqkit::error& e) {
-                throw failure(exit_usage, e.what());
-              }
-              if (!socket.send(frame, zmq::send_flags::none))
-                throw failure(exit_failure, "timeout: no peer took envelope " + std::to_string(sent + 1) +
-                                                " within " + std::to_string(s->timeout_ms) + " ms (" +
-                                                s->ep.describe() + ")");
-              ++sent;
-              if (s->interval_ms > 0) sleep_interruptibly(ms(s->interval_ms));
-            }
+            send_each(source, *s, "no peer took", [&](envelope& env) {
+              return socket.send(encode(env), zmq::send_flags::none).has_value();
+            });
             return exit_ok;
           }};
 }
@@ -140,13 +118,7 @@ command add_recv(CLI::App& root) {
       root.add_subcommand("recv", "Pull envelopes from a pipeline (PULL) and print them as JSON lines");
   add_endpoint_options(*app, s->ep);
   add_output_options(*app, s->out);
-  app->add_option("-n,--count", s->count, "Stop after N envelopes (0 = no limit)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app->add_option("--timeout", s->timeout_ms,
-                  "Stop when nothing arrives for MS; an error unless --count (or one) envelopes arrived "
-                  "(-1 = wait forever)")
-      ->capture_default_str();
+  add_receive_limit_options(*app, s->count, s->timeout_ms);
   return {app, [s] {
             zmq::context_t ctx;
             zmq::socket_t socket(ctx, zmq::socket_type::pull);
@@ -173,12 +145,7 @@ command add_recv(CLI::App& root) {
               }
             }
             if (interrupted.load()) return exit_ok;
-            if (received < std::max(s->count, 1LL))
-              throw failure(exit_failure, "timeout: received " + std::to_string(received) +
-                                              (s->count > 0 ? " of " + std::to_string(s->count) : "") +
-                                              " envelopes; nothing arrived within " +
-                                              std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() +
-                                              ")");
+            require_received(received, s->count, s->timeout_ms, s->ep);
             return exit_ok;
           }};
 }

@@ -84,13 +84,8 @@ class relayed_publisher {
 }  // namespace
 
 command add_pub(CLI::App& root) {
-  struct state {
-    endpoint_options ep;
-    envelope_input in;
-    long long count = 1;
-    long long interval_ms = 0;
+  struct state : send_options {
     int wait_subscribers = 0;
-    long long timeout_ms = 5000;
     std::string publisher_id;
   };
   auto s = std::make_shared<state>();
@@ -98,22 +93,18 @@ command add_pub(CLI::App& root) {
       "pub", "Publish envelopes (XPUB; frames: [type, envelope]), stamping zmk.pub/zmk.seq");
   add_endpoint_options(*app, s->ep);
   add_envelope_options(*app, s->in, true);
-  app->add_option("-n,--count", s->count, "Publish the envelope N times (zmk.seq 1..N)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app->add_option("--interval", s->interval_ms, "Wait MS between envelopes")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app->add_option("--wait-subscribers", s->wait_subscribers,
-                  "Publish only once N subscriptions matching the type arrived (ZeroMQ drops messages "
-                  "published before a subscriber joins)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app->add_option("--timeout", s->timeout_ms,
-                  "Give up waiting for subscribers, or for a full subscriber to take an envelope, after MS; "
-                  "also bounds the final flush")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_checked_option(*app, "-n,--count", s->count, "Publish the envelope N times (zmk.seq 1..N)",
+                     CLI::PositiveNumber);
+  add_checked_option(*app, "--interval", s->interval_ms, "Wait MS between envelopes", CLI::NonNegativeNumber);
+  add_checked_option(*app, "--wait-subscribers", s->wait_subscribers,
+                     "Publish only once N subscriptions matching the type arrived (ZeroMQ drops messages "
+                     "published before a subscriber joins)",
+                     CLI::NonNegativeNumber);
+  add_checked_option(
+      *app, "--timeout", s->timeout_ms,
+      "Give up waiting for subscribers, or for a full subscriber to take an envelope, after MS; "
+      "also bounds the final flush",
+      CLI::NonNegativeNumber);
   app->add_option("--publisher-id", s->publisher_id, "The zmk.pub value (default: a fresh UUID)");
   return {app, [s] {
             envelope_source source(s->in);
@@ -129,26 +120,12 @@ command add_pub(CLI::App& root) {
             });
             if (interrupted.load()) return exit_ok;
             if (matching < s->wait_subscribers)
-              throw failure(exit_failure, "timeout: " + std::to_string(matching) + " of " +
-                                              std::to_string(s->wait_subscribers) +
-                                              " subscriptions arrived within " + std::to_string(s->timeout_ms) +
-                                              " ms (" + s->ep.describe() + ")");
-            long long sent = 0;
-            while (auto env = source.next()) {
-              if (interrupted.load()) break;
-              bool taken;
-              try {
-                taken = pub.publish(std::move(*env));
-              } catch (const zmqkit::error& e) {
-                throw failure(exit_usage, e.what());
-              }
-              if (!taken)
-                throw failure(exit_failure, "timeout: a subscriber did not take envelope " +
-                                                std::to_string(sent + 1) + " within " +
-                                                std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
-              ++sent;
-              if (s->interval_ms > 0) sleep_interruptibly(ms(s->interval_ms));
-            }
+              throw failure(exit_failure, timeout_message(std::to_string(matching) + " of " +
+                                                              std::to_string(s->wait_subscribers) +
+                                                              " subscriptions arrived",
+                                                          s->timeout_ms, s->ep.describe()));
+            send_each(source, *s, "a subscriber did not take",
+                      [&](envelope& env) { return pub.publish(std::move(env)); });
             return exit_ok;
           }};
 }
@@ -172,13 +149,7 @@ command add_sub(CLI::App& root) {
   add_output_options(*app, s->out);
   app->add_option("-s,--prefix", s->prefixes,
                   "Type prefix to receive, e.g. course. (repeatable; default: all)");
-  app->add_option("-n,--count", s->count, "Stop after N envelopes (0 = no limit)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app->add_option("--timeout", s->timeout_ms,
-                  "Stop when nothing arrives for MS; an error unless --count (or one) envelopes arrived "
-                  "(-1 = wait forever)")
-      ->capture_default_str();
+  add_receive_limit_options(*app, s->count, s->timeout_ms);
   app->add_option("--replay", s->replay,
                   "A storing forwarder's snapshot endpoint (zmqkit-forwarder --store): gaps are repaired from it");
   app->add_option("--from-seq", s->from_seq, "Begin every stream at this zmk.seq, replayed (needs --replay)")
@@ -246,11 +217,7 @@ command add_sub(CLI::App& root) {
           std::cerr << "zmqkit sub: " << received << " envelopes received, " << st.missed << " lost in "
                     << st.gaps << " gap" << (st.gaps > 1 ? "s" : "") << '\n';
         if (interrupted.load()) return exit_ok;
-        if (received < std::max(s->count, 1LL))
-          throw failure(exit_failure, "timeout: received " + std::to_string(received) +
-                                          (s->count > 0 ? " of " + std::to_string(s->count) : "") +
-                                          " envelopes; nothing arrived within " +
-                                          std::to_string(s->timeout_ms) + " ms (" + s->ep.describe() + ")");
+        require_received(received, s->count, s->timeout_ms, s->ep);
         return exit_ok;
       }};
 }

@@ -24,12 +24,9 @@ command add_request(CLI::App& root) {
   add_endpoint_options(*app, s->ep);
   add_envelope_options(*app, s->in, false);
   add_output_options(*app, s->out);
-  app->add_option("--timeout", s->timeout_ms, "Wait MS for a reply to each attempt")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app->add_option("--retries", s->retries, "Attempts after the first")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_checked_option(*app, "--timeout", s->timeout_ms, "Wait MS for a reply to each attempt",
+                     CLI::PositiveNumber);
+  add_checked_option(*app, "--retries", s->retries, "Attempts after the first", CLI::NonNegativeNumber);
   app->add_flag("-v,--verbose", s->verbose, "Report each retry on stderr");
   return {app, [s] {
             if (!s->ep.bind.empty()) throw failure(exit_usage, "request connects (--connect); it cannot --bind");

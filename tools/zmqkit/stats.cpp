@@ -50,12 +50,9 @@ command add_stats(CLI::App& root) {
   app->add_flag("--json", s->as_json, "Print the counters as one JSON object per line");
   app->add_option("-w,--watch", s->watch_s, "Refresh every N seconds (fractions allowed) until interrupted")
       ->check(CLI::PositiveNumber);
-  app->add_option("-n,--count", s->count, "With --watch: stop after N refreshes (0 = no limit)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app->add_option("--timeout", s->timeout_ms, "Wait MS for each answer")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  add_checked_option(*app, "-n,--count", s->count, "With --watch: stop after N refreshes (0 = no limit)",
+                     CLI::NonNegativeNumber);
+  add_checked_option(*app, "--timeout", s->timeout_ms, "Wait MS for each answer", CLI::PositiveNumber);
   return {app, [s] {
             zmq::context_t ctx;
             install_signal_handlers();
@@ -89,8 +86,7 @@ command add_stats(CLI::App& root) {
               }
               if (interrupted.load()) break;
               if (!stats) {
-                const std::string msg = "timeout: no answer within " + std::to_string(s->timeout_ms) +
-                                        " ms (" + s->ep.describe() + ")";
+                const std::string msg = timeout_message("no answer", s->timeout_ms, s->ep.describe());
                 if (!watch) throw failure(exit_failure, msg);
                 std::cerr << "zmqkit stats: " << msg << "; retrying\n";
                 socket.reset();  // drop any late answer with the socket

@@ -4,10 +4,8 @@
 //   ```cpp
 //   zmq::context_t ctx;
 //   zmqkit::queue::device dev(ctx, {.frontend = "tcp://*:5555", .backend = "tcp://*:5556"});
-//   std::thread t([&] { dev.run(); });   // serves until stop()
-//   // ... later, from any thread or a signal handler:
-//   dev.stop();                           // thread- and async-signal-safe
-//   t.join();                             // run() returns after draining
+//   dev.run();  // serves on this thread until dev.stop() (thread- and
+//               // async-signal-safe: call it from a signal handler), then drains
 //   ```
 //
 // Speaks ZMK/1 request/reply from the broker's side (docs: patterns/queue/README.md):

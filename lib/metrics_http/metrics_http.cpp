@@ -18,7 +18,6 @@
 #include <vector>
 #include <zmqkit/error.hpp>
 #include <zmqkit/metrics_http.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -315,5 +314,3 @@ void metrics_http_server::stop() {
 }
 
 }  // namespace zmqkit
-
-template struct zmqkit::pimpl_deleter<zmqkit::metrics_http_server::impl>;

@@ -1,5 +1,4 @@
 #include <zmqkit/actor.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 #include <atomic>
 #include <future>
@@ -76,5 +75,3 @@ void actor::post(loop::handler work) { impl_->events.post(std::move(work)); }
 void actor::stop() { impl_->stop(); }
 
 }  // namespace zmqkit
-
-template struct zmqkit::pimpl_deleter<zmqkit::actor::impl>;

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <zmqkit/actor.hpp>
 #include <zmqkit/handshake_monitor.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -187,5 +186,3 @@ std::string describe(const handshake_failure& f) {
 }
 
 }  // namespace zmqkit
-
-template struct zmqkit::pimpl_deleter<zmqkit::handshake_monitor::impl>;

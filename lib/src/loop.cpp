@@ -1,5 +1,4 @@
 #include <zmqkit/loop.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 #include <poll.h>
 #include <sys/epoll.h>
@@ -330,5 +329,3 @@ std::optional<std::chrono::nanoseconds> loop::next_timeout() const { return impl
 const zmqkit::clock& loop::clock() const noexcept { return *impl_->clk; }
 
 }  // namespace zmqkit
-
-template struct zmqkit::pimpl_deleter<zmqkit::loop::impl>;

@@ -9,7 +9,6 @@
 #include <zmqkit/keys.hpp>
 #include <zmqkit/actor.hpp>
 #include <zmqkit/zap_authenticator.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit {
 
@@ -250,5 +249,3 @@ zap_stats zap_authenticator::stats() const {
 }
 
 }  // namespace zmqkit
-
-template struct zmqkit::pimpl_deleter<zmqkit::zap_authenticator::impl>;

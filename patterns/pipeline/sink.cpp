@@ -6,7 +6,6 @@
 
 #include "detail.hpp"
 #include <zmqkit/internal/loop_attachment.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -336,5 +335,3 @@ std::optional<batch_report> sink::status(const message_id& batch) const {
 const sink_stats& sink::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline
-
-template struct zmqkit::pimpl_deleter<zmqkit::pipeline::sink::impl>;

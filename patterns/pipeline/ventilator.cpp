@@ -4,7 +4,6 @@
 #include "detail.hpp"
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -433,5 +432,3 @@ std::int64_t ventilator::credit() const noexcept {
 const ventilator_stats& ventilator::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline
-
-template struct zmqkit::pimpl_deleter<zmqkit::pipeline::ventilator::impl>;

@@ -6,7 +6,6 @@
 
 #include "detail.hpp"
 #include <zmqkit/internal/loop_attachment.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pipeline {
 
@@ -263,5 +262,3 @@ void worker::pump() { impl_->pump(); }
 const worker_stats& worker::stats() const noexcept { return impl_->counters; }
 
 }  // namespace zmqkit::pipeline
-
-template struct zmqkit::pimpl_deleter<zmqkit::pipeline::worker::impl>;

@@ -11,7 +11,6 @@
 #include <zmqkit/handshake_monitor.hpp>
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/lru_map.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 #include <zmqkit/pubsub/forwarder.hpp>
 
 #include "replay_protocol.hpp"
@@ -495,5 +494,3 @@ std::shared_ptr<const forwarder_status> forwarder::status() const { return impl_
 forwarder_stats forwarder::stats() const { return impl_->stats(); }
 
 }  // namespace zmqkit::pubsub
-
-template struct zmqkit::pimpl_deleter<zmqkit::pubsub::forwarder::impl>;

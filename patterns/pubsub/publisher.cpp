@@ -14,7 +14,6 @@
 
 #include "snapshot_protocol.hpp"
 #include <zmqkit/internal/lru_map.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::pubsub {
 
@@ -278,5 +277,3 @@ publisher_stats publisher::stats() const {
 }
 
 }  // namespace zmqkit::pubsub
-
-template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;

@@ -9,7 +9,6 @@
 #include <zmqkit/pubsub/subscriber.hpp>
 
 #include <zmqkit/internal/keyed_hash.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 #include "replay_protocol.hpp"
 
@@ -775,5 +774,3 @@ void subscriber::detach() noexcept { impl_->detach(); }
 const subscriber_stats& subscriber::stats() const noexcept { return impl_->st; }
 
 }  // namespace zmqkit::pubsub
-
-template struct zmqkit::pimpl_deleter<zmqkit::pubsub::subscriber::impl>;

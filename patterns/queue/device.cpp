@@ -5,7 +5,6 @@
 
 #include "device_access.hpp"
 #include "device_impl.hpp"
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::queue {
 
@@ -310,5 +309,3 @@ std::string device::admin_endpoint() const {
 }
 
 }  // namespace zmqkit::queue
-
-template struct zmqkit::pimpl_deleter<zmqkit::queue::device::impl>;

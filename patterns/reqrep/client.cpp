@@ -11,7 +11,6 @@
 #include <zmqkit/internal/dealer.hpp>
 #include <zmqkit/internal/keyed_hash.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 
 namespace zmqkit::reqrep {
 
@@ -455,5 +454,3 @@ std::optional<std::string> client::handshake_failure() const { return impl_->han
 const client_stats& client::stats() const noexcept { return impl_->stats; }
 
 }  // namespace zmqkit::reqrep
-
-template struct zmqkit::pimpl_deleter<zmqkit::reqrep::client::impl>;

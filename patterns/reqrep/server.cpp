@@ -4,17 +4,16 @@
 #include <stop_token>
 #include <vector>
 #include <zmq_addon.hpp>
+#include <zmqkit/internal/keyed_hash.hpp>
+#include <zmqkit/internal/loop_attachment.hpp>
+#include <zmqkit/internal/reply_store.hpp>
+#include <zmqkit/internal/routed.hpp>
 #include <zmqkit/reqrep/server.hpp>
 
 #include "executor.hpp"
 #include "run_handler.hpp"
-#include <zmqkit/internal/keyed_hash.hpp>
-#include <zmqkit/internal/loop_attachment.hpp>
-#include <zmqkit/internal/pimpl.hpp>
-#include <zmqkit/internal/routed.hpp>
 
 namespace zmqkit::reqrep {
-
 
 namespace {
 constexpr int max_drain = 256;
@@ -29,17 +28,22 @@ struct server::impl {
   handler user;
   server_options opts;
   zmq::socket_t socket;
-  reply_cache cache;
+  internal::reply_store cache;             // recent replies by id: retries are answered from here
   std::unique_ptr<detail::executor> exec;  // null when threads == 0
   // Requests running on a handler thread: id -> address stacks waiting for the reply.
   internal::keyed_map<message_id, std::vector<frames_t>> running;  // keyed: ids come from the network
   server_stats stats;
-  frames_t frames;  // reused by the readers
-  std::size_t handled = 0;  // messages handled, for poll()'s result
+  frames_t frames;                   // reused by the readers
+  std::size_t handled = 0;           // messages handled, for poll()'s result
   internal::loop_attachment driven;  // after the sockets: its watches go first
 
   impl(zmq::context_t& ctx, const std::string& endpoint, handler h, server_options o)
-      : user(std::move(h)), opts(std::move(o)), socket(ctx, zmq::socket_type::router), cache(opts.cache) {
+      : user(std::move(h)),
+        opts(std::move(o)),
+        socket(ctx, zmq::socket_type::router),
+        cache({.max_entries = opts.cache.max_entries,
+               .max_bytes = opts.cache.max_bytes,
+               .max_age = opts.cache.max_age}) {
     if (!opts.clock) opts.clock = &clock::real();
     apply(socket, opts.socket);
     socket.bind(endpoint);
@@ -100,7 +104,8 @@ struct server::impl {
     running[req.id].push_back(std::move(frames));
     frames_t tag;
     tag.emplace_back(req.id.as_bytes().data(), req.id.as_bytes().size());
-    exec->submit([this, req = std::move(req)] { return detail::run_request_job(user, req, clk()); }, std::move(tag));
+    exec->submit([this, req = std::move(req)] { return detail::run_request_job(user, req, clk()); },
+                 std::move(tag));
   }
 
   void handle_plain(frames_t stack, std::string_view raw) {
@@ -118,7 +123,8 @@ struct server::impl {
     frames_t tag;
     tag.emplace_back();  // no id: a plain request is answered, not cached; the route follows
     for (auto& f : stack) tag.push_back(std::move(f));
-    exec->submit([this, body = std::string(raw)] { return detail::run_plain_job(opts.plain, body); }, std::move(tag));
+    exec->submit([this, body = std::string(raw)] { return detail::run_plain_job(opts.plain, body); },
+                 std::move(tag));
   }
 
   // The tag is [id] for an envelope request, [empty, route...] for a plain one.
@@ -130,7 +136,8 @@ struct server::impl {
       ++stats.expired;
     }
     if (done.tag[0].size() == 0) {
-      const frames_t route(std::make_move_iterator(done.tag.begin() + 1), std::make_move_iterator(done.tag.end()));
+      const frames_t route(std::make_move_iterator(done.tag.begin() + 1),
+                           std::make_move_iterator(done.tag.end()));
       return send(route, std::move(done.reply));
     }
     const auto id = message_id::from_bytes(as_string_view(done.tag[0]));
@@ -205,5 +212,3 @@ const server_stats& server::stats() const noexcept { return impl_->stats; }
 std::size_t server::cached() const noexcept { return impl_->cache.size(); }
 
 }  // namespace zmqkit::reqrep
-
-template struct zmqkit::pimpl_deleter<zmqkit::reqrep::server::impl>;

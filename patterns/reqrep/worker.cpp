@@ -12,7 +12,6 @@
 
 #include <zmqkit/internal/dealer.hpp>
 #include <zmqkit/internal/loop_attachment.hpp>
-#include <zmqkit/internal/pimpl.hpp>
 #include <zmqkit/internal/worker_protocol.hpp>
 #include <zmqkit/internal/routed.hpp>
 
@@ -286,5 +285,3 @@ std::optional<std::string> worker::handshake_failure() const {
 const worker_stats& worker::stats() const noexcept { return impl_->stats; }
 
 }  // namespace zmqkit::reqrep
-
-template struct zmqkit::pimpl_deleter<zmqkit::reqrep::worker::impl>;

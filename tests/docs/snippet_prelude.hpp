@@ -29,7 +29,6 @@
 #include <zmqkit/queue/device.hpp>
 #include <zmqkit/reqrep/client.hpp>
 #include <zmqkit/reqrep/handler.hpp>
-#include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/reqrep/server.hpp>
 #include <zmqkit/reqrep/timing.hpp>
 #include <zmqkit/reqrep/worker.hpp>

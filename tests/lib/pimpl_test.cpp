@@ -13,7 +13,6 @@
 #include <zmqkit/pubsub/subscriber.hpp>
 #include <zmqkit/queue/device.hpp>
 #include <zmqkit/reqrep/client.hpp>
-#include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/reqrep/server.hpp>
 #include <zmqkit/reqrep/worker.hpp>
 #include <zmqkit/zap_authenticator.hpp>
@@ -43,7 +42,6 @@ static_assert(move_only<zmqkit::pubsub::publisher>);
 static_assert(move_only<zmqkit::pubsub::subscriber>);
 static_assert(move_only<zmqkit::queue::device>);
 static_assert(move_only<zmqkit::reqrep::client>);
-static_assert(move_only<zmqkit::reqrep::reply_cache>);
 static_assert(move_only<zmqkit::reqrep::server>);
 static_assert(move_only<zmqkit::reqrep::worker>);
 

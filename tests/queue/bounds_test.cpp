@@ -7,9 +7,9 @@
 #include <set>
 
 #include <zmqkit/metrics.hpp>
-#include <zmqkit/reqrep/reply_cache.hpp>
 
 #include "queue_support.hpp"
+#include <zmqkit/internal/reply_store.hpp>
 
 using namespace zmqkit;
 using namespace zmqkit::test;
@@ -102,10 +102,10 @@ TEST_CASE("ids crafted to collide under std::hash cost the device no more than r
   CHECK(t_crafted.count() < 4 * t_random.count() + 0.5);
 }
 
-TEST_CASE("the reqrep reply cache takes crafted ids as fast as random ones") {
+TEST_CASE("the reply store (the reqrep server's cache) takes crafted ids as fast as random ones") {
   constexpr std::size_t n = 20000;
   auto time_to_insert = [](const std::vector<message_id>& ids) {
-    reqrep::reply_cache cache({.max_entries = ids.size(), .max_age = std::chrono::hours(1)});
+    internal::reply_store cache({.max_entries = ids.size(), .max_age = std::chrono::hours(1)});
     const zmq::message_t reply(std::string("r"));
     const auto start = std::chrono::steady_clock::now();
     for (const auto& id : ids) cache.insert(id, reply, steady_time{});
@@ -302,8 +302,8 @@ TEST_CASE("the device's reply cache is bounded in bytes: the oldest replies go f
   CHECK(w.request().size() == 3);
 }
 
-TEST_CASE("the reqrep reply cache is bounded in bytes, and never keeps a reply larger than the bound") {
-  reqrep::reply_cache cache({.max_entries = 100, .max_bytes = 1000, .max_age = std::chrono::hours(1)});
+TEST_CASE("the reply store (the reqrep server's cache) is bounded in bytes, and never keeps a reply larger than the bound") {
+  internal::reply_store cache({.max_entries = 100, .max_bytes = 1000, .max_age = std::chrono::hours(1)});
   std::vector<message_id> ids;
   for (int i = 0; i < 10; ++i) {
     ids.push_back(message_id::generate());

@@ -55,5 +55,3 @@ class actor {
 };
 
 }  // namespace zmqkit
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::actor::impl>;

@@ -83,5 +83,3 @@ class handshake_monitor {
 };
 
 }  // namespace zmqkit
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::handshake_monitor::impl>;

@@ -119,5 +119,3 @@ class loop {
 };
 
 }  // namespace zmqkit
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::loop::impl>;

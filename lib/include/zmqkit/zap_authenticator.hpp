@@ -97,5 +97,3 @@ class zap_authenticator {
 };
 
 }  // namespace zmqkit
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::zap_authenticator::impl>;

@@ -1,6 +1,6 @@
 // zmqkit/internal/reply_store.hpp — recent replies by request id, bounded in
 // entries and age: the one implementation behind the queue device's reply cache
-// and zmqkit::reqrep::reply_cache.
+// and the reqrep server's.
 //
 // Bounded in bytes too (the sum of the replies' sizes): a reply larger than
 // the whole budget is not stored; past the budget the oldest go first.

@@ -98,5 +98,3 @@ class metrics_http_server {
 };
 
 }  // namespace zmqkit
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::metrics_http_server::impl>;

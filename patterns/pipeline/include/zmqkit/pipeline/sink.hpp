@@ -94,11 +94,10 @@ class sink {
   // Throws: error{bad_config} when attached already or on_result is empty.
   void attach(zmqkit::loop& loop, std::function<void(envelope)> on_result);
 
-  // Returns: where `batch` stands, or nullopt when the sink has not heard of it.
-  std::optional<batch_report> status(const message_id& batch) const;
-
   const sink_stats& stats() const noexcept;
   [[deprecated("renamed stats()")]] const sink_stats& counters() const noexcept { return stats(); }
+  // Returns: where `batch` stands, or nullopt when the sink has not heard of it.
+  std::optional<batch_report> status(const message_id& batch) const;
 
  private:
   struct impl;
@@ -106,5 +105,3 @@ class sink {
 };
 
 }  // namespace zmqkit::pipeline
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::sink::impl>;

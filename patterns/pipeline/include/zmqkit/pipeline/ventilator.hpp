@@ -136,11 +136,11 @@ class ventilator {
   // Returns: where `batch` stands, or nullopt when it is unknown (or forgotten: max_batches).
   std::optional<batch_status> status(const message_id& batch) const;
 
+  const ventilator_stats& stats() const noexcept;
+  [[deprecated("renamed stats()")]] const ventilator_stats& counters() const noexcept { return stats(); }
   std::size_t pending() const noexcept;  // tasks waiting for credit
   std::size_t workers() const noexcept;  // workers known (that granted credit)
   std::int64_t credit() const noexcept;  // total credit across workers
-  const ventilator_stats& stats() const noexcept;
-  [[deprecated("renamed stats()")]] const ventilator_stats& counters() const noexcept { return stats(); }
 
  private:
   struct impl;
@@ -148,5 +148,3 @@ class ventilator {
 };
 
 }  // namespace zmqkit::pipeline
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::ventilator::impl>;

@@ -83,11 +83,11 @@ class worker {
   // Throws: error{bad_config} when attached already or on_task is empty.
   void attach(zmqkit::loop& loop, task_handler on_task);
 
+  const worker_stats& stats() const noexcept;
+  [[deprecated("renamed stats()")]] const worker_stats& counters() const noexcept { return stats(); }
   std::size_t buffered() const noexcept;  // tasks received and not yet handed out
   // Reads every task already arrived into the local queue without handing one out.
   void pump();
-  const worker_stats& stats() const noexcept;
-  [[deprecated("renamed stats()")]] const worker_stats& counters() const noexcept { return stats(); }
 
  private:
   struct impl;
@@ -95,5 +95,3 @@ class worker {
 };
 
 }  // namespace zmqkit::pipeline
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::pipeline::worker::impl>;

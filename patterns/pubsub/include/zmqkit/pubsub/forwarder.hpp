@@ -165,5 +165,3 @@ class forwarder {
 };
 
 }  // namespace zmqkit::pubsub
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::forwarder::impl>;

@@ -135,5 +135,3 @@ class publisher {
 };
 
 }  // namespace zmqkit::pubsub
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::publisher::impl>;

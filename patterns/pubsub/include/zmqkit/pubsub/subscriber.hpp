@@ -217,5 +217,3 @@ class subscriber {
 };
 
 }  // namespace zmqkit::pubsub
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::pubsub::subscriber::impl>;

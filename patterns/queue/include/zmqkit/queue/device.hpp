@@ -224,5 +224,3 @@ class device {
 };
 
 }  // namespace zmqkit::queue
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::queue::device::impl>;

@@ -203,5 +203,3 @@ class client {
 };
 
 }  // namespace zmqkit::reqrep
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::client::impl>;

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <stop_token>
 #include <string>
@@ -33,10 +34,20 @@
 #include <zmqkit/loop.hpp>
 #include <zmqkit/pimpl.hpp>
 #include <zmqkit/reqrep/handler.hpp>
-#include <zmqkit/reqrep/reply_cache.hpp>
 #include <zmqkit/socket_options.hpp>
 
 namespace zmqkit::reqrep {
+
+// Recent replies by request id, so that a retried request is answered without
+// running the handler again. Evicted oldest first: when full (entries or bytes)
+// and once older than max_age.
+struct reply_cache_options {
+  std::size_t max_entries = 10000;  // 0 disables the cache
+  // The sum of the cached replies' sizes; past it the oldest are evicted, and a
+  // reply larger than this is not cached.
+  std::size_t max_bytes = std::size_t{256} << 20;
+  std::chrono::milliseconds max_age{60000};
+};
 
 struct server_options {
   plain_handler plain{};        // answers plain (non-envelope) bodies; none = drop them (counted)
@@ -83,5 +94,3 @@ class server {
 };
 
 }  // namespace zmqkit::reqrep
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::server::impl>;

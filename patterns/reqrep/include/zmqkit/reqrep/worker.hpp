@@ -117,13 +117,13 @@ class worker {
   // Gives it back to poll()/run(); no-op when not attached.
   void detach() noexcept;
 
+  const worker_stats& stats() const noexcept;
   // False while waiting to reconnect, or after stop(); with CURVE (socket.security
   // is a curve_client) also until a handshake completes and after a refusal.
   bool connected() const noexcept;
   // With CURVE: why the last handshake failed ("CURVE handshake failed: ..."), while
   // no handshake has succeeded since; else empty.
   std::optional<std::string> handshake_failure() const;
-  const worker_stats& stats() const noexcept;
 
  private:
   struct impl;
@@ -131,5 +131,3 @@ class worker {
 };
 
 }  // namespace zmqkit::reqrep
-
-extern template struct zmqkit::pimpl_deleter<zmqkit::reqrep::worker::impl>;

@@ -15,7 +15,6 @@
 #include <absl/container/inlined_vector.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -82,32 +81,6 @@ inline zmq::message_t copy_of(const zmq::message_t& m) {
   zmq::message_t c;
   c.copy(const_cast<zmq::message_t&>(m));  // shares the buffer of large frames
   return c;
-}
-
-// Hashes the address stack frames[first, last) (a request's route, or a reply's
-// echo of it) with the keyed hash: the frames are length-prefixed, so no two
-// different stacks hash the same bytes, and peers cannot craft collisions.
-// Laid out on the stack when it fits (a direct client's stack is one 5-byte
-// frame): this runs for every delivery to, and reply from, a multi-slot worker.
-inline std::size_t route_hash(std::span<const zmq::message_t> frames) {
-  std::array<char, 256> small;
-  std::size_t used = 0;
-  for (const zmq::message_t& frame : frames) used += sizeof(std::uint32_t) + frame.size();
-  std::string large;
-  char* out = small.data();
-  if (used > small.size()) {
-    large.resize(used);
-    out = large.data();
-  }
-  char* at = out;
-  for (const zmq::message_t& frame : frames) {
-    const auto size = static_cast<std::uint32_t>(frame.size());
-    std::memcpy(at, &size, sizeof size);
-    at += sizeof size;
-    if (size) std::memcpy(at, frame.data(), size);
-    at += size;
-  }
-  return internal::keyed_hash_bytes(std::string_view(out, used));
 }
 
 // Self-pipe: stop() writes a byte (async-signal-safe: zmqkit::loop::stop() would

@@ -131,8 +131,8 @@ bool device::impl::hand_over(detail::worker& w, handle h, request& r) {
       std::erase_if(delivery_deadlines, [this](const delivery_deadline_entry& e) { return !live(e); });
     delivery_deadlines.push_back({sent_at + opts.delivery_timeout, h, r.delivery});
   }
-  // The route hash is only needed to match replies when a worker holds several.
-  workers.use(w, {h, r.id, w.capacity > 1 ? route_hash(r.route) : 0, r.delivery});
+  // The route is only needed to match replies when a worker holds several.
+  workers.use(w, {h, r.id, w.capacity > 1 ? route_fingerprint(r.route) : route_fingerprint(), r.delivery});
   return true;
 }
 
@@ -148,7 +148,8 @@ bool device::impl::deliver(detail::worker& w, handle h) {
 std::string device::impl::queue_full_for(const request& r) const {
   if (pending.size() >= opts.max_pending)
     return "more than " + std::to_string(opts.max_pending) + " requests waiting";
-  if (pending.count(r.type) >= opts.max_pending_per_type)
+  // A type cannot have more waiting than all types together: most requests skip the lookup.
+  if (pending.size() >= opts.max_pending_per_type && pending.count(r.type) >= opts.max_pending_per_type)
     return "more than " + std::to_string(opts.max_pending_per_type) + " requests of this type waiting";
   if (pending_bytes + r.bytes > opts.max_pending_bytes)
     return "more than " + std::to_string(opts.max_pending_bytes) + " bytes of requests waiting";

@@ -31,15 +31,19 @@ void rekey(Set& set, const typename Set::value_type& from, typename Set::value_t
 void pending_queue::insert(handle h, std::uint8_t priority, std::string_view type, std::int64_t key) {
   auto& l = levels_[priority];
   auto it = l.find(type);
-  if (it == l.end()) it = l.emplace(std::string(type), group{}).first;
-  group& g = it->second;
+  if (it == l.end()) {
+    auto count = per_type_.find(type);
+    if (count == per_type_.end()) count = per_type_.emplace(std::string(type), type_count_entry{}).first;
+    it = l.emplace(std::string(type), type_group{{}, count}).first;
+  }
+  group& g = it->second.entries;
   const std::optional<std::int64_t> old_head = g.empty() ? std::nullopt : std::optional(g.begin()->first);
   if (!g.emplace(key, h).second) return;
   if (!old_head)
-    heads_[priority].emplace(key, it->first);
+    heads_[priority].insert({key, it});
   else if (key < *old_head)
-    rekey(heads_[priority], {*old_head, it->first}, {key, it->first});
-  count_up(type);
+    rekey(heads_[priority], {*old_head, it}, {key, it});
+  count_up(it->second.count);
   ++size_;
   ++per_priority_[priority];
 }
@@ -48,23 +52,24 @@ void pending_queue::erase(std::uint8_t priority, std::string_view type, std::int
   auto& l = levels_[priority];
   const auto it = l.find(type);
   if (it == l.end()) return;
-  const auto entry = it->second.find(key);
-  if (entry != it->second.end()) take(priority, it, entry);
+  const auto entry = it->second.entries.find(key);
+  if (entry != it->second.entries.end()) take(priority, it, entry);
 }
 
 // Removes one request, keeping the head index and the counts right.
 void pending_queue::take(std::size_t priority, level::iterator g, group::iterator entry) {
-  const bool was_head = entry == g->second.begin();
+  group& entries = g->second.entries;
+  const bool was_head = entry == entries.begin();
   const std::int64_t key = entry->first;
-  g->second.erase(entry);
-  count_down(g->first);
+  entries.erase(entry);
+  count_down(g->second.count);
   --size_;
   --per_priority_[priority];
-  if (g->second.empty()) {
-    heads_[priority].erase({key, g->first});
+  if (entries.empty()) {
+    heads_[priority].erase({key, g});
     levels_[priority].erase(g);
   } else if (was_head) {
-    rekey(heads_[priority], {key, g->first}, {g->second.begin()->first, g->first});
+    rekey(heads_[priority], {key, g}, {entries.begin()->first, g});
   }
 }
 
@@ -74,32 +79,30 @@ std::optional<pending_queue::handle> pending_queue::pop_best(std::span<const std
     if (by_type.empty()) continue;
     auto best = by_type.end();
     if (prefixes.empty()) {
-      best = by_type.find(heads_[p].begin()->second);
+      best = heads_[p].begin()->group;
     } else {
       // Types sharing a prefix are adjacent in the map: visit only those.
       for (const auto& prefix : prefixes)
         for (auto it = by_type.lower_bound(prefix); it != by_type.end() && it->first.starts_with(prefix); ++it)
-          if (!it->first.empty() &&
-              (best == by_type.end() || it->second.begin()->first < best->second.begin()->first))
+          if (!it->first.empty() && (best == by_type.end() || it->second.entries.begin()->first <
+                                                                   best->second.entries.begin()->first))
             best = it;
     }
     if (best == by_type.end()) continue;
-    const handle h = best->second.begin()->second;
-    take(p, best, best->second.begin());
+    const auto oldest = best->second.entries.begin();
+    const handle h = oldest->second;
+    take(p, best, oldest);
     return h;
   }
   return std::nullopt;
 }
 
-void pending_queue::count_up(std::string_view type) {
-  auto it = per_type_.find(type);
-  if (it == per_type_.end()) it = per_type_.emplace(std::string(type), type_count_entry{}).first;
+void pending_queue::count_up(type_counts::iterator it) {
   ++it->second.count;
   mark_stale(it);
 }
 
-void pending_queue::count_down(std::string_view type) {
-  const auto it = per_type_.find(type);
+void pending_queue::count_down(type_counts::iterator it) {
   --it->second.count;  // kept at 0 until reindex(): by_backlog_ may point at its key
   mark_stale(it);
 }

@@ -32,7 +32,6 @@ class pending_queue {
   // Order key -> request. A B-tree: many entries per node, so waiting costs no
   // allocation per request (a std::map node each) and pops touch less memory.
   using group = absl::btree_map<std::int64_t, handle>;
-  using level = std::map<std::string, group, std::less<>>;
 
   // Returns: a key after every key handed out so far (FIFO position).
   std::int64_t next_back_key() noexcept { return ++back_; }
@@ -74,16 +73,29 @@ class pending_queue {
   };
   using type_counts = std::map<std::string, type_count_entry, std::less<>>;
 
+  // The requests of one type at one priority, and that type's count (which
+  // outlives the group: a type is counted while any of its requests waits).
+  struct type_group {
+    group entries;
+    type_counts::iterator count;
+  };
+  using level = std::map<std::string, type_group, std::less<>>;
+  // A group's place in heads_: its head's order key (unique: the order of the set).
+  struct group_head {
+    std::int64_t key;
+    level::iterator group;
+    bool operator<(const group_head& other) const noexcept { return key < other.key; }
+  };
+
   void take(std::size_t priority, level::iterator g, group::iterator entry);
-  void count_up(std::string_view type);
-  void count_down(std::string_view type);
+  void count_up(type_counts::iterator it);
+  void count_down(type_counts::iterator it);
   void mark_stale(type_counts::iterator it) const;
   void reindex() const;
 
   std::array<level, 10> levels_;
-  // Per priority, (head order key, type) of every group: the oldest group first.
-  // The views point into the level's keys.
-  std::array<std::set<std::pair<std::int64_t, std::string_view>>, 10> heads_;
+  // Per priority, every group by its head's order key: the oldest group first.
+  std::array<std::set<group_head>, 10> heads_;
   // Mutable: the backlog index is a cache that a read (size_by_type) brings up to date.
   mutable type_counts per_type_;  // requests waiting, by type (and types at 0 not yet reindexed)
   // (backlog, type) for every waiting type as of the last reindex(), the views

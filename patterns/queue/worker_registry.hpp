@@ -4,14 +4,18 @@
 // Private to patterns/queue.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+#include <zmq.hpp>
 #include <zmqkit/clock.hpp>
 #include <zmqkit/message_id.hpp>
 
@@ -19,13 +23,48 @@
 
 namespace zmqkit::queue::detail {
 
+// An address stack as a reply that carries no correlation id echoes it: what
+// such a reply is matched by. A direct client's stack (one frame, its ROUTER
+// identity: 5 bytes when libzmq makes it) is kept as it is and compared
+// exactly; a longer one by a keyed hash of its length-prefixed frames, so
+// peers, who choose the frames, cannot craft two stacks that compare equal.
+class route_fingerprint {
+ public:
+  route_fingerprint() = default;
+  explicit route_fingerprint(std::span<const zmq::message_t> frames) {
+    if (frames.size() == 1 && frames[0].size() < sizeof words_) {
+      char bytes[sizeof words_] = {static_cast<char>(frames[0].size())};
+      std::memcpy(bytes + 1, frames[0].data(), frames[0].size());
+      std::memcpy(words_.data(), bytes, sizeof bytes);
+    } else {
+      words_ = {hashed_tag, hash(frames)};
+    }
+  }
+  bool operator==(const route_fingerprint&) const = default;
+
+ private:
+  static constexpr std::uint64_t hashed_tag = 0xff;  // a first byte no kept frame has (its size is < 16)
+
+  static std::uint64_t hash(std::span<const zmq::message_t> frames) {
+    std::string bytes;
+    for (const zmq::message_t& frame : frames) {
+      const auto size = static_cast<std::uint32_t>(frame.size());
+      bytes.append(reinterpret_cast<const char*>(&size), sizeof size);
+      bytes.append(static_cast<const char*>(frame.data()), size);
+    }
+    return internal::keyed_hash_bytes(bytes);
+  }
+
+  std::array<std::uint64_t, 2> words_{};
+};
+
 // A request at a worker: its id (a ZMK/1 reply names it as correlation_id), and
-// a hash of the address stack it was sent with (matches a reply that carries no
+// the address stack it was sent with (matches a reply that carries no
 // correlation id by the frames it echoes).
 struct held_request {
   std::uint64_t request = 0;
   std::optional<message_id> id;  // none for a plain body
-  std::size_t route_hash = 0;
+  route_fingerprint route;
   std::uint64_t delivery = 0;  // the request's delivery number when it was sent here
 };
 
@@ -36,7 +75,7 @@ struct worker {
   steady_time last_seen{};
   std::vector<held_request> holding;  // in delivery order
   bool ready = false;                 // in the LRU list: it has a free slot
-  std::list<worker*>::iterator lru_position{};
+  std::list<worker*>::iterator lru_position{};  // in the LRU list, or the busy one
 
   bool full() const noexcept { return holding.size() >= capacity; }
 
@@ -51,18 +90,21 @@ struct worker {
 };
 
 // Invariant: a worker is in the LRU list (ready) exactly when it holds fewer
-// requests than its capacity; busy_ counts the others (at capacity).
+// requests than its capacity; the others (at capacity) are in the busy list,
+// and busy_ counts them.
 class worker_registry {
  public:
-  // Replies come in runs from one worker (a batch of its replies in one
-  // read): the last one found is compared first, which costs a few bytes'
-  // compare instead of a SipHash of the identity per message.
+  // Every reply looks its worker up. The workers found lately sit in a small
+  // cache, indexed by the identity's last byte (libzmq's identities count up
+  // there) and checked by comparing the whole identity: a few bytes' compare
+  // instead of a SipHash per message. Chosen identities can only make it miss.
   worker* find(std::string_view identity) {
-    if (last_found_ && last_found_->identity == identity) return last_found_;
+    worker*& cached = recent_[identity.empty() ? 0 : static_cast<unsigned char>(identity.back()) % recent_.size()];
+    if (cached && cached->identity == identity) return cached;
     const auto it = workers_.find(identity);
     if (it == workers_.end()) return nullptr;
-    last_found_ = it->second.get();
-    return last_found_;
+    cached = it->second.get();
+    return cached;
   }
 
   // Adds an idle worker at the back of the LRU list.
@@ -73,10 +115,12 @@ class worker_registry {
     w->prefixes = std::move(prefixes);
     w->capacity = capacity;
     w->last_seen = now;
-    last_found_ = nullptr;  // the slot may have held another worker of that identity
+    recent_.fill(nullptr);  // the slot may have held another worker of that identity
     auto& slot = workers_[std::move(identity)];
     slot = std::move(w);
     slots_ += capacity;
+    slot->lru_position = busy_list_.insert(busy_list_.end(), slot.get());
+    ++busy_;
     enter_lru(*slot);
     return *slot;
   }
@@ -92,12 +136,11 @@ class worker_registry {
 
   // Forgets `w`; the caller has dealt with the requests it held.
   void remove(worker& w) {
-    if (w.ready)
-      leave_lru(w);
-    else
-      --busy_;
+    leave_lru(w);
+    --busy_;
+    busy_list_.erase(w.lru_position);
     slots_ -= w.capacity;
-    if (last_found_ == &w) last_found_ = nullptr;
+    recent_.fill(nullptr);
     const std::string identity = w.identity;  // w dies in erase
     workers_.erase(identity);
     // Give memory back once most workers have left (a flood of registrations
@@ -109,10 +152,7 @@ class worker_registry {
   void use(worker& w, held_request held) {
     leave_lru(w);
     w.holding.push_back(std::move(held));
-    if (w.full())
-      ++busy_;
-    else
-      enter_lru(w);
+    if (!w.full()) enter_lru(w);
   }
 
   // `w` gives back the request at `index` of its holding list. A worker that
@@ -121,10 +161,7 @@ class worker_registry {
   void release(worker& w, std::size_t index) {
     const bool was_full = w.full();
     w.holding.erase(w.holding.begin() + static_cast<std::ptrdiff_t>(index));
-    if (was_full && !w.full()) {
-      --busy_;
-      enter_lru(w);
-    }
+    if (was_full && !w.full()) enter_lru(w);
   }
 
   // Returns: the least recently used worker with a free slot serving `type`, or nullptr.
@@ -160,19 +197,25 @@ class worker_registry {
   std::size_t slot_count() const noexcept { return slots_; }          // sum of capacities
 
  private:
+  // A worker's node moves between the two lists (splice): using a worker and
+  // freeing a slot allocate nothing.
   void enter_lru(worker& w) {
+    if (w.ready) return;
+    ready_.splice(ready_.end(), busy_list_, w.lru_position);
     w.ready = true;
-    w.lru_position = ready_.insert(ready_.end(), &w);
+    --busy_;
   }
   void leave_lru(worker& w) {
     if (!w.ready) return;
-    ready_.erase(w.lru_position);
+    busy_list_.splice(busy_list_.end(), ready_, w.lru_position);
     w.ready = false;
+    ++busy_;
   }
 
   internal::keyed_map<std::string, std::unique_ptr<worker>> workers_;  // keyed: identities are chosen by peers
-  std::list<worker*> ready_;
-  worker* last_found_ = nullptr;  // see find()
+  std::list<worker*> ready_;      // with a free slot, least recently used first
+  std::list<worker*> busy_list_;  // the others (and, inside use(), the one being used)
+  std::array<worker*, 16> recent_{};  // see find()
   std::size_t busy_ = 0;
   std::size_t slots_ = 0;
 };

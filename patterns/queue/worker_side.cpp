@@ -128,9 +128,9 @@ std::optional<std::size_t> device::impl::match_reply(const detail::worker& w) {
     return std::nullopt;
   }
   if (w.capacity == 1) return w.holding.empty() ? std::nullopt : std::optional<std::size_t>(0);
-  const std::size_t echoed = route_hash(std::span(frames).subspan(1, frames.size() - 3));
+  const route_fingerprint echoed{std::span(frames).subspan(1, frames.size() - 3)};
   for (std::size_t i = 0; i < w.holding.size(); ++i)
-    if (w.holding[i].route_hash == echoed) return i;
+    if (w.holding[i].route == echoed) return i;
   return std::nullopt;
 }
 

@@ -172,7 +172,7 @@ struct device::impl {
   struct evicted_worker {
     std::vector<std::string> prefixes;
     std::size_t capacity = 1;
-    std::vector<detail::held_request> held;
+    detail::held_list held;
     steady_time evicted_at{};
     std::size_t bytes = 0;
   };
@@ -328,7 +328,7 @@ struct device::impl {
   // `may_return`: it was only silent, so remember it (see evicted_worker).
   void remove_worker(detail::worker& w, bool may_return = false);
 
-  void remember_evicted(const detail::worker& w, const std::vector<detail::held_request>& held);
+  void remember_evicted(const detail::worker& w, const detail::held_list& held);
 
   void forget_evicted(std::string_view identity);
 

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 #include <zmq.hpp>
 #include <zmqkit/clock.hpp>
@@ -68,12 +69,56 @@ struct held_request {
   std::uint64_t delivery = 0;  // the request's delivery number when it was sent here
 };
 
+// The requests a worker holds, in delivery order. Replies mostly come back in
+// that order, so releasing the oldest moves a start index rather than every
+// other entry (as a vector's erase would); the released front is dropped once
+// it is half the storage.
+class held_list {
+ public:
+  held_list() = default;
+  // A copy leaves the released front out; a moved-from list is empty.
+  held_list(const held_list& other) : items_(other.items().begin(), other.items().end()) {}
+  held_list(held_list&& other) noexcept
+      : items_(std::exchange(other.items_, {})), first_(std::exchange(other.first_, 0)) {}
+  held_list& operator=(held_list other) noexcept {
+    items_ = std::move(other.items_);
+    first_ = other.first_;
+    return *this;
+  }
+
+  std::size_t size() const noexcept { return items_.size() - first_; }
+  bool empty() const noexcept { return size() == 0; }
+  held_request& operator[](std::size_t i) { return items_[first_ + i]; }
+  const held_request& operator[](std::size_t i) const { return items_[first_ + i]; }
+  std::span<const held_request> items() const noexcept { return std::span(items_).subspan(first_); }
+
+  void push_back(held_request held) { items_.push_back(std::move(held)); }
+  void erase(std::size_t i) {
+    if (i > 0) {
+      items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(first_ + i));
+    } else if (++first_ == items_.size()) {
+      clear();
+    } else if (2 * first_ > items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(first_));
+      first_ = 0;
+    }
+  }
+  void clear() noexcept {
+    items_.clear();
+    first_ = 0;
+  }
+
+ private:
+  std::vector<held_request> items_;
+  std::size_t first_ = 0;  // items_[0, first_) are released
+};
+
 struct worker {
   std::string identity;
   std::vector<std::string> prefixes;  // empty: serves every type, and plain bodies
   std::size_t capacity = 1;           // requests it may hold at once (READY's credit)
   steady_time last_seen{};
-  std::vector<held_request> holding;  // in delivery order
+  held_list holding;
   bool ready = false;                 // in the LRU list: it has a free slot
   std::list<worker*>::iterator lru_position{};  // in the LRU list, or the busy one
 
@@ -160,7 +205,7 @@ class worker_registry {
   // its place (it was not used).
   void release(worker& w, std::size_t index) {
     const bool was_full = w.full();
-    w.holding.erase(w.holding.begin() + static_cast<std::ptrdiff_t>(index));
+    w.holding.erase(index);
     if (was_full && !w.full()) enter_lru(w);
   }
 

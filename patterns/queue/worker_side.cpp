@@ -15,12 +15,13 @@ void device::impl::drop_worker(detail::worker& w, bool may_return) {
 }
 
 void device::impl::remove_worker(detail::worker& w, bool may_return) {
-  const std::vector<detail::held_request> held = std::move(w.holding);
+  const detail::held_list held = std::move(w.holding);
   w.holding.clear();
   if (may_return && !held.empty()) remember_evicted(w, held);
   workers.remove(w);
   // Newest first, each to the head of its priority: they keep their delivery order.
-  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+  const auto items = held.items();
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {
     const handle h = it->request;
     const auto found = requests.find(h);
     // Already answered, or taken back from this worker earlier: nothing to requeue.
@@ -41,7 +42,7 @@ void device::impl::remove_worker(detail::worker& w, bool may_return) {
   }
 }
 
-void device::impl::remember_evicted(const detail::worker& w, const std::vector<detail::held_request>& held) {
+void device::impl::remember_evicted(const detail::worker& w, const detail::held_list& held) {
   forget_evicted(w.identity);
   evicted_worker e{w.prefixes, w.capacity, held, clk.now(), w.identity.size()};
   for (const auto& p : w.prefixes) e.bytes += p.size() + sizeof(std::string);
@@ -74,7 +75,7 @@ detail::worker* device::impl::revive(std::string_view identity) {
   evicted_worker e = std::move(it->second);
   forget_evicted(identity);
   detail::worker& w = workers.add(std::string(identity), std::move(e.prefixes), e.capacity, clk.now());
-  for (auto& held : e.held) workers.use(w, std::move(held));
+  for (const auto& held : e.held.items()) workers.use(w, held);
   ++counters.workers_returned;
   log(log_level::info, "worker evicted for silence replied: registered again, capacity " +
                            std::to_string(w.capacity));

@@ -38,7 +38,12 @@ void pending_queue::insert(handle h, std::uint8_t priority, std::string_view typ
   }
   group& g = it->second.entries;
   const std::optional<std::int64_t> old_head = g.empty() ? std::nullopt : std::optional(g.begin()->first);
-  if (!g.emplace(key, h).second) return;
+  // Keys arrive in order at one end or the other (back: FIFO; front: taken
+  // back): hinting that end spares the search from the root.
+  const auto hint = old_head && key < *old_head ? g.begin() : g.end();
+  const std::size_t before = g.size();
+  g.emplace_hint(hint, key, h);
+  if (g.size() == before) return;  // the key was there already
   if (!old_head)
     heads_[priority].insert({key, it});
   else if (key < *old_head)

@@ -892,6 +892,35 @@ TEST_CASE("a worker holding several requests is matched by correlation id, else 
   }
 }
 
+TEST_CASE("plain replies find their client by the route they echo, short or long") {
+  // Identities of up to 15 bytes are compared as they are, longer ones by a
+  // keyed hash: pairs that differ only in their last byte, on either side of that.
+  for (const std::string stem : {std::string("c"), std::string(14, 'c'), std::string(15, 'c'), std::string(40, 'c')}) {
+    CAPTURE(stem.size());
+    device_fixture fx(quiet());
+    raw_worker w(fx.ctx, fx.backend(), {}, false);
+    w.send_ready_capacity(2);
+    REQUIRE(fx.wait_ready(1));
+    raw_client first(fx.ctx, fx.frontend(), stem + "1");
+    raw_client second(fx.ctx, fx.frontend(), stem + "2");
+    first.send(zmq::message_t(std::string("from first")));
+    auto a = w.request();
+    REQUIRE(a.size() == 3);
+    second.send(zmq::message_t(std::string("from second")));
+    auto b = w.request();
+    REQUIRE(b.size() == 3);
+    w.reply(b, zmq::message_t(std::string("to second")));
+    w.reply(a, zmq::message_t(std::string("to first")));
+    const auto got_second = second.receive();
+    const auto got_first = first.receive();
+    REQUIRE(got_second);
+    REQUIRE(got_first);
+    CHECK(str(*got_second) == "to second");
+    CHECK(str(*got_first) == "to first");
+    CHECK(fx.stats().replied == 2);
+  }
+}
+
 TEST_CASE("LRU among workers with a free slot: requests alternate between capacity-2 workers") {
   device_fixture fx(quiet());
   raw_worker a(fx.ctx, fx.backend(), {}, false);

@@ -105,8 +105,10 @@ struct raw_worker {
 // A client: a DEALER sending [empty, body].
 struct raw_client {
   zmq::socket_t s;
-  raw_client(zmq::context_t& ctx, const std::string& frontend)
+  // `identity`: the routing id the device's frontend sees (libzmq makes one when empty).
+  raw_client(zmq::context_t& ctx, const std::string& frontend, const std::string& identity = {})
       : s(test_socket(ctx, zmq::socket_type::dealer)) {
+    if (!identity.empty()) s.set(zmq::sockopt::routing_id, identity);
     s.connect(frontend);
   }
   void send(const zmq::message_t& body) {

@@ -850,6 +850,27 @@ TEST_CASE("a capacity-3 worker holds 3 requests at once, and each reply lets one
   CHECK(s.workers_busy == 0);
 }
 
+namespace {
+// `w` (capacity 2) takes a plain body from each client and answers the second
+// first: each reply must reach the client whose route it echoes.
+void check_plain_replies_by_route(raw_worker& w, raw_client& first, raw_client& second) {
+  first.send(zmq::message_t(std::string("from first")));
+  auto a = w.request();
+  REQUIRE(a.size() == 3);
+  second.send(zmq::message_t(std::string("from second")));
+  auto b = w.request();
+  REQUIRE(b.size() == 3);
+  w.reply(b, zmq::message_t(std::string("to second")));
+  w.reply(a, zmq::message_t(std::string("to first")));
+  const auto got_second = second.receive();
+  const auto got_first = first.receive();
+  REQUIRE(got_second);
+  REQUIRE(got_first);
+  CHECK(str(*got_second) == "to second");
+  CHECK(str(*got_first) == "to first");
+}
+}  // namespace
+
 TEST_CASE("a worker holding several requests is matched by correlation id, else by the route it echoes") {
   device_fixture fx(quiet());
   raw_worker w(fx.ctx, fx.backend(), {}, false);
@@ -858,22 +879,7 @@ TEST_CASE("a worker holding several requests is matched by correlation id, else 
   raw_client first(fx.ctx, fx.frontend());
   raw_client second(fx.ctx, fx.frontend());
 
-  SUBCASE("plain bodies (no correlation id): by echoed route") {
-    first.send(zmq::message_t(std::string("from first")));
-    auto a = w.request();
-    REQUIRE(a.size() == 3);
-    second.send(zmq::message_t(std::string("from second")));
-    auto b = w.request();
-    REQUIRE(b.size() == 3);
-    w.reply(b, zmq::message_t(std::string("to second")));
-    w.reply(a, zmq::message_t(std::string("to first")));
-    auto got_second = second.receive();
-    auto got_first = first.receive();
-    REQUIRE(got_second);
-    REQUIRE(got_first);
-    CHECK(str(*got_second) == "to second");
-    CHECK(str(*got_first) == "to first");
-  }
+  SUBCASE("plain bodies (no correlation id): by echoed route") { check_plain_replies_by_route(w, first, second); }
   SUBCASE("a reply whose correlation id the worker does not hold is dropped") {
     const envelope e = request("t.x");
     first.send(e);
@@ -903,20 +909,7 @@ TEST_CASE("plain replies find their client by the route they echo, short or long
     REQUIRE(fx.wait_ready(1));
     raw_client first(fx.ctx, fx.frontend(), stem + "1");
     raw_client second(fx.ctx, fx.frontend(), stem + "2");
-    first.send(zmq::message_t(std::string("from first")));
-    auto a = w.request();
-    REQUIRE(a.size() == 3);
-    second.send(zmq::message_t(std::string("from second")));
-    auto b = w.request();
-    REQUIRE(b.size() == 3);
-    w.reply(b, zmq::message_t(std::string("to second")));
-    w.reply(a, zmq::message_t(std::string("to first")));
-    const auto got_second = second.receive();
-    const auto got_first = first.receive();
-    REQUIRE(got_second);
-    REQUIRE(got_first);
-    CHECK(str(*got_second) == "to second");
-    CHECK(str(*got_first) == "to first");
+    check_plain_replies_by_route(w, first, second);
     CHECK(fx.stats().replied == 2);
   }
 }

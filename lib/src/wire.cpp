@@ -45,7 +45,7 @@ void wire_reader::read_timestamp(std::string_view field, std::int64_t& seconds, 
     throw_bad_envelope(field, "out of representable range");
 }
 
-void wire_reader::skip(std::string_view field, int depth) {
+void wire_reader::skip_any(std::string_view field, int depth) {
   if (depth <= 0) throw_bad_envelope(field, "nested too deeply");
   const std::uint8_t b = take_byte(field);
   std::uint64_t items = 0;  // nested values to skip

@@ -33,7 +33,8 @@ class wire_reader {
   std::string_view read_bin(std::string_view field);
   // Timestamp extension (type -1) in its 32, 64 or 96-bit form.
   void read_timestamp(std::string_view field, std::int64_t& seconds, std::uint32_t& nanoseconds);
-  // Skips one value of any type, nested at most `depth` levels.
+  // Skips one value of any type, nested at most `depth` levels. Scalars (what
+  // an envelope's fields are) inline; containers and the rest in skip_any().
   void skip(std::string_view field, int depth);
 
  private:
@@ -44,6 +45,8 @@ class wire_reader {
   template <class T>
   T take_be(std::string_view field);
   const char* take(std::string_view field, std::size_t n);
+
+  void skip_any(std::string_view field, int depth);
 
   const std::uint8_t* p_;
   const std::uint8_t* end_;
@@ -114,6 +117,26 @@ inline const char* wire_reader::take(std::string_view field, std::size_t n) {
   const char* start = position();
   p_ += n;
   return start;
+}
+
+inline void wire_reader::skip(std::string_view field, int depth) {
+  if (depth <= 0 || p_ == end_) return skip_any(field, depth);  // which throws
+  const std::uint8_t b = *p_;
+  std::size_t after;  // bytes after the type byte
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+    after = 0;  // fixint, nil, bool
+  else if ((b & 0xe0) == 0xa0)
+    after = b & 0x1f;  // fixstr
+  else if (b >= 0xcc && b <= 0xd3)
+    after = std::size_t{1} << ((b - 0xcc) & 3);  // uint 8..64, int 8..64
+  else if (b >= 0xd4 && b <= 0xd8)
+    after = 1 + (std::size_t{1} << (b - 0xd4));  // fixext 1..16: type, data
+  else if ((b == 0xc4 || b == 0xd9) && remaining() >= 2)
+    after = 1 + std::size_t{p_[1]};  // bin 8, str 8
+  else
+    return skip_any(field, depth);
+  ++p_;
+  take(field, after);
 }
 
 // Arrays and maps share one layout: fix form, then 16- and 32-bit counts.

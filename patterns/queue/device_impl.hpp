@@ -290,7 +290,7 @@ struct device::impl {
 
   // Gives the request to `w`. Returns: false if `w` turned out to be gone
   // (the worker is then removed and the request placed again).
-  bool deliver(detail::worker& w, handle h);
+  bool deliver(detail::worker& w, handle h, request& r);
 
   // Returns: why a new request may not wait in the queue, or an empty string.
   std::string queue_full_for(const request& r) const;

@@ -136,8 +136,7 @@ bool device::impl::hand_over(detail::worker& w, handle h, request& r) {
   return true;
 }
 
-bool device::impl::deliver(detail::worker& w, handle h) {
-  request& r = requests.at(h);
+bool device::impl::deliver(detail::worker& w, handle h, request& r) {
   if (expired_now(r)) {
     fail(h, reply_error::expired, "ttl passed before a worker took it");
     return true;
@@ -193,7 +192,7 @@ void device::impl::place_one(handle h, bool at_head, bool arriving) {
           return fail(h, reply_error::overloaded, full);
       return enqueue(h, r, at_head);
     }
-    if (deliver(*w, h)) return;
+    if (deliver(*w, h, r)) return;
   }
 }
 

@@ -152,8 +152,8 @@ void device::impl::begin_drain() {
 std::optional<bool> device::impl::receive_bounded(zmq::socket_t& s) {
   // Each part is received straight into its place in `frames` (no move, no
   // rebuild per part); past max_frames() into one scratch message, freed each time.
-  if (!s.recv(frames.emplace_back(), zmq::recv_flags::dontwait)) {
-    frames.pop_back();
+  if (!s.recv(frames.next(), zmq::recv_flags::dontwait)) {
+    frames.drop_last();
     return std::nullopt;
   }
   bool more = frames.back().more();
@@ -163,7 +163,7 @@ std::optional<bool> device::impl::receive_bounded(zmq::socket_t& s) {
   while (more) {
     zmq::message_t* part = &scratch;
     if (fits && frames.size() < max_frames()) {
-      part = &frames.emplace_back();
+      part = &frames.next();
     } else {
       fits = false;
       scratch.rebuild();
@@ -262,7 +262,7 @@ void device::impl::finish_if_drained() {
 void device_access::feed(device& d, side s, std::vector<zmq::message_t> frames) {
   device::impl& m = *d.impl_;
   std::lock_guard lock(m.mu);
-  m.frames = std::move(frames);
+  m.frames.assign(std::move(frames));
   switch (s) {
     case side::frontend: m.on_frontend(); break;
     case side::backend: m.on_backend(); break;

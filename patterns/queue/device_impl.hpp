@@ -77,6 +77,43 @@ inline std::string printable_identity(std::string_view id) {
   return out;
 }
 
+// The frames of the message being handled. The message objects stay from one
+// message to the next: libzmq releases what a message held when it receives
+// into it, so no message is created and closed again per frame. A handler
+// moves out what it keeps; release() frees the rest once a batch is done (a
+// large frame nobody took is held no longer than that).
+class frame_buffer {
+ public:
+  std::size_t size() const noexcept { return count_; }
+  zmq::message_t& operator[](std::size_t i) noexcept { return parts_[i]; }
+  const zmq::message_t& operator[](std::size_t i) const noexcept { return parts_[i]; }
+  zmq::message_t& back() noexcept { return parts_[count_ - 1]; }
+  zmq::message_t* begin() noexcept { return parts_.data(); }
+  zmq::message_t* end() noexcept { return parts_.data() + count_; }
+  const zmq::message_t* begin() const noexcept { return parts_.data(); }
+  const zmq::message_t* end() const noexcept { return parts_.data() + count_; }
+
+  // Returns: the message the next frame is received into.
+  zmq::message_t& next() {
+    if (count_ == parts_.size()) parts_.emplace_back();
+    return parts_[count_++];
+  }
+  void drop_last() noexcept { --count_; }
+  void clear() noexcept { count_ = 0; }
+  void release() noexcept {
+    for (zmq::message_t& part : parts_) part.rebuild();
+    count_ = 0;
+  }
+  void assign(std::vector<zmq::message_t> frames) noexcept {
+    parts_ = std::move(frames);
+    count_ = parts_.size();
+  }
+
+ private:
+  std::vector<zmq::message_t> parts_;
+  std::size_t count_ = 0;  // parts_[0, count_) are the message's frames
+};
+
 inline zmq::message_t copy_of(const zmq::message_t& m) {
   zmq::message_t c;
   c.copy(const_cast<zmq::message_t&>(m));  // shares the buffer of large frames
@@ -219,7 +256,7 @@ struct device::impl {
   steady_time next_sweep{};
   bool draining = false;
   steady_time drain_deadline{};
-  std::vector<zmq::message_t> frames;  // reused receive buffer
+  detail::frame_buffer frames;  // the message being handled
   device_stats counters;               // counters only; gauges filled by snapshot()
   steady_time next_refusal_log{};      // READY refusals are logged at most once a second
   std::uint64_t refusals_not_logged = 0;
@@ -435,6 +472,10 @@ struct device::impl {
   // Receives up to batch_limit messages from `s` into `frames`, calling handler for each.
   template <class Handler>
   void drain_socket(zmq::socket_t& s, Handler&& handler) {
+    struct release_frames {
+      detail::frame_buffer& frames;
+      ~release_frames() { frames.release(); }
+    } at_end{frames};
     for (int i = 0; i < detail::batch_limit; ++i) {
       frames.clear();
       std::optional<bool> fits;

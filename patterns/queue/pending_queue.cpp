@@ -37,13 +37,8 @@ void pending_queue::insert(handle h, std::uint8_t priority, std::string_view typ
     it = l.emplace(std::string(type), type_group{{}, count}).first;
   }
   group& g = it->second.entries;
-  const std::optional<std::int64_t> old_head = g.empty() ? std::nullopt : std::optional(g.begin()->first);
-  // Keys arrive in order at one end or the other (back: FIFO; front: taken
-  // back): hinting that end spares the search from the root.
-  const auto hint = old_head && key < *old_head ? g.begin() : g.end();
-  const std::size_t before = g.size();
-  g.emplace_hint(hint, key, h);
-  if (g.size() == before) return;  // the key was there already
+  const std::optional<std::int64_t> old_head = g.empty() ? std::nullopt : std::optional(g.front_key());
+  if (!g.insert(key, h)) return;  // the key was there already
   if (!old_head)
     heads_[priority].insert({key, it});
   else if (key < *old_head)
@@ -57,16 +52,14 @@ void pending_queue::erase(std::uint8_t priority, std::string_view type, std::int
   auto& l = levels_[priority];
   const auto it = l.find(type);
   if (it == l.end()) return;
-  const auto entry = it->second.entries.find(key);
-  if (entry != it->second.entries.end()) take(priority, it, entry);
+  take(priority, it, key);
 }
 
 // Removes one request, keeping the head index and the counts right.
-void pending_queue::take(std::size_t priority, level::iterator g, group::iterator entry) {
+void pending_queue::take(std::size_t priority, level::iterator g, std::int64_t key) {
   group& entries = g->second.entries;
-  const bool was_head = entry == entries.begin();
-  const std::int64_t key = entry->first;
-  entries.erase(entry);
+  const bool was_head = key == entries.front_key();
+  if (!entries.erase(key)) return;
   count_down(g->second.count);
   --size_;
   --per_priority_[priority];
@@ -74,7 +67,7 @@ void pending_queue::take(std::size_t priority, level::iterator g, group::iterato
     heads_[priority].erase({key, g});
     levels_[priority].erase(g);
   } else if (was_head) {
-    rekey(heads_[priority], {key, g}, {entries.begin()->first, g});
+    rekey(heads_[priority], {key, g}, {entries.front_key(), g});
   }
 }
 
@@ -89,14 +82,13 @@ std::optional<pending_queue::handle> pending_queue::pop_best(std::span<const std
       // Types sharing a prefix are adjacent in the map: visit only those.
       for (const auto& prefix : prefixes)
         for (auto it = by_type.lower_bound(prefix); it != by_type.end() && it->first.starts_with(prefix); ++it)
-          if (!it->first.empty() && (best == by_type.end() || it->second.entries.begin()->first <
-                                                                   best->second.entries.begin()->first))
+          if (!it->first.empty() &&
+              (best == by_type.end() || it->second.entries.front_key() < best->second.entries.front_key()))
             best = it;
     }
     if (best == by_type.end()) continue;
-    const auto oldest = best->second.entries.begin();
-    const handle h = oldest->second;
-    take(p, best, oldest);
+    const handle h = best->second.entries.front();
+    take(p, best, best->second.entries.front_key());
     return h;
   }
   return std::nullopt;

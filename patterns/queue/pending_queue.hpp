@@ -9,8 +9,6 @@
 // slow down with them (taking work, stats, drain).
 #pragma once
 
-#include <absl/container/btree_map.h>
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -24,14 +22,14 @@
 #include <utility>
 #include <vector>
 
+#include "order_queue.hpp"
+
 namespace zmqkit::queue::detail {
 
 class pending_queue {
  public:
   using handle = std::uint64_t;
-  // Order key -> request. A B-tree: many entries per node, so waiting costs no
-  // allocation per request (a std::map node each) and pops touch less memory.
-  using group = absl::btree_map<std::int64_t, handle>;
+  using group = order_queue;  // order key -> request
 
   // Returns: a key after every key handed out so far (FIFO position).
   std::int64_t next_back_key() noexcept { return ++back_; }
@@ -87,7 +85,7 @@ class pending_queue {
     bool operator<(const group_head& other) const noexcept { return key < other.key; }
   };
 
-  void take(std::size_t priority, level::iterator g, group::iterator entry);
+  void take(std::size_t priority, level::iterator g, std::int64_t key);
   void count_up(type_counts::iterator it);
   void count_down(type_counts::iterator it);
   void mark_stale(type_counts::iterator it) const;

@@ -47,8 +47,7 @@ class reply_store {
       index_.erase(it);
       return;
     } else {
-      entries_.push_back({id, zmq::message_t(), now});
-      entries_.back().reply.copy(const_cast<zmq::message_t&>(reply));  // zmq_msg_copy does not modify its source
+      entries_.emplace_back(id, reply, now);
       bytes_ += reply.size();
       if (entries_.size() > opts_.max_entries) evict_oldest();  // never the one just added
     }
@@ -76,6 +75,10 @@ class reply_store {
     hashed_id id;  // with its hash: eviction erases it from index_ without hashing again
     zmq::message_t reply;
     steady_time stored;
+
+    entry(const hashed_id& i, const zmq::message_t& r, steady_time at) : id(i), stored(at) {
+      reply.copy(const_cast<zmq::message_t&>(r));  // zmq_msg_copy does not modify its source
+    }
   };
 
   void evict_oldest() {

@@ -2,7 +2,9 @@
 
 #include <sodium.h>
 
+#include <bit>
 #include <cstdlib>
+#include <cstring>
 
 namespace zmqkit::internal {
 namespace {
@@ -23,8 +25,9 @@ const process_key& key() noexcept {
 }
 
 std::uint64_t to_u64(const unsigned char (&out)[crypto_shorthash_BYTES]) noexcept {
-  std::uint64_t v = 0;
-  for (int i = crypto_shorthash_BYTES - 1; i >= 0; --i) v = (v << 8) | out[i];  // little-endian
+  std::uint64_t v;
+  std::memcpy(&v, out, sizeof v);  // SipHash's output is little-endian
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
   return v;
 }
 
@@ -34,7 +37,7 @@ static_assert(crypto_shorthash_KEYBYTES == 16 && crypto_shorthash_BYTES == 8);
 
 std::uint64_t siphash24(std::string_view bytes, const unsigned char (&k)[16]) noexcept {
   unsigned char out[crypto_shorthash_BYTES];
-  crypto_shorthash(out, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), k);
+  crypto_shorthash_siphash24(out, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), k);
   return to_u64(out);
 }
 

@@ -35,7 +35,7 @@ class route_fingerprint {
   explicit route_fingerprint(std::span<const zmq::message_t> frames) {
     if (const std::size_t size = frames.size() == 1 ? frames[0].size() : sizeof words_; size < sizeof words_) {
       char bytes[sizeof words_] = {static_cast<char>(size)};
-      std::memcpy(bytes + 1, frames[0].data(), size);
+      if (size) std::memcpy(bytes + 1, frames[0].data(), size);
       std::memcpy(words_.data(), bytes, sizeof bytes);
     } else {
       words_ = {hashed_tag, hash(frames)};

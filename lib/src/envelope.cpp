@@ -284,24 +284,25 @@ envelope_view decode_view(std::string_view frame, const decode_limits& limits) {
     throw_bad_envelope("headers", "more than " + std::to_string(limits.max_headers) + " entries");
   // A repeated key is ambiguous (first wins in one reader, last in another): reject it.
   // Maps are small, so a quadratic check over an inline array beats hashing.
+  // The keys seen so far, as plain (pointer, size) pairs: trivially constructible,
+  // so the inline array costs nothing until used (an array of string_views would
+  // be zeroed, a kilobyte, on every decode).
+  struct key_ref {
+    const char* data;
+    std::size_t size;
+  };
   constexpr std::size_t inline_keys = 64;
-  std::array<std::string_view, inline_keys> seen_inline;
-  std::vector<std::string_view> seen_overflow;  // only when max_headers allows more than 64
-  const bool fits_inline = header_count <= inline_keys;
-  if (!fits_inline) seen_overflow.reserve(header_count);
+  key_ref seen_inline[inline_keys];
+  std::vector<key_ref> seen_overflow(header_count > inline_keys ? header_count : 0);  // max_headers > 64 only
+  key_ref* const seen = header_count <= inline_keys ? seen_inline : seen_overflow.data();
   for (std::uint32_t i = 0; i < header_count; ++i) {
     const std::string_view key = r.read_str("headers");
     const std::string_view value = r.read_str("headers");
     // str means UTF-8: other readers (Python's msgpack) refuse the envelope otherwise.
     if (!is_valid_utf8(key) || !is_valid_utf8(value)) throw_bad_envelope("headers", "not valid UTF-8");
-    const std::span<const std::string_view> seen =
-        fits_inline ? std::span<const std::string_view>(seen_inline.data(), i) : seen_overflow;
-    for (const std::string_view earlier : seen)
-      if (earlier == key) throw_bad_envelope("headers", "duplicate key");
-    if (fits_inline)
-      seen_inline[i] = key;
-    else
-      seen_overflow.push_back(key);
+    for (std::uint32_t j = 0; j < i; ++j)
+      if (std::string_view(seen[j].data, seen[j].size) == key) throw_bad_envelope("headers", "duplicate key");
+    seen[i] = {key.data(), key.size()};
   }
   v.headers_raw = std::string_view(headers_start, static_cast<std::size_t>(r.position() - headers_start));
   v.header_count = header_count;

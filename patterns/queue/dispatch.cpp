@@ -251,16 +251,17 @@ void device::impl::on_frontend() {
     send(route);
   };
   zmq::message_t& body = frames.back();
+  const std::string_view body_bytes = view(body);  // until the body is moved into the request
 
   // Everything that answers at once (a bad body, a cached reply, a retry,
   // refusals) is decided on the decoded view, before a request is built.
   std::optional<envelope_view> env;
   try {
-    env = decode_if_envelope(view(body), limits);
+    env = decode_if_envelope(body_bytes, limits);
   } catch (const zmqkit::error& e) {
     log(log_level::debug, std::string("bad request: ") + e.what());
     return answer_now([&](route_frames& route) {
-      send_error(route, request_id_of(view(body)), reply_error::bad_request, e.what());
+      send_error(route, request_id_of(body_bytes), reply_error::bad_request, e.what());
     });
   }
   std::optional<message_id> id;
@@ -299,7 +300,7 @@ void device::impl::on_frontend() {
   request& r = requests.try_emplace(h).first->second;
   take_route(r.route);
   r.body = std::move(body);
-  r.bytes = r.body.size() + route_bytes;
+  r.bytes = body_bytes.size() + route_bytes;
   r.id = id;
   r.key = key;
   r.expires = expires;

@@ -38,17 +38,18 @@ class reply_store {
   void insert(const hashed_id& id, const zmq::message_t& reply, steady_time now) {
     if (opts_.max_entries == 0) return;
     expire(now);
+    const std::size_t size = reply.size();
     const auto [it, added] = index_.try_emplace(id, first_ + entries_.size());
     if (!added) {
       zmq::message_t& stored = entries_[it->second - first_].reply;
-      bytes_ = bytes_ - stored.size() + reply.size();
+      bytes_ = bytes_ - stored.size() + size;
       stored.copy(const_cast<zmq::message_t&>(reply));
-    } else if (reply.size() > opts_.max_bytes) {
+    } else if (size > opts_.max_bytes) {
       index_.erase(it);
       return;
     } else {
       entries_.emplace_back(id, reply, now);
-      bytes_ += reply.size();
+      bytes_ += size;
       if (entries_.size() > opts_.max_entries) evict_oldest();  // never the one just added
     }
     while (bytes_ > opts_.max_bytes) evict_oldest();

@@ -572,13 +572,13 @@ TEST_CASE("stop: queued requests are answered 'unavailable', replies from worker
   CHECK(got->header(header::reason) == "shutting down");
   client.send(request("t.late"));
   CHECK(error_of(client.receive_envelope()) == "unavailable");
-  CHECK_FALSE(fx.done.load());  // still waiting for the held request
+  CHECK_FALSE(fx.finished());  // still waiting for the held request
 
   w.reply_to(r);
   auto reply = client.receive_envelope();
   REQUIRE(reply);
   CHECK(reply->correlation_id == held.id);
-  CHECK(wait_until([&] { return fx.done.load(); }));
+  CHECK(wait_until([&] { return fx.finished(); }));
 }
 
 TEST_CASE("a reply for a client that has gone is counted, cached, and the device keeps serving") {

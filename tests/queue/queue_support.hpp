@@ -3,8 +3,9 @@
 // running on its own thread with a manual clock.
 #pragma once
 
-#include <atomic>
+#include <condition_variable>
 #include <msgpack.hpp>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <support/sockets.hpp>
@@ -139,7 +140,9 @@ struct device_fixture {
   zmq::context_t ctx;
   manual_clock clock;
   queue::device dev;
-  std::atomic<bool> done{false};
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool done = false;  // run() returned (under done_mu)
   std::thread thread;
 
   static queue::device_options defaults(queue::device_options o, manual_clock& clock) {
@@ -152,19 +155,27 @@ struct device_fixture {
   explicit device_fixture(queue::device_options o = {})
       : dev(ctx, defaults(std::move(o), clock)), thread([this] {
           dev.run();
+          std::lock_guard lock(done_mu);
           done = true;
+          done_cv.notify_all();
         }) {}
   ~device_fixture() { stop(); }
 
-  // Stops the device, moving the manual clock so that draining ends.
+  // Stops the device, moving the manual clock so that draining ends. The drain
+  // deadline is set on the device's thread when it notices stop(), so the clock
+  // moves again each time run() has not returned within a tick.
   void stop() {
     if (!thread.joinable()) return;
     dev.stop();
-    while (!done) {
+    std::unique_lock lock(done_mu);
+    while (!done_cv.wait_for(lock, std::chrono::milliseconds(2), [this] { return done; }))
       clock.advance(std::chrono::seconds(60));
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
+    lock.unlock();
     thread.join();
+  }
+  bool finished() {
+    std::lock_guard lock(done_mu);
+    return done;
   }
   std::string frontend() const { return dev.frontend_endpoint(); }
   std::string backend() const { return dev.backend_endpoint(); }

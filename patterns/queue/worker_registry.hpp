@@ -46,14 +46,23 @@ class route_fingerprint {
  private:
   static constexpr std::uint64_t hashed_tag = 0xff;  // a first byte no kept frame has (its size is < 16)
 
+  // Laid out on the stack when it fits (bounded address stacks mostly do): this
+  // runs for every delivery to, and reply from, a multi-slot worker.
   static std::uint64_t hash(std::span<const zmq::message_t> frames) {
-    std::string bytes;
+    std::array<char, 256> small;
+    std::size_t used = 0;
+    for (const zmq::message_t& frame : frames) used += sizeof(std::uint32_t) + frame.size();
+    std::string large;
+    char* const out = used <= small.size() ? small.data() : (large.resize(used), large.data());
+    char* at = out;
     for (const zmq::message_t& frame : frames) {
       const auto size = static_cast<std::uint32_t>(frame.size());
-      bytes.append(reinterpret_cast<const char*>(&size), sizeof size);
-      bytes.append(static_cast<const char*>(frame.data()), size);
+      std::memcpy(at, &size, sizeof size);
+      at += sizeof size;
+      if (size) std::memcpy(at, frame.data(), size);
+      at += size;
     }
-    return internal::keyed_hash_bytes(bytes);
+    return internal::keyed_hash_bytes(std::string_view(out, used));
   }
 
   std::array<std::uint64_t, 2> words_{};
